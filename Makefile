@@ -1,0 +1,28 @@
+# Quick start: `make test` (the test suite) and `make bench` (the default benchmark).
+# Both create .venv and install the project into it when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch / torchvision first, pinned to the builds this machine holds on disk (see README);
+	# elsewhere pip resolves the ranges in pyproject.toml.
+	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || true
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/ghmbench train
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
