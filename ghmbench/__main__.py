@@ -1,0 +1,5 @@
+"""``python -m ghmbench`` runs the CLI (also under torchrun)."""
+
+from ghmbench.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""Anchors per FPN level, anchor-to-box matching over a whole batch, and box coding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.models.detection._utils import BoxCoder as _TvBoxCoder
+from torchvision.ops import box_iou
+
+IGNORE = -2
+BACKGROUND = -1
+
+
+def make_anchors(
+    shapes: list[tuple[int, int]],
+    strides: list[tuple[float, float]],
+    sizes: tuple[float, ...],
+    scales: tuple[float, ...],
+    aspect_ratios: tuple[float, ...],
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Anchors for all levels, in the order the heads flatten their outputs.
+
+    Order: level, then row y, column x, then anchor (scale-major, ratio-minor). Anchors are
+    centred on the cell centres ((x + 0.5) * stride).
+
+    Args:
+        shapes: (H_l, W_l) of each level's feature map.
+        strides: (stride_y, stride_x) of each level.
+        sizes: base size per level.
+        scales: octave scales.
+        aspect_ratios: height / width.
+
+    Returns:
+        (anchors [A, 4] xyxy float32, level_ids [A] long with the index of each anchor's level).
+    """
+    all_anchors, all_levels = [], []
+    for lvl, ((h, w), (sy, sx), size) in enumerate(zip(shapes, strides, sizes)):
+        whs = []
+        for s in scales:
+            area = (size * s) ** 2
+            for r in aspect_ratios:
+                aw = math.sqrt(area / r)
+                whs.append((aw, aw * r))
+        wh = torch.tensor(whs, dtype=torch.float32, device=device)  # [K, 2]
+        cy = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) * sy
+        cx = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) * sx
+        cyy, cxx = torch.meshgrid(cy, cx, indexing="ij")
+        centers = torch.stack([cxx, cyy], dim=-1).reshape(-1, 1, 2)  # [HW, 1, 2]
+        half = (wh / 2).reshape(1, -1, 2)
+        anchors = torch.cat([centers - half, centers + half], dim=-1).reshape(-1, 4)
+        all_anchors.append(anchors)
+        all_levels.append(torch.full((anchors.shape[0],), lvl, dtype=torch.long, device=device))
+    return torch.cat(all_anchors), torch.cat(all_levels)
+
+
+class BoxCoder:
+    """(dx, dy, dw, dh) box coding with unit weights, through torchvision's BoxCoder.
+
+    Args:
+        weights: (wx, wy, ww, wh) target scaling.
+        clip: maximum dw, dh before exp when decoding.
+    """
+
+    def __init__(self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0), clip: float = math.log(1000.0 / 16)) -> None:
+        self._coder = _TvBoxCoder(weights, bbox_xform_clip=clip)
+
+    def encode(self, boxes: Tensor, anchors: Tensor) -> Tensor:
+        """Boxes [..., 4] and anchors [..., 4] (xyxy) -> deltas [..., 4]."""
+        shape = boxes.shape
+        return self._coder.encode_single(boxes.reshape(-1, 4), anchors.expand_as(boxes).reshape(-1, 4)).reshape(shape)
+
+    def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
+        """Deltas [N, 4] applied to anchors [N, 4] -> boxes [N, 4] xyxy."""
+        return self._coder.decode_single(deltas, anchors)
+
+
+@dataclass
+class MatchResult:
+    """labels [B, A]: class index, BACKGROUND (-1) or IGNORE (-2); matched_boxes [B, A, 4]."""
+
+    labels: Tensor
+    matched_boxes: Tensor
+
+    @property
+    def positive(self) -> Tensor:
+        return self.labels >= 0
+
+    @property
+    def valid(self) -> Tensor:
+        return self.labels != IGNORE
+
+
+def match_anchors(
+    anchors: Tensor,
+    gt_boxes: list[Tensor],
+    gt_labels: list[Tensor],
+    fg_iou: float = 0.5,
+    bg_iou: float = 0.4,
+    allow_low_quality: bool = True,
+) -> MatchResult:
+    """Assign every anchor of every image in one batched computation.
+
+    An anchor is foreground when its best IoU with a box is >= ``fg_iou``, background when it
+    is < ``bg_iou``, ignored in between. With ``allow_low_quality`` each box also claims the
+    anchors whose IoU with it equals its highest IoU (> 0), as in torchvision's Matcher.
+
+    Args:
+        anchors: [A, 4] xyxy.
+        gt_boxes: per image [G_i, 4] xyxy.
+        gt_labels: per image [G_i] long.
+
+    Returns:
+        :class:`MatchResult`.
+    """
+    device = anchors.device
+    batch = len(gt_boxes)
+    num_anchors = anchors.shape[0]
+    gmax = max([b.shape[0] for b in gt_boxes] + [1])
+    boxes = torch.zeros(batch, gmax, 4, device=device)
+    labels = torch.full((batch, gmax), BACKGROUND, dtype=torch.long, device=device)
+    present = torch.zeros(batch, gmax, dtype=torch.bool, device=device)
+    for i, (b, lab) in enumerate(zip(gt_boxes, gt_labels)):
+        n = b.shape[0]
+        boxes[i, :n] = b.to(device)
+        labels[i, :n] = lab.to(device)
+        present[i, :n] = True
+    iou = box_iou(anchors, boxes.reshape(-1, 4)).reshape(num_anchors, batch, gmax).permute(1, 0, 2)  # [B, A, G]
+    iou = torch.where(present[:, None, :], iou, torch.full_like(iou, -1.0))
+    best_iou, best_gt = iou.max(dim=2)  # [B, A]
+    assigned = torch.where(best_iou >= fg_iou, torch.gather(labels, 1, best_gt), torch.full_like(best_gt, BACKGROUND))
+    assigned = torch.where((best_iou >= bg_iou) & (best_iou < fg_iou), torch.full_like(assigned, IGNORE), assigned)
+    if allow_low_quality:
+        best_per_gt = iou.max(dim=1, keepdim=True).values  # [B, 1, G]
+        claims = (iou == best_per_gt) & (best_per_gt > 0) & present[:, None, :]
+        low_quality = claims.any(dim=2)
+        assigned = torch.where(low_quality, torch.gather(labels, 1, best_gt), assigned)
+    matched = torch.gather(boxes, 1, best_gt[..., None].expand(-1, -1, 4))
+    return MatchResult(assigned, matched)

@@ -1,0 +1,348 @@
+"""Config composition (Hydra) and validation against a dataclass schema.
+
+``compose_config(overrides)`` composes ``conf/config.yaml`` with Hydra overrides;
+``validate(cfg)`` checks every key, type and range before any work starts and raises
+:class:`ConfigError` with a one-line message that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ghmbench.data import DigitsParams
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line naming the key and what is allowed."""
+
+
+def conf_dir() -> Path:
+    """The Hydra config folder: $GHMBENCH_CONF_DIR, else ``conf/`` beside the package."""
+    env = os.environ.get("GHMBENCH_CONF_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+@dataclass
+class DigitsCfg(DigitsParams):
+    name: str = "digits"
+
+
+@dataclass
+class ModelCfg:
+    backbone: str = "small"
+    backbone_width: int = 16
+    weights_path: Optional[str] = None
+    levels: list[int] = field(default_factory=lambda: [2, 3, 4])
+    fpn_channels: int = 64
+    head_convs: int = 2
+    anchor_sizes: list[float] = field(default_factory=lambda: [12.0, 24.0, 48.0])
+    anchor_scales: list[float] = field(default_factory=lambda: [1.0, 1.26, 1.587])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    prior_prob: float = 0.01
+    fg_iou: float = 0.5
+    bg_iou: float = 0.4
+    allow_low_quality: bool = True
+    score_thresh: float = 0.05
+    topk_candidates: int = 1000
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
+@dataclass
+class CECfg:
+    name: str = "ce"
+    alpha: Optional[float] = 0.75
+    loss_weight: float = 1.0
+
+
+@dataclass
+class FocalCfg:
+    name: str = "focal"
+    alpha: Optional[float] = 0.25
+    gamma: float = 2.0
+    loss_weight: float = 1.0
+
+
+@dataclass
+class GHMCCfg:
+    name: str = "ghm"
+    bins: int = 30
+    momentum: float = 0.75
+    loss_weight: float = 1.0
+    per_level: bool = False
+    sync: bool = True
+
+
+@dataclass
+class SmoothL1Cfg:
+    name: str = "smooth_l1"
+    beta: float = 0.11
+    loss_weight: float = 1.0
+
+
+@dataclass
+class L1Cfg:
+    name: str = "l1"
+    loss_weight: float = 1.0
+
+
+@dataclass
+class GHMRCfg:
+    name: str = "ghm"
+    mu: float = 0.02
+    bins: int = 10
+    momentum: float = 0.7
+    loss_weight: float = 10.0
+    per_level: bool = False
+    sync: bool = True
+
+
+@dataclass
+class TrainCfg:
+    epochs: int = 12
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    warmup_iters: int = 100
+    warmup_factor: float = 0.001
+    schedule: str = "cosine"
+    step_epochs: list[int] = field(default_factory=lambda: [8, 11])
+    step_gamma: float = 0.1
+    grad_clip: Optional[float] = 35.0
+    num_threads: int = 0
+    eval_batch_size: int = 64
+    progress: bool = True
+    checkpoint: bool = True
+
+
+@dataclass
+class LoggerCfg:
+    name: str = "none"
+
+
+@dataclass
+class PathsCfg:
+    runs_dir: str = "runs"
+    cache_dir: str = "~/.cache/ghmbench"
+
+
+SECTIONS: dict[str, dict[str, type]] = {
+    "dataset": {"digits": DigitsCfg},
+    "model": {"": ModelCfg},
+    "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
+    "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
+    "train": {"": TrainCfg},
+    "logger": {"none": LoggerCfg},
+    "paths": {"": PathsCfg},
+}
+TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
+
+
+# ----------------------------------------------------------------------------- ranges
+
+Check = tuple[str, Callable[[Any], bool], str]
+
+
+def _unit(v: Any) -> bool:
+    return v is not None and 0.0 <= v <= 1.0
+
+
+def _alpha(v: Any) -> bool:
+    return v is None or 0.0 <= v <= 1.0
+
+
+def _pos(v: Any) -> bool:
+    return v is not None and v > 0 and math.isfinite(v)
+
+
+def _nonneg(v: Any) -> bool:
+    return v is not None and v >= 0 and math.isfinite(v)
+
+
+def _ge1(v: Any) -> bool:
+    return v is not None and v >= 1
+
+
+RANGES: list[Check] = [
+    ("seed", _nonneg, "an integer >= 0"),
+    ("device", lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"), "one of auto, cpu, cuda, cuda:N"),
+    ("dataset.image_size", lambda v: v >= 32, "an integer >= 32"),
+    ("dataset.num_train", _ge1, "an integer >= 1"),
+    ("dataset.num_val", _ge1, "an integer >= 1"),
+    ("dataset.min_objects", _nonneg, "an integer >= 0"),
+    ("dataset.max_objects", _ge1, "an integer >= 1 and >= dataset.min_objects"),
+    ("dataset.min_scale", lambda v: v >= 4, "an integer >= 4"),
+    ("dataset.max_scale", _ge1, "an integer >= dataset.min_scale and <= dataset.image_size"),
+    ("dataset.noise", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("dataset.class_freq", lambda v: v is None or (len(v) == 10 and all(x >= 0 for x in v) and sum(v) > 0), "null or 10 non-negative numbers, not all zero"),
+    ("dataset.unannotated_rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("dataset.val_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("dataset.max_overlap", _unit, "a number in [0, 1]"),
+    ("dataset.seed", _nonneg, "an integer >= 0"),
+    ("model.backbone", lambda v: v in ("small", "resnet18"), "one of small, resnet18"),
+    ("model.backbone_width", lambda v: v >= 4, "an integer >= 4"),
+    ("model.levels", lambda v: len(v) >= 1 and list(v) == sorted(set(v)) and all(2 <= x <= 7 for x in v), "increasing distinct integers in 2..7"),
+    ("model.fpn_channels", lambda v: v >= 8, "an integer >= 8"),
+    ("model.head_convs", _nonneg, "an integer >= 0"),
+    ("model.anchor_sizes", lambda v: all(x > 0 for x in v), "positive numbers, one per level"),
+    ("model.anchor_scales", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
+    ("model.aspect_ratios", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
+    ("model.prior_prob", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("model.fg_iou", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("model.bg_iou", lambda v: 0 <= v, "a number in [0, model.fg_iou]"),
+    ("model.score_thresh", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("model.topk_candidates", _ge1, "an integer >= 1"),
+    ("model.nms_thresh", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("model.detections_per_img", _ge1, "an integer >= 1"),
+    ("loss.alpha", _alpha, "null or a number in [0, 1]"),
+    ("loss.gamma", _nonneg, "a number >= 0"),
+    ("loss.bins", _ge1, "an integer >= 1"),
+    ("loss.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("loss.loss_weight", _nonneg, "a number >= 0"),
+    ("regression.beta", _nonneg, "a number >= 0"),
+    ("regression.mu", _pos, "a number > 0"),
+    ("regression.bins", _ge1, "an integer >= 1"),
+    ("regression.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("regression.loss_weight", _nonneg, "a number >= 0"),
+    ("train.epochs", _ge1, "an integer >= 1"),
+    ("train.batch_size", _ge1, "an integer >= 1"),
+    ("train.optimizer", lambda v: v in ("adamw", "sgd"), "one of adamw, sgd"),
+    ("train.lr", _pos, "a number > 0"),
+    ("train.momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("train.weight_decay", _nonneg, "a number >= 0"),
+    ("train.warmup_iters", _nonneg, "an integer >= 0"),
+    ("train.warmup_factor", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("train.schedule", lambda v: v in ("cosine", "step"), "one of cosine, step"),
+    ("train.step_epochs", lambda v: list(v) == sorted(v) and all(x >= 1 for x in v), "increasing epochs >= 1"),
+    ("train.step_gamma", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("train.grad_clip", lambda v: v is None or v > 0, "null or a number > 0"),
+    ("train.num_threads", _nonneg, "an integer >= 0 (0 = torch's default)"),
+    ("train.eval_batch_size", _ge1, "an integer >= 1"),
+]
+
+
+def _cross_checks(cfg: DictConfig) -> None:
+    d, m = cfg.dataset, cfg.model
+    if m.bg_iou > m.fg_iou:
+        raise ConfigError(f"model.bg_iou={m.bg_iou} must be <= model.fg_iou={m.fg_iou} (IoU thresholds ordered)")
+    if len(m.anchor_sizes) != len(m.levels):
+        raise ConfigError(f"model.anchor_sizes has {len(m.anchor_sizes)} entries; allowed: one per entry of model.levels ({len(m.levels)})")
+    if d.name == "digits":
+        if d.max_objects < d.min_objects:
+            raise ConfigError(f"dataset.max_objects={d.max_objects} must be >= dataset.min_objects={d.min_objects}")
+        if not d.min_scale <= d.max_scale <= d.image_size:
+            raise ConfigError(f"dataset.max_scale={d.max_scale} must be in [dataset.min_scale={d.min_scale}, dataset.image_size={d.image_size}]")
+
+
+def _get(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False, None
+        node = node[part]
+    if isinstance(node, ListConfig):
+        node = OmegaConf.to_container(node)
+    return True, node
+
+
+def _typed_section(section: str, node: Any) -> DictConfig:
+    """Merge a section onto its schema: unknown keys and wrong types raise ConfigError."""
+    schemas = SECTIONS[section]
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{section} must be a mapping, got {node!r}")
+    if "" in schemas:
+        schema = schemas[""]
+    else:
+        name = node.get("name")
+        if name not in schemas:
+            raise ConfigError(f"{section}.name={name!r} is not allowed; allowed: {', '.join(schemas)}")
+        schema = schemas[name]
+    allowed = [f.name for f in fields(schema)]
+    for key in node.keys():
+        if key not in allowed:
+            raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(allowed)}")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "") or ""
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"{section}.{key}: {msg}") from None
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check keys, types and ranges; return a resolved, typed copy.
+
+    Raises:
+        ConfigError: one line naming the key and what is allowed.
+    """
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot resolve config: {str(e).splitlines()[0]}") from None
+    cfg = OmegaConf.create(container)
+    allowed_top = set(SECTIONS) | set(TOP_LEVEL)
+    for key in cfg.keys():
+        if key not in allowed_top:
+            raise ConfigError(f"unknown key {key}; allowed keys: {', '.join(sorted(allowed_top))}")
+    out: dict[str, Any] = {}
+    for section in SECTIONS:
+        if section not in cfg:
+            raise ConfigError(f"missing config section {section}")
+        out[section] = _typed_section(section, cfg[section])
+    for key, typ in TOP_LEVEL.items():
+        value = cfg.get(key)
+        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{key}={value!r}: allowed: an integer")
+        if typ is str and not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r}: allowed: a string")
+        if typ is Optional[str] and value is not None and not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{key}={value!r}: allowed: null or a string")
+        out[key] = value
+    typed = OmegaConf.create(out)
+    for key, ok, allowed in RANGES:
+        present, value = _get(typed, key)
+        if not present:
+            continue
+        try:
+            good = bool(ok(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
+    _cross_checks(typed)
+    OmegaConf.set_struct(typed, True)
+    return typed
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides (no validation).
+
+    Raises:
+        ConfigError: a malformed override or an unknown config group option.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        messages = [str(x) for x in (e, e.__cause__) if x is not None and str(x).strip()]
+        text = " ".join(" ".join(messages).split()) or type(e).__name__
+        for noise in (" Config search path:", " full_key:"):  # Hydra appends search paths / key dumps
+            text = text.split(noise)[0]
+        raise ConfigError(text) from None

@@ -1,0 +1,255 @@
+"""The embedded ``digits`` detection dataset and the in-memory batch iterator.
+
+Images are composed from the handwritten digits that scikit-learn ships (the UCI optical
+digits, 1,797 8x8 images, 10 classes): no download. Train and validation images are built
+from disjoint halves of the source digits, deterministically from a seed, and cached on disk
+as an ``.npz`` keyed by the generation parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DIGIT_NAMES = [str(i) for i in range(10)]
+CACHE_VERSION = 1
+
+
+@dataclass
+class DigitsParams:
+    """Generation knobs of the digits dataset (all part of the cache key)."""
+
+    image_size: int = 64
+    num_train: int = 2000
+    num_val: int = 300
+    min_objects: int = 1
+    max_objects: int = 4
+    min_scale: int = 12
+    max_scale: int = 28
+    noise: float = 0.05
+    class_freq: Optional[list[float]] = None  # typing.Optional: OmegaConf reads this schema
+    unannotated_rate: float = 0.0
+    val_fraction: float = 0.3
+    max_overlap: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class DetectionSplit:
+    """One split held in memory.
+
+    Attributes:
+        images: [N, 1, H, W] uint8.
+        boxes: per image, [G, 4] float32 xyxy in pixels.
+        labels: per image, [G] int64 contiguous labels in [0, num_classes).
+        class_names: name of each contiguous label.
+        image_ids: COCO image id of each image.
+        category_ids: COCO category id of each contiguous label.
+    """
+
+    images: Tensor
+    boxes: list[Tensor]
+    labels: list[Tensor]
+    class_names: list[str]
+    image_ids: list[int] = field(default_factory=list)
+    category_ids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.image_ids:
+            self.image_ids = list(range(1, len(self.boxes) + 1))
+        if not self.category_ids:
+            self.category_ids = list(range(1, len(self.class_names) + 1))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def coco_ground_truth(self) -> dict:
+        """The split's annotations as a COCO instances dict (boxes in xywh)."""
+        h, w = self.images.shape[-2:]
+        images = [{"id": i, "width": int(w), "height": int(h), "file_name": f"{i:06d}.png"} for i in self.image_ids]
+        cats = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
+        anns = []
+        for img_id, boxes, labels in zip(self.image_ids, self.boxes, self.labels):
+            for box, label in zip(boxes.tolist(), labels.tolist()):
+                x1, y1, x2, y2 = box
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": img_id,
+                        "category_id": self.category_ids[label],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
+        return {"images": images, "annotations": anns, "categories": cats}
+
+
+def _tight_digits() -> tuple[list[np.ndarray], np.ndarray]:
+    """The sklearn digits cropped to their ink, as float32 in [0, 1], and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    crops = []
+    for img in digits.images:
+        ys, xs = np.nonzero(img > 0)
+        crops.append((img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] / 16.0).astype(np.float32))
+    return crops, digits.target.astype(np.int64)
+
+
+def _resize(patch: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a 2-D float array (torch's interpolate, antialiased off)."""
+    t = torch.from_numpy(patch)[None, None]
+    out = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
+    return out[0, 0].numpy()
+
+
+def _box_iou_max(box: np.ndarray, others: list[np.ndarray]) -> float:
+    if not others:
+        return 0.0
+    o = np.stack(others)
+    ix = np.clip(np.minimum(box[2], o[:, 2]) - np.maximum(box[0], o[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], o[:, 3]) - np.maximum(box[1], o[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (o[:, 2] - o[:, 0]) * (o[:, 3] - o[:, 1])
+    return float((inter / (area + areas - inter)).max())
+
+
+def _compose(
+    p: DigitsParams, n: int, pool: list[int], crops: list[np.ndarray], targets: np.ndarray, rng: np.random.Generator, label_noise: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compose ``n`` images from the source digits in ``pool``.
+
+    Returns:
+        images [n, S, S] uint8, boxes [K, 5] float32 (image index, x1, y1, x2, y2), labels [K] int64.
+    """
+    s = p.image_size
+    pool_arr = np.asarray(pool)
+    by_class = [pool_arr[targets[pool_arr] == c] for c in range(10)]
+    freq = np.ones(10) if p.class_freq is None else np.asarray(p.class_freq, dtype=np.float64)
+    freq = freq / freq.sum()
+    images = np.empty((n, s, s), dtype=np.uint8)
+    all_boxes, all_labels = [], []
+    for i in range(n):
+        canvas = np.clip(rng.normal(0.0, p.noise, size=(s, s)), 0.0, 1.0) if p.noise > 0 else np.zeros((s, s))
+        placed: list[np.ndarray] = []
+        for _ in range(int(rng.integers(p.min_objects, p.max_objects + 1))):
+            cls = int(rng.choice(10, p=freq))
+            crop = crops[int(rng.choice(by_class[cls]))]
+            scale = int(rng.integers(p.min_scale, p.max_scale + 1))
+            ch, cw = crop.shape
+            h = max(2, round(scale * ch / max(ch, cw)))
+            w = max(2, round(scale * cw / max(ch, cw)))
+            for _attempt in range(20):
+                x = int(rng.integers(0, s - w + 1))
+                y = int(rng.integers(0, s - h + 1))
+                box = np.array([x, y, x + w, y + h], dtype=np.float32)
+                if _box_iou_max(box, placed) <= p.max_overlap:
+                    break
+            else:
+                continue
+            patch = np.clip(_resize(crop, h, w), 0.0, 1.0)
+            canvas[y : y + h, x : x + w] = np.maximum(canvas[y : y + h, x : x + w], patch)
+            placed.append(box)
+            if label_noise and rng.random() < p.unannotated_rate:
+                continue  # drawn but left unannotated
+            all_boxes.append([i, *box.tolist()])
+            all_labels.append(cls)
+        images[i] = np.round(canvas * 255).astype(np.uint8)
+    return images, np.asarray(all_boxes, dtype=np.float32).reshape(-1, 5), np.asarray(all_labels, dtype=np.int64)
+
+
+def source_split(targets: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """Split the source digits into disjoint train / val pools, stratified by class.
+
+    Args:
+        targets: [N] class of each source digit.
+        val_fraction: share of each class reserved for validation (at least one digit).
+
+    Returns:
+        (train indices, val indices).
+    """
+    train_pool: list[int] = []
+    val_pool: list[int] = []
+    for c in np.unique(targets):
+        members = rng.permutation(np.nonzero(targets == c)[0])
+        k = max(1, int(round(len(members) * val_fraction)))
+        val_pool += members[:k].tolist()
+        train_pool += members[k:].tolist()
+    return train_pool, val_pool
+
+
+def params_key(p: DigitsParams) -> str:
+    """Stable short hash of the generation parameters."""
+    blob = json.dumps({"v": CACHE_VERSION, **asdict(p)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _split_from_arrays(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> DetectionSplit:
+    n = images.shape[0]
+    idx = boxes[:, 0].astype(np.int64)
+    order = np.argsort(idx, kind="stable")
+    idx, boxes, labels = idx[order], boxes[order], labels[order]
+    bounds = np.searchsorted(idx, np.arange(n + 1))
+    return DetectionSplit(
+        images=torch.from_numpy(images).unsqueeze(1),
+        boxes=[torch.from_numpy(boxes[a:b, 1:].copy()) for a, b in zip(bounds[:-1], bounds[1:])],
+        labels=[torch.from_numpy(labels[a:b].copy()) for a, b in zip(bounds[:-1], bounds[1:])],
+        class_names=list(DIGIT_NAMES),
+    )
+
+
+def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tuple[DetectionSplit, DetectionSplit]:
+    """Build (or load from the cache) the train and validation splits.
+
+    Args:
+        p: generation parameters.
+        cache_dir: folder for the ``digits-<key>.npz`` cache, or None to skip caching.
+
+    Returns:
+        (train, val) splits.
+    """
+    path = Path(cache_dir) / f"digits-{params_key(p)}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    else:
+        crops, targets = _tight_digits()
+        rng = np.random.default_rng(p.seed)
+        train_pool, val_pool = source_split(targets, p.val_fraction, rng)
+        ti, tb, tl = _compose(p, p.num_train, train_pool, crops, targets, rng, label_noise=True)
+        vi, vb, vl = _compose(p, p.num_val, val_pool, crops, targets, rng, label_noise=False)
+        arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}.npz")
+            np.savez_compressed(tmp, **arrays)
+            tmp.replace(path)
+    train = _split_from_arrays(arrays["train_images"], arrays["train_boxes"], arrays["train_labels"])
+    val = _split_from_arrays(arrays["val_images"], arrays["val_boxes"], arrays["val_labels"])
+    return train, val
+
+
+def iterate_batches(
+    split: DetectionSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, drop_last: bool = False
+) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], list[int]]]:
+    """Yield (images [B, 1, H, W] float in [0, 1], boxes list, labels list, indices)."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        images = split.images[idx].float().div_(255.0)
+        yield images, [split.boxes[i] for i in idx], [split.labels[i] for i in idx], idx

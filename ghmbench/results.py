@@ -1,0 +1,103 @@
+"""The run record: stable run keys, run folders and atomic writes.
+
+A run is identified by a key derived from its semantic config (everything that changes the
+numbers; not paths, device, logging or the run label), so a repeated command recognises a
+finished run. Files are written to a temporary name and renamed, so a killed process leaves
+either a whole file or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+NON_SEMANTIC = {
+    "paths": None,
+    "device": None,
+    "run_name": None,
+    "logger": None,
+    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size"},
+}
+COMPLETE_STATUSES = ("completed", "diverged")
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def semantic_config(cfg: DictConfig) -> dict:
+    """The part of the config that determines a run's numbers."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    for key, sub in NON_SEMANTIC.items():
+        if sub is None:
+            data.pop(key, None)
+        elif isinstance(data.get(key), dict):
+            for k in sub:
+                data[key].pop(k, None)
+    return data
+
+
+def run_key(cfg: DictConfig) -> str:
+    """Stable 12-hex-digit key of the semantic config."""
+    blob = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """``<runs_dir>/<loss>-<regression>-s<seed>-<key>``."""
+    name = f"{cfg.loss.name}-{cfg.regression.name}-s{cfg.seed}-{run_key(cfg)}"
+    return Path(cfg.paths.runs_dir).expanduser() / name
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    _atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=2, allow_nan=False).encode()))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` atomically."""
+    _atomic(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never code."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def read_record(folder: Path) -> dict | None:
+    """The run's metrics.json, or None when missing or unreadable."""
+    try:
+        return json.loads((Path(folder) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(folder: Path) -> bool:
+    """True when the folder holds a finished record (completed or diverged)."""
+    record = read_record(folder)
+    return record is not None and record.get("status") in COMPLETE_STATUSES

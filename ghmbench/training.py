@@ -1,0 +1,371 @@
+"""Building the pieces from a validated config, the training loop, and one whole run.
+
+``run(cfg)`` trains one configuration, evaluates it and writes its record; everything it needs
+comes from the config that :func:`ghmbench.config.validate` returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from ghmbench import losses as L
+from ghmbench.anchors import BoxCoder, match_anchors
+from ghmbench.config import ConfigError
+from ghmbench.data import DetectionSplit, DigitsParams, iterate_batches, load_digits_detection
+from ghmbench.evaluation import coco_evaluate, predict
+from ghmbench.model import DetectorOutput, RetinaDetector
+from ghmbench.results import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    is_complete,
+    load_checkpoint,
+    read_record,
+    run_dir,
+    run_key,
+    save_checkpoint,
+    write_json,
+    write_text,
+)
+
+log = logging.getLogger("ghmbench")
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is available here; allowed: auto, cpu")
+    return torch.device(name)
+
+
+def build_datasets(cfg: DictConfig) -> tuple[DetectionSplit, DetectionSplit]:
+    """(train, val) splits of the configured dataset."""
+    d = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert isinstance(d, dict)
+    name = d.pop("name")
+    if name == "digits":
+        cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
+        return load_digits_detection(DigitsParams(**d), cache)
+    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits")
+
+
+def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
+    """The detector of ``cfg.model``."""
+    m = cfg.model
+    return RetinaDetector(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        backbone=m.backbone,
+        backbone_width=m.backbone_width,
+        weights_path=m.weights_path,
+        levels=tuple(m.levels),
+        fpn_channels=m.fpn_channels,
+        head_convs=m.head_convs,
+        anchor_sizes=tuple(m.anchor_sizes),
+        anchor_scales=tuple(m.anchor_scales),
+        aspect_ratios=tuple(m.aspect_ratios),
+        prior_prob=m.prior_prob,
+    )
+
+
+def build_losses(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
+    """(classification loss, regression loss) modules of ``cfg.loss`` / ``cfg.regression``."""
+    c, r = cfg.loss, cfg.regression
+    if c.name == "ce":
+        cls: nn.Module = L.CrossEntropyLoss(alpha=c.alpha, loss_weight=c.loss_weight)
+    elif c.name == "focal":
+        cls = L.FocalLoss(alpha=c.alpha, gamma=c.gamma, loss_weight=c.loss_weight)
+    else:
+        cls = L.GHMC(bins=c.bins, momentum=c.momentum, loss_weight=c.loss_weight, per_level=c.per_level, sync=c.sync)
+    if r.name == "smooth_l1":
+        box: nn.Module = L.SmoothL1Loss(beta=r.beta, loss_weight=r.loss_weight)
+    elif r.name == "l1":
+        box = L.L1Loss(loss_weight=r.loss_weight)
+    else:
+        box = L.GHMR(mu=r.mu, bins=r.bins, momentum=r.momentum, loss_weight=r.loss_weight, per_level=r.per_level, sync=r.sync)
+    return cls, box
+
+
+def build_optimizer(model: nn.Module, t: DictConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    return torch.optim.AdamW(groups, lr=t.lr)
+
+
+def lr_factor(step: int, steps_per_epoch: int, t: DictConfig) -> float:
+    """Multiplier of the base lr at ``step``: linear warmup, then cosine or step decay."""
+    total = max(1, t.epochs * steps_per_epoch)
+    if t.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    else:
+        epoch = step // max(1, steps_per_epoch)
+        factor = t.step_gamma ** sum(epoch >= e for e in t.step_epochs)
+    if step < t.warmup_iters:
+        alpha = step / t.warmup_iters
+        factor *= t.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def detection_losses(
+    out: DetectorOutput,
+    gt_boxes: list[Tensor],
+    gt_labels: list[Tensor],
+    cls_loss: nn.Module,
+    box_loss: nn.Module,
+    coder: BoxCoder,
+    m: DictConfig,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Match anchors for the whole batch and apply both losses.
+
+    Returns:
+        (classification loss, regression loss, number of positive anchors), 0-dim tensors.
+    """
+    batch, num_anchors, num_classes = out.cls_logits.shape
+    match = match_anchors(out.anchors, gt_boxes, gt_labels, m.fg_iou, m.bg_iou, m.allow_low_quality)
+    positive = match.positive
+    onehot = F.one_hot(match.labels.clamp(min=0), num_classes).to(out.cls_logits.dtype) * positive[..., None]
+    num_pos = positive.sum()
+    level_ids = out.level_ids.repeat(batch)
+    loss_cls = cls_loss(
+        out.cls_logits.reshape(-1, num_classes),
+        onehot.reshape(-1, num_classes),
+        match.valid.reshape(-1).float(),
+        avg_factor=num_pos,
+        level_ids=level_ids,
+    )
+    targets = coder.encode(match.matched_boxes, out.anchors[None].expand(batch, -1, -1))
+    targets = torch.where(positive[..., None], targets, torch.zeros_like(targets))  # no -inf from empty slots
+    loss_box = box_loss(
+        out.box_deltas.reshape(-1, 4),
+        targets.reshape(-1, 4),
+        positive.reshape(-1).float(),
+        avg_factor=num_pos,
+        level_ids=level_ids,
+    )
+    return loss_cls, loss_box, num_pos
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainState:
+    """What survives an epoch boundary (and so a checkpoint)."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that determine the numbers."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ["torch", "torchvision", "numpy", "faster-coco-eval", "hydra-core", "scikit-learn", "ghmbench"]:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _setup_logging(folder: Path) -> logging.Handler:
+    handler = logging.FileHandler(folder / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def run(cfg: DictConfig, force: bool = False, on_record: Callable[[dict], None] | None = None) -> dict:
+    """Train, evaluate and record one configuration.
+
+    A folder with a complete record is skipped (its record returned with ``skipped=True``)
+    unless ``force``; a folder with only a checkpoint resumes from it.
+
+    Args:
+        cfg: a config returned by :func:`ghmbench.config.validate`.
+        force: retrain from scratch even when a record or checkpoint exists.
+        on_record: called with the final record (loggers).
+
+    Returns:
+        The run record (what metrics.json holds).
+    """
+    folder = run_dir(cfg)
+    if not force and is_complete(folder):
+        record = read_record(folder)
+        assert record is not None
+        return {**record, "skipped": True}
+    if force and folder.exists():
+        for name in (METRICS_FILE, CHECKPOINT_FILE, "detections.json"):
+            (folder / name).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    handler = _setup_logging(folder)
+    try:
+        record = _train_and_evaluate(cfg, folder)
+    except Exception as e:  # recorded as failed, then re-raised for the caller to report
+        record = _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        write_json(folder / METRICS_FILE, record)
+        log.exception("run failed")
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    if on_record is not None:
+        on_record(record)
+    return record
+
+
+def _base_record(cfg: DictConfig, folder: Path) -> dict:
+    return {
+        "run_key": run_key(cfg),
+        "run_dir": str(folder),
+        "run_name": cfg.run_name,
+        "loss": cfg.loss.name,
+        "regression": cfg.regression.name,
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": library_versions(),
+    }
+
+
+def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
+    t = cfg.train
+    if t.num_threads > 0:
+        torch.set_num_threads(t.num_threads)
+    device = resolve_device(cfg.device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    train_split, val_split = build_datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
+    cls_loss, box_loss = build_losses(cfg)
+    cls_loss.to(device)
+    box_loss.to(device)
+    optimizer = build_optimizer(model, t)
+    coder = BoxCoder()
+    steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
+    state = TrainState()
+    ckpt_path = folder / CHECKPOINT_FILE
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        cls_loss.load_state_dict(ckpt["cls_loss"])
+        box_loss.load_state_dict(ckpt["box_loss"])
+        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]))
+        log.info("resumed from %s at epoch %d", ckpt_path, state.epoch)
+    log.info("run %s on %s: %d train / %d val images, %d steps per epoch", folder.name, device, len(train_split), len(val_split), steps_per_epoch)
+
+    started = time.perf_counter() - state.elapsed_s
+    status, diverged_at = "completed", None
+    with _progress(t.progress) as progress:
+        task = progress.add_task(folder.name, total=t.epochs * steps_per_epoch, completed=state.step, losses="")
+        model.train()
+        while state.epoch < t.epochs and status == "completed":
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
+            sums = torch.zeros(3, dtype=torch.float64)
+            batches = 0
+            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen):
+                for group in optimizer.param_groups:
+                    group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
+                out = model(images.to(device, non_blocking=True))
+                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model)
+                loss = loss_cls + loss_box
+                values = torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double().cpu()
+                if not torch.isfinite(values).all():
+                    status, diverged_at = "diverged", state.step
+                    log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+                sums += values
+                batches += 1
+                state.step += 1
+                mean = sums / batches
+                progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}")
+            if status != "completed":
+                break
+            mean = (sums / max(1, batches)).tolist()
+            state.epoch += 1
+            state.elapsed_s = time.perf_counter() - started
+            state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
+            log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, t.epochs, *mean)
+            if t.checkpoint:
+                save_checkpoint(
+                    ckpt_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "cls_loss": cls_loss.state_dict(),
+                        "box_loss": box_loss.state_dict(),
+                        "epoch": state.epoch,
+                        "step": state.step,
+                        "elapsed_s": state.elapsed_s,
+                        "history": state.history,
+                    },
+                )
+
+    record = _base_record(cfg, folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+    if status == "diverged":
+        record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None}
+    else:
+        post = {k: cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
+        eval_start = time.perf_counter()
+        detections = predict(model, val_split, coder, device, t.eval_batch_size, **post)
+        write_json(folder / "detections.json", detections)
+        metrics = coco_evaluate(val_split.coco_ground_truth(), detections)
+        per_class = metrics.pop("per_class_AP")
+        record |= {"metrics": metrics, "per_class_AP": per_class, "eval_time_s": time.perf_counter() - eval_start}
+        log.info("AP %.4f AP50 %.4f AP75 %.4f", metrics["AP"] or 0.0, metrics["AP50"] or 0.0, metrics["AP75"] or 0.0)
+    record["wall_time_s"] = time.perf_counter() - started
+    record["device"] = str(device)
+    record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    write_json(folder / METRICS_FILE, record)
+    return record
+
+
+__all__ = ["run", "build_model", "build_losses", "build_datasets", "detection_losses", "lr_factor", "resolve_device"]

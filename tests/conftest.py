@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny but real training configuration pointed at a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+# Small enough to train in seconds on 2 CPU cores, big enough to learn something.
+TINY = [
+    "dataset.num_train=64",
+    "dataset.num_val=16",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "train.warmup_iters=4",
+    "train.progress=false",
+    "model.score_thresh=0.001",  # a barely trained model still scores near its prior (0.01)
+]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> list[str]:
+    """Overrides for a tiny run writing under tmp_path (the dataset cache is shared per session)."""
+    cache = Path(os.environ.get("GHMBENCH_TEST_CACHE", tmp_path.parent / "ghmbench-cache"))
+    return [*TINY, f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={cache}"]
+
+
+def ghmbench_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed ``ghmbench`` command as a user would."""
+    exe = shutil.which("ghmbench", path=str(Path(sys.executable).parent)) or shutil.which("ghmbench")
+    assert exe, "the ghmbench console script is not installed"
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)

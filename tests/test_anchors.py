@@ -1,0 +1,53 @@
+"""Anchor generation, batched matching and box coding."""
+
+from __future__ import annotations
+
+import torch
+
+from ghmbench.anchors import BACKGROUND, IGNORE, BoxCoder, make_anchors, match_anchors
+
+
+def test_make_anchors_order_and_shapes():
+    anchors, levels = make_anchors([(2, 2), (1, 1)], [(8, 8), (16, 16)], (8.0, 16.0), (1.0,), (1.0, 2.0))
+    assert anchors.shape == (2 * 2 * 2 + 2, 4)
+    assert levels.tolist() == [0] * 8 + [1] * 2
+    # first position (row 0, col 0) centred at (4, 4): a square 8x8 anchor, then ratio 2 (h = 2w)
+    torch.testing.assert_close(anchors[0], torch.tensor([0.0, 0.0, 8.0, 8.0]))
+    w = (64 / 2) ** 0.5
+    torch.testing.assert_close(anchors[1], torch.tensor([4 - w / 2, 4 - w, 4 + w / 2, 4 + w]))
+    # second anchor pair is column 1 of row 0 (centre x = 12)
+    torch.testing.assert_close(anchors[2], torch.tensor([8.0, 0.0, 16.0, 8.0]))
+
+
+def test_match_thresholds_ignore_and_low_quality():
+    anchors = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # IoU 1 with box A -> fg
+            [0.0, 0.0, 10.0, 5.5],  # IoU .55 with A -> fg
+            [0.0, 0.0, 10.0, 4.5],  # IoU .45 with A -> ignored
+            [0.0, 0.0, 10.0, 3.0],  # IoU .30 -> bg
+            [50.0, 50.0, 60.0, 60.0],  # IoU .25 with box B (its best) -> low-quality fg
+            [90.0, 90.0, 99.0, 99.0],  # nothing -> bg
+        ]
+    )
+    boxes = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 70.0, 70.0]]), torch.zeros(0, 4)]
+    labels = [torch.tensor([3, 7]), torch.zeros(0, dtype=torch.long)]
+    m = match_anchors(anchors, boxes, labels, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True)
+    assert m.labels[0].tolist() == [3, 3, IGNORE, BACKGROUND, 7, BACKGROUND]
+    assert m.labels[1].tolist() == [BACKGROUND] * 6  # an image without boxes is all background
+    torch.testing.assert_close(m.matched_boxes[0, 4], boxes[0][1])
+    strict = match_anchors(anchors, boxes, labels, fg_iou=0.5, bg_iou=0.4, allow_low_quality=False)
+    assert strict.labels[0, 4].item() == BACKGROUND
+    assert strict.valid.sum().item() == 11 and strict.positive.sum().item() == 2
+
+
+def test_box_coding_round_trip():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(100, 2, generator=g) * 50
+    anchors = torch.cat([xy, xy + 5 + torch.rand(100, 2, generator=g) * 30], dim=1)
+    xy2 = torch.rand(100, 2, generator=g) * 50
+    boxes = torch.cat([xy2, xy2 + 5 + torch.rand(100, 2, generator=g) * 30], dim=1)
+    coder = BoxCoder()
+    deltas = coder.encode(boxes, anchors)
+    torch.testing.assert_close(coder.decode(deltas, anchors), boxes, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(coder.encode(anchors, anchors), torch.zeros(100, 4))

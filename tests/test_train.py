@@ -1,0 +1,78 @@
+"""Real training on tiny data, real COCO evaluation, the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ghmbench.config import compose_config, validate
+from ghmbench.evaluation import coco_evaluate
+from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
+from ghmbench.training import build_datasets, run
+from tests.conftest import ghmbench_cli
+
+
+def _cfg(*overrides: str):
+    return validate(compose_config(list(overrides)))
+
+
+def test_cli_train_end_to_end(tiny, tmp_path):
+    result = ghmbench_cli("train", "loss=focal", "regression=ghm", "seed=3", *tiny)
+    assert result.returncode == 0, result.stderr
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("focal-ghm-s3-")
+    folder = folders[0]
+    assert {"config.yaml", METRICS_FILE, "detections.json", "train.log", CHECKPOINT_FILE} <= {p.name for p in folder.iterdir()}
+    record = json.loads((folder / METRICS_FILE).read_text())
+    assert record["status"] == "completed" and record["seed"] == 3 and record["epochs_done"] == 2
+    assert set(record["metrics"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"}
+    assert set(record["per_class_AP"]) == {str(i) for i in range(10)}
+    assert record["versions"]["torch"] and record["wall_time_s"] > 0
+    assert "AP50" in result.stdout and str(folder) in result.stdout.replace("\n", "")
+    # detections.json re-evaluates to the recorded metrics
+    detections = json.loads((folder / "detections.json").read_text())
+    assert detections and {"image_id", "category_id", "bbox", "score"} <= set(detections[0])
+    _, val = build_datasets(_cfg(*tiny))
+    again = coco_evaluate(val.coco_ground_truth(), detections)
+    assert again["AP"] == pytest.approx(record["metrics"]["AP"], abs=1e-12)
+    # the checkpoint loads with weights_only=True and holds the GHM running counts
+    ckpt = load_checkpoint(folder / CHECKPOINT_FILE)
+    assert ckpt["epoch"] == 2 and ckpt["box_loss"]["acc_sum"].sum() > 0
+    # the same command again reuses the finished record instead of retraining
+    again_cli = ghmbench_cli("train", "loss=focal", "regression=ghm", "seed=3", *tiny)
+    assert again_cli.returncode == 0 and "existing record" in again_cli.stdout
+
+
+def test_same_seed_gives_identical_metrics(tiny, tmp_path):
+    first = run(_cfg(*tiny, "loss=ghm"))
+    second = run(_cfg(*tiny[:-2], f"paths.runs_dir={tmp_path / 'other'}", tiny[-1], "loss=ghm"))
+    assert first["run_dir"] != second["run_dir"]
+    assert first["history"] == second["history"]
+    assert first["metrics"] == second["metrics"] and first["per_class_AP"] == second["per_class_AP"]
+
+
+def test_training_learns_and_resumes_from_checkpoint(tiny):
+    cfg = _cfg(*tiny, "loss=ce", "dataset.num_train=128", "train.epochs=3")
+    record = run(cfg)
+    losses = [h["loss"] for h in record["history"]]
+    assert losses[-1] < losses[0]
+    assert record["metrics"]["AR100"] > 0
+    # a run killed after its last checkpoint (no metrics.json yet) resumes instead of retraining
+    folder = Path(record["run_dir"])
+    (folder / METRICS_FILE).unlink()
+    resumed = run(cfg)
+    assert resumed["history"] == record["history"] and resumed["metrics"] == record["metrics"]
+    assert "resumed from" in (folder / "train.log").read_text()
+
+
+def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
+    result = ghmbench_cli("train", *tiny, "loss=ce", "train.lr=1e30", "train.grad_clip=null", "train.warmup_iters=0")
+    assert result.returncode == 1
+    assert "diverged" in result.stdout and "Traceback" not in result.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    record = json.loads((folder / METRICS_FILE).read_text())
+    assert record["status"] == "diverged" and record["metrics"] is None
+    assert record["diverged_at_step"] >= 1
+    assert "non-finite loss" in (folder / "train.log").read_text()
