@@ -125,11 +125,25 @@ class TrainCfg:
     eval_batch_size: int = 64
     progress: bool = True
     checkpoint: bool = True
+    smoke_check: bool = False
+    g_hist_bins: int = 100
+    log_every: int = 10
 
 
 @dataclass
 class LoggerCfg:
     name: str = "none"
+
+
+@dataclass
+class WandbCfg:
+    name: str = "wandb"
+    project: str = "ghmbench"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    mode: Optional[str] = None
+    dir: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,7 +158,7 @@ SECTIONS: dict[str, dict[str, type]] = {
     "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
     "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
     "train": {"": TrainCfg},
-    "logger": {"none": LoggerCfg},
+    "logger": {"none": LoggerCfg, "wandb": WandbCfg},
     "paths": {"": PathsCfg},
 }
 TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
@@ -230,6 +244,9 @@ RANGES: list[Check] = [
     ("train.grad_clip", lambda v: v is None or v > 0, "null or a number > 0"),
     ("train.num_threads", _nonneg, "an integer >= 0 (0 = torch's default)"),
     ("train.eval_batch_size", _ge1, "an integer >= 1"),
+    ("train.g_hist_bins", _ge1, "an integer >= 1"),
+    ("train.log_every", _ge1, "an integer >= 1"),
+    ("logger.mode", lambda v: v is None or v in ("online", "offline", "disabled"), "null, online, offline or disabled"),
 ]
 
 

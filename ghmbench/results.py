@@ -23,7 +23,7 @@ NON_SEMANTIC = {
     "device": None,
     "run_name": None,
     "logger": None,
-    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size"},
+    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every"},
 }
 COMPLETE_STATUSES = ("completed", "diverged")
 METRICS_FILE = "metrics.json"
@@ -101,3 +101,17 @@ def is_complete(folder: Path) -> bool:
     """True when the folder holds a finished record (completed or diverged)."""
     record = read_record(folder)
     return record is not None and record.get("status") in COMPLETE_STATUSES
+
+
+def smoke_failures(record: dict) -> list[str]:
+    """Why a smoke run fails: non-finite loss, loss not decreasing, or AP zero (empty = passes)."""
+    if record.get("status") != "completed":
+        return [f"status is {record.get('status')} (the loss was not finite)" if record.get("status") == "diverged" else f"status is {record.get('status')}"]
+    problems = []
+    history = record.get("history") or []
+    if len(history) < 2 or not history[-1]["loss"] < history[0]["loss"]:
+        first, last = (history[0]["loss"], history[-1]["loss"]) if history else (None, None)
+        problems.append(f"the loss did not decrease (first epoch {first}, last epoch {last})")
+    if not (record.get("metrics") or {}).get("AP"):
+        problems.append("AP is zero")
+    return problems

@@ -6,6 +6,7 @@ comes from the config that :func:`ghmbench.config.validate` returned.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import platform
@@ -14,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -139,8 +139,13 @@ def detection_losses(
     box_loss: nn.Module,
     coder: BoxCoder,
     m: DictConfig,
+    g_hist: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Match anchors for the whole batch and apply both losses.
+
+    Args:
+        g_hist: optional [K] float64 histogram on [0, 1] to which the gradient norms
+            g = |sigmoid(x) - y| of this batch's valid anchor x class entries are added.
 
     Returns:
         (classification loss, regression loss, number of positive anchors), 0-dim tensors.
@@ -158,6 +163,12 @@ def detection_losses(
         avg_factor=num_pos,
         level_ids=level_ids,
     )
+    if g_hist is not None:
+        with torch.no_grad():
+            g = (torch.sigmoid(out.cls_logits.detach().float()) - onehot).abs()
+            idx = (g * g_hist.numel()).long().clamp_(max=g_hist.numel() - 1)
+            valid = match.valid[..., None].expand_as(g)
+            g_hist.scatter_add_(0, idx.reshape(-1).cpu(), valid.reshape(-1).double().cpu())
     targets = coder.encode(match.matched_boxes, out.anchors[None].expand(batch, -1, -1))
     targets = torch.where(positive[..., None], targets, torch.zeros_like(targets))  # no -inf from empty slots
     loss_box = box_loss(
@@ -181,6 +192,7 @@ class TrainState:
     step: int = 0
     elapsed_s: float = 0.0
     history: list[dict] = field(default_factory=list)
+    g_hist: list[float] | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -217,7 +229,11 @@ def _progress(enabled: bool):
     )
 
 
-def run(cfg: DictConfig, force: bool = False, on_record: Callable[[dict], None] | None = None) -> dict:
+class RunLocked(RuntimeError):
+    """Another process is training the same configuration in the same folder."""
+
+
+def run(cfg: DictConfig, force: bool = False) -> dict:
     """Train, evaluate and record one configuration.
 
     A folder with a complete record is skipped (its record returned with ``skipped=True``)
@@ -226,35 +242,43 @@ def run(cfg: DictConfig, force: bool = False, on_record: Callable[[dict], None] 
     Args:
         cfg: a config returned by :func:`ghmbench.config.validate`.
         force: retrain from scratch even when a record or checkpoint exists.
-        on_record: called with the final record (loggers).
 
     Returns:
         The run record (what metrics.json holds).
     """
     folder = run_dir(cfg)
     if not force and is_complete(folder):
-        record = read_record(folder)
-        assert record is not None
-        return {**record, "skipped": True}
-    if force and folder.exists():
-        for name in (METRICS_FILE, CHECKPOINT_FILE, "detections.json"):
-            (folder / name).unlink(missing_ok=True)
+        return _skipped(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    handler = _setup_logging(folder)
-    try:
-        record = _train_and_evaluate(cfg, folder)
-    except Exception as e:  # recorded as failed, then re-raised for the caller to report
-        record = _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-        write_json(folder / METRICS_FILE, record)
-        log.exception("run failed")
-        raise
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-    if on_record is not None:
-        on_record(record)
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes (or the process dies)
+        except OSError:
+            raise RunLocked(f"{folder} is being trained by another process") from None
+        if not force and is_complete(folder):  # finished while we were starting
+            return _skipped(folder)
+        if force:
+            for name in (METRICS_FILE, CHECKPOINT_FILE, "detections.json"):
+                (folder / name).unlink(missing_ok=True)
+        write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        handler = _setup_logging(folder)
+        try:
+            record = _train_and_evaluate(cfg, folder)
+        except Exception as e:  # recorded as failed, then re-raised for the caller to report
+            record = _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            write_json(folder / METRICS_FILE, record)
+            log.exception("run failed")
+            raise
+        finally:
+            log.removeHandler(handler)
+            handler.close()
     return record
+
+
+def _skipped(folder: Path) -> dict:
+    record = read_record(folder)
+    assert record is not None
+    return {**record, "skipped": True}
 
 
 def _base_record(cfg: DictConfig, folder: Path) -> dict:
@@ -293,8 +317,11 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         cls_loss.load_state_dict(ckpt["cls_loss"])
         box_loss.load_state_dict(ckpt["box_loss"])
-        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]))
+        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"))
         log.info("resumed from %s at epoch %d", ckpt_path, state.epoch)
+    from ghmbench.loggers import make_logger
+
+    logger = make_logger(cfg, folder)
     log.info("run %s on %s: %d train / %d val images, %d steps per epoch", folder.name, device, len(train_split), len(val_split), steps_per_epoch)
 
     started = time.perf_counter() - state.elapsed_s
@@ -306,11 +333,12 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
+            g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
             for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen):
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
                 out = model(images.to(device, non_blocking=True))
-                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model)
+                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model, g_hist)
                 loss = loss_cls + loss_box
                 values = torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double().cpu()
                 if not torch.isfinite(values).all():
@@ -327,12 +355,16 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                 state.step += 1
                 mean = sums / batches
                 progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}")
+                if state.step % t.log_every == 0:
+                    logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
             if status != "completed":
                 break
             mean = (sums / max(1, batches)).tolist()
             state.epoch += 1
             state.elapsed_s = time.perf_counter() - started
             state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
+            if g_hist is not None:
+                state.g_hist = g_hist.tolist()
             log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, t.epochs, *mean)
             if t.checkpoint:
                 save_checkpoint(
@@ -346,10 +378,12 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                         "step": state.step,
                         "elapsed_s": state.elapsed_s,
                         "history": state.history,
+                        "g_hist": state.g_hist,
                     },
                 )
 
     record = _base_record(cfg, folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+    record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     if status == "diverged":
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None}
     else:
@@ -365,6 +399,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     record["device"] = str(device)
     record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     write_json(folder / METRICS_FILE, record)
+    logger.finish(record)
     return record
 
 

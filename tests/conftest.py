@@ -31,8 +31,13 @@ def tiny(tmp_path: Path) -> list[str]:
     return [*TINY, f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={cache}"]
 
 
-def ghmbench_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed ``ghmbench`` command as a user would."""
+def ghmbench_exe() -> str:
+    """The installed ``ghmbench`` console script (the one beside this interpreter first)."""
     exe = shutil.which("ghmbench", path=str(Path(sys.executable).parent)) or shutil.which("ghmbench")
     assert exe, "the ghmbench console script is not installed"
-    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return exe
+
+
+def ghmbench_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``ghmbench`` command as a user would."""
+    return subprocess.run([ghmbench_exe(), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)

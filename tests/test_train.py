@@ -76,3 +76,20 @@ def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
     assert record["status"] == "diverged" and record["metrics"] is None
     assert record["diverged_at_step"] >= 1
     assert "non-finite loss" in (folder / "train.log").read_text()
+
+
+def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
+    import fcntl
+
+    from ghmbench.results import run_dir
+    from ghmbench.training import RunLocked
+
+    cfg = _cfg(*tiny)
+    folder = run_dir(cfg)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINT_FILE).write_bytes(b"another process's checkpoint")
+    with open(folder / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RunLocked):
+            run(cfg, force=True)
+    assert (folder / CHECKPOINT_FILE).read_bytes() == b"another process's checkpoint"
