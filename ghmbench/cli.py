@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,6 +14,7 @@ from ghmbench.config import ConfigError, compose_config, validate
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     rich_markup_mode="markdown",
     help=(
@@ -65,24 +67,30 @@ def _fmt(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _summary(record: dict) -> Table:
-    table = Table(title=f"run {record['run_key']}" + (" (existing record)" if record.get("skipped") else ""))
-    for col in ["loss", "regression", "seed", "status", "AP", "AP50", "AP75", "AR100", "wall s"]:
-        table.add_column(col, justify="right" if col not in ("loss", "regression", "status") else "left")
-    m = record.get("metrics") or {}
-    status = record["status"] + (f" @ step {record['diverged_at_step']}" if record["status"] == "diverged" else "")
-    table.add_row(
-        record["loss"],
-        record["regression"],
-        str(record["seed"]),
-        status,
-        _fmt(m.get("AP")),
-        _fmt(m.get("AP50")),
-        _fmt(m.get("AP75")),
-        _fmt(m.get("AR100")),
-        f"{record.get('wall_time_s', 0):.1f}",
-    )
+def _records_table(records: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for col in ["run", "loss", "regression", "seed", "status", "AP", "AP50", "AP75", "AR100", "wall s"]:
+        table.add_column(col, justify="right" if col not in ("run", "loss", "regression", "status") else "left")
+    for record in records:
+        m = record.get("metrics") or {}
+        status = record["status"] + (f" @ step {record['diverged_at_step']}" if record["status"] == "diverged" else "")
+        table.add_row(
+            record["run_key"],
+            record["loss"],
+            record["regression"],
+            str(record["seed"]),
+            status,
+            _fmt(m.get("AP")),
+            _fmt(m.get("AP50")),
+            _fmt(m.get("AP75")),
+            _fmt(m.get("AR100")),
+            f"{record.get('wall_time_s', 0):.1f}",
+        )
     return table
+
+
+def _summary(record: dict) -> Table:
+    return _records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run")
 
 
 @app.command(
@@ -104,17 +112,116 @@ def train(
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
-    from ghmbench.training import run
+    from ghmbench.training import RunLocked, run
 
     try:
         record = run(cfg, force=force)
-    except ConfigError as e:
+    except (ConfigError, RunLocked) as e:
         _fail(str(e))
         return
     out.print(_summary(record))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != "completed":
         raise typer.Exit(code=1)
+    if cfg.train.smoke_check:
+        from ghmbench.results import smoke_failures
+
+        problems = smoke_failures(record)
+        if problems:
+            err.print(f"[bold red]smoke check failed:[/] {'; '.join(problems)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1)
+        out.print("smoke check passed: finite, decreasing loss and AP > 0", highlight=False)
+
+
+SWEEP_HELP = """Train every configuration of a grid through Hydra's multirun, then print their results.
+
+Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
+
+* `ghmbench sweep loss=focal loss.alpha=0.25,0.5,0.75 loss.gamma=0,1,2 seed=0,1,2`
+
+* `ghmbench sweep experiment=loss_comparison` (CE / Focal / GHM-C x smooth L1 / GHM-R x 3 seeds)
+
+* `ghmbench sweep experiment=focal_grid` · `experiment=ghm_ablation` · `experiment=smoke loss=ce,focal,ghm`
+
+* `ghmbench sweep experiment=loss_comparison budget=full` (the GPU-scale version of a preset)
+
+* `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
+  gets cores / n_jobs threads)
+
+* `ghmbench sweep ... hydra/launcher=submitit_slurm hydra.launcher.partition=gpu` (a SLURM cluster)
+
+Every run lands in its keyed folder under `paths.runs_dir`: running the same sweep again skips
+finished runs and resumes interrupted ones from their last checkpoint (`--force` retrains).
+Then `ghmbench report` turns the folder into tables and figures.
+"""
+
+
+@app.command(help=SWEEP_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides; comma lists are swept.", show_default=False),
+    force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
+) -> None:
+    from ghmbench.results import is_complete, read_record, run_dir, smoke_failures
+    from ghmbench.sweep import absolute_paths, expand_jobs, launch, validate_jobs
+
+    try:
+        overrides = absolute_paths(list(overrides or []))
+        jobs = expand_jobs(overrides)
+        cfgs = validate_jobs(jobs)
+    except ConfigError as e:
+        _fail(str(e))
+        return
+    done = sum(is_complete(run_dir(c)) for c in cfgs)
+    out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
+    launch(overrides, force)
+    records = [read_record(run_dir(c)) or {"run_key": "-", "loss": c.loss.name, "regression": c.regression.name, "seed": c.seed, "status": "missing"} for c in cfgs]
+    out.print(_records_table(records, "sweep results"))
+    out.print(f"runs folder: {cfgs[0].paths.runs_dir}  (next: ghmbench report {cfgs[0].paths.runs_dir})", highlight=False, soft_wrap=True)
+    bad = [r for r in records if r["status"] not in ("completed", "diverged")]
+    smoke = [r for c, r in zip(cfgs, records) if c.train.smoke_check and r["status"] != "missing" and smoke_failures(r)]
+    if bad or smoke:
+        err.print(f"[bold red]{len(bad)} failed or missing runs, {len(smoke)} failed smoke checks[/]", highlight=False)
+        raise typer.Exit(code=1)
+
+
+REPORT_HELP = """Turn run records into tables and figures.
+
+Reads every `<run>/metrics.json` under the given runs folders (default: `runs`) and writes to
+`--out` (default: `<first folder>/report`): runs.csv and runs.parquet (every run), summary /
+loss_comparison / ce_alpha / focal_gamma_alpha tables as .md, .tex and .csv (whichever the runs
+allow), PNG figures, and report.md. Tables show mean ± std (n) over seeds; diverged and failed
+runs are counted and shown; the best value per column is in bold.
+
+* `ghmbench report` · `ghmbench report runs other_runs --out report`
+
+* `ghmbench report --metric AP50 --group-by loss,loss.gamma`
+"""
+
+
+@app.command(help=REPORT_HELP)
+def report(
+    runs_dirs: Optional[list[Path]] = typer.Argument(None, help="Runs folders (or run folders).", show_default=False),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: <first runs folder>/report]."),
+    metric: str = typer.Option("AP", "--metric", help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
+) -> None:
+    from ghmbench.figures import make_figures
+    from ghmbench.report import ReportError, build_tables, load_runs, write_report
+
+    sources = list(runs_dirs or [Path("runs")])
+    out_dir = out_dir or sources[0] / "report"
+    try:
+        df, hists = load_runs(sources)
+        tables = build_tables(df, metric, [c.strip() for c in group_by.split(",") if c.strip()] if group_by else None)
+    except ReportError as e:
+        _fail(str(e))
+        return
+    figures = make_figures(df, hists, metric, out_dir, [t.name for t in tables if not t.cells.empty])
+    path = write_report(df, tables, out_dir, figures, sources)
+    out.print(path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
+    for fig in figures:
+        out.print(f"figure: {fig}", highlight=False, soft_wrap=True)
+    out.print(f"report: {path} (tables as .md/.tex/.csv and runs.csv/.parquet beside it)", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
