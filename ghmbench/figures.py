@@ -1,0 +1,159 @@
+"""Report figures (matplotlib, PNG): AP against gamma, the loss comparison, and the GHM
+paper's two figures from this project's own training: the gradient-norm distribution and the
+reweighted against the original gradient norm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ghmbench.report import LOSS_ORDER, REG_ORDER, summarize
+
+COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
+LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
+    """Focal runs: metric against gamma, one line per alpha, std error bars."""
+    part = df[df["loss"] == "focal"]
+    if part.empty or part["loss.gamma"].nunique() < 2:
+        return None
+    s = summarize(part, ["loss.alpha", "loss.gamma"], [metric])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for alpha, sub in s.groupby("loss.alpha"):
+        sub = sub.sort_values("loss.gamma")
+        ax.errorbar(sub["loss.gamma"], sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=f"α = {alpha:g}")
+    ax.set_xlabel("γ")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Focal loss: {metric} against γ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out / "ap_vs_gamma.png")
+
+
+def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
+    """Grouped bars: metric per classification loss, one bar per regression loss, std error bars."""
+    if df["loss"].nunique() < 2:
+        return None
+    s = summarize(df, ["loss", "regression"], [metric])
+    losses = sorted(s["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
+    regs = sorted(s["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / len(regs)
+    for j, reg in enumerate(regs):
+        sub = s[s["regression"] == reg].set_index("loss").reindex(losses)
+        x = np.arange(len(losses)) + (j - (len(regs) - 1) / 2) * width
+        ax.bar(x, sub[f"{metric}_mean"].fillna(0), width, yerr=sub[f"{metric}_std"].fillna(0), capsize=4, label=f"reg: {reg}")
+    ax.set_xticks(np.arange(len(losses)), [LABELS.get(v, v) for v in losses])
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by loss (mean ± std over seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(plt, fig, out / "loss_comparison.png")
+
+
+def _mean_hist(df: pd.DataFrame, hists: dict[str, dict], loss: str) -> tuple[np.ndarray, dict] | None:
+    """Average last-epoch g histogram (fractions) of one loss's completed runs, preferring smooth L1."""
+    part = df[(df["loss"] == loss) & (df["status"] == "completed")]
+    if part.empty:
+        return None
+    preferred = part[part["regression"] == "smooth_l1"]
+    part = preferred if not preferred.empty else part
+    arrays = [np.asarray(hists[k]["g_hist"], dtype=float) for k in part["run_key"] if hists.get(k, {}).get("g_hist")]
+    arrays = [a for a in arrays if a.sum() > 0 and len(a) == len(arrays[0])]
+    if not arrays:
+        return None
+    frac = np.mean([a / a.sum() for a in arrays], axis=0)
+    return frac, hists[part["run_key"].iloc[0]]["config"]
+
+
+def gradient_norm_distribution(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> Path | None:
+    """Fraction of valid anchor x class entries against g = |p - y| at the end of training."""
+    curves = {loss: h for loss in ("ce", "focal", "ghm") if (h := _mean_hist(df, hists, loss)) is not None}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for loss, (frac, _) in curves.items():
+        centers = (np.arange(len(frac)) + 0.5) / len(frac)
+        ax.semilogy(centers, np.where(frac > 0, frac, np.nan), marker=".", color=COLORS[loss], label=LABELS[loss])
+    ax.set_xlabel("gradient norm g = |p − p*|")
+    ax.set_ylabel("fraction of entries")
+    ax.set_title("Gradient norm distribution, last training epoch")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(plt, fig, out / "gradient_norm_distribution.png")
+
+
+def focal_reweighted(g: np.ndarray, gamma: float) -> np.ndarray:
+    """|d FL / d x| as a function of g (alpha aside): g^gamma (g - gamma (1 - g) ln(1 - g))."""
+    g = np.clip(g, 0, 1 - 1e-12)
+    return g**gamma * (g - gamma * (1 - g) * np.log1p(-g))
+
+
+def ghm_reweighted(g: np.ndarray, frac: np.ndarray, bins: int) -> np.ndarray:
+    """g * tot / (R_j n) with R_j the density of g's GHM bin, from a histogram of fractions."""
+    fine = len(frac)
+    coarse = np.add.reduceat(frac, np.linspace(0, fine, bins + 1).astype(int)[:-1])
+    n = max(1, int((coarse > 0).sum()))
+    idx = np.minimum((g * bins).astype(int), bins - 1)
+    density = coarse[idx]
+    return np.where(density > 0, g / (np.maximum(density, 1e-300) * n), np.nan)
+
+
+def reweighted_gradient(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> Path | None:
+    """Reweighted against original gradient norm: CE (identity), Focal, GHM-C (suppression)."""
+    g = (np.arange(1000) + 0.5) / 1000
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(g, g, color=COLORS["ce"], label="CE (no reweighting)")
+    focal = df[df["loss"] == "focal"]
+    gamma = float(focal["loss.gamma"].iloc[0]) if not focal.empty and "loss.gamma" in focal else 2.0
+    ax.loglog(g, focal_reweighted(g, gamma), color=COLORS["focal"], label=f"Focal (γ = {gamma:g})")
+    ghm = _mean_hist(df, hists, "ghm")
+    ce = _mean_hist(df, hists, "ce")
+    if ghm is not None:
+        bins = int(ghm[1]["loss"]["bins"])
+        if ce is not None:  # the paper's view: GHM-C's weights on the gradient distribution of a CE model
+            ax.loglog(g, ghm_reweighted(g, ce[0], bins), color=COLORS["ghm"], label=f"GHM-C (M = {bins}) on the CE run's density")
+        ax.loglog(g, ghm_reweighted(g, ghm[0], bins), color=COLORS["ghm"], ls="--", label=f"GHM-C (M = {bins}) on its own final density")
+    ax.set_xlabel("original gradient norm g")
+    ax.set_ylabel("reweighted gradient norm")
+    ax.set_title("Gradient norm after reweighting")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out / "reweighted_gradient_norm.png")
+
+
+def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Path, tables: list[str]) -> list[Path]:
+    """Every figure the runs allow; the AP figures only beside their (non-skipped) tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = [gradient_norm_distribution(df, hists, out)]
+    if "focal_gamma_alpha" in tables:
+        made.append(ap_vs_gamma(df, metric, out))
+    if "loss_comparison" in tables:
+        made.append(loss_comparison(df, metric, out))
+    if (df["loss"] == "ghm").any() or (df["loss"] == "focal").any():
+        made.append(reweighted_gradient(df, hists, out))
+    return [p for p in made if p is not None]

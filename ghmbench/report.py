@@ -1,0 +1,361 @@
+"""``ghmbench report``: run records -> pandas tables (Markdown, LaTeX, CSV) and figures.
+
+Tables aggregate over seeds (mean ± std and n over completed runs); diverged and failed runs
+are counted and shown, never dropped. Figure drawing lives in ``figures.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from ghmbench import reference
+from ghmbench.results import METRICS_FILE, semantic_config
+
+METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]
+RUN_COLUMNS = ["run_key", "run_dir", "loss", "regression", "seed", "status", "diverged_at_step", "epochs_done", "wall_time_s"]
+LOSS_ORDER = {"ce": 0, "focal": 1, "ghm": 2}
+REG_ORDER = {"smooth_l1": 0, "l1": 1, "ghm": 2}
+
+
+class ReportError(ValueError):
+    """Nothing to report, or a bad option; the message is one line."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _flatten(prefix: str, value: object, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, list) else value
+
+
+def find_records(paths: list[Path]) -> list[Path]:
+    """metrics.json files of the run folders in (or given as) ``paths``; hidden folders skipped."""
+    files: list[Path] = []
+    for path in paths:
+        path = Path(path).expanduser()
+        if (path / METRICS_FILE).is_file():
+            files.append(path / METRICS_FILE)
+        elif path.is_dir():
+            files += sorted(p for p in path.glob(f"*/{METRICS_FILE}") if not p.parent.name.startswith("."))
+        else:
+            raise ReportError(f"{path}: no such runs folder")
+    return files
+
+
+def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """One row per run: identity, status, metrics and the flattened semantic config.
+
+    Returns:
+        (DataFrame, {run_key: g histogram list or None}) for the figures.
+    """
+    rows, hists = [], {}
+    for file in find_records(paths):
+        record = json.loads(file.read_text())
+        row = {c: record.get(c) for c in RUN_COLUMNS}
+        row["run_dir"] = str(file.parent)
+        row.update({m: (record.get("metrics") or {}).get(m) for m in METRICS})
+        cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
+        flat: dict = {}
+        for section in ("loss", "regression", "model", "dataset", "train"):
+            _flatten(section, cfg.get(section, {}), flat)
+        flat.pop("loss.name", None)
+        flat.pop("regression.name", None)
+        row.update(flat)
+        rows.append(row)
+        hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg}
+    if not rows:
+        raise ReportError(f"no run records (*/{METRICS_FILE}) under {', '.join(map(str, paths))}")
+    df = pd.DataFrame(rows)
+    for m in METRICS:
+        df[m] = pd.to_numeric(df[m], errors="coerce")
+    df = df.sort_values(["loss", "regression", "seed"], key=_order_key).reset_index(drop=True)
+    return df, hists
+
+
+def _order_key(col: pd.Series) -> pd.Series:
+    order = {"loss": LOSS_ORDER, "regression": REG_ORDER}.get(str(col.name))
+    return col.map(lambda v: order.get(v, 99)) if order else col
+
+
+def varying_columns(df: pd.DataFrame) -> list[str]:
+    """Config columns whose value differs between runs (seed excluded)."""
+    cfg_cols = [c for c in df.columns if "." in c]
+    return [c for c in cfg_cols if df[c].astype(str).nunique() > 1]
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Aggregate over seeds: per group, run counts by status and mean / std / n per metric.
+
+    Mean and std are over completed runs (std with ddof 1, NaN for a single run).
+    """
+    missing = [c for c in group_by if c not in df.columns]
+    if missing:
+        raise ReportError(f"--group-by {missing[0]!r} is not a column; allowed: {', '.join(_groupable(df))}")
+    rows = []
+    for key, part in df.groupby(group_by, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        done = part[part["status"] == "completed"]
+        row = dict(zip(group_by, key))
+        row |= {
+            "runs": len(part),
+            "completed": len(done),
+            "diverged": int((part["status"] == "diverged").sum()),
+            "failed": int((~part["status"].isin(["completed", "diverged"])).sum()),
+            "seeds": ",".join(str(s) for s in sorted(part["seed"].dropna().astype(int))),
+        }
+        for m in metrics:
+            values = done[m].dropna()
+            row[f"{m}_mean"] = values.mean() if len(values) else np.nan
+            row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+            row[f"{m}_n"] = len(values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _groupable(df: pd.DataFrame) -> list[str]:
+    return ["loss", "regression", "seed", *[c for c in df.columns if "." in c]]
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass
+class Table:
+    """A rendered table: cells as strings (with best values marked), plus numbers for CSV."""
+
+    name: str
+    title: str
+    cells: pd.DataFrame  # strings; best values wrapped in \x00 markers
+    numbers: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        body = self.cells.fillna("-").map(lambda s: str(s).replace("\x00", "**")).to_markdown(index=False, disable_numparse=True)
+        notes = "".join(f"\n\n{n}" for n in self.notes)
+        return f"### {self.title}\n\n{body}{notes}\n"
+
+    def latex(self) -> str:
+        esc = self.cells.fillna("-").map(lambda s: _tex_escape(str(s)).replace("\x00", "@@"))
+        esc = esc.map(lambda s: _bold_tex(s))
+        esc.columns = [_tex_escape(str(c)) for c in esc.columns]
+        return esc.to_latex(index=False, escape=False, caption=_tex_escape(self.title), label=f"tab:{self.name}")
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"), ("α", r"$\alpha$"), ("γ", r"$\gamma$")]:
+        s = s.replace(a, b)
+    return s
+
+
+def _bold_tex(s: str) -> str:
+    parts = s.split("@@")
+    return "".join(f"\\textbf{{{p}}}" if i % 2 else p for i, p in enumerate(parts))
+
+
+def fmt_cell(mean: float, std: float, n: int, runs: int, diverged: int, failed: int, digits: int = 3) -> str:
+    """``0.651 ± 0.012 (3)``; groups without a completed run say why."""
+    if n == 0:
+        if runs and diverged == runs:
+            return f"diverged ({diverged}/{runs})"
+        if runs and failed:
+            return f"failed ({failed}/{runs})" if not diverged else f"diverged {diverged}, failed {failed} /{runs}"
+        return "-"
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if not math.isnan(std) else "")
+    extra = []
+    if diverged:
+        extra.append(f"{diverged} diverged")
+    if failed:
+        extra.append(f"{failed} failed")
+    return text + f" ({n}" + (", " + ", ".join(extra) if extra else "") + ")"
+
+
+def _metric_cells(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    cells = pd.DataFrame(index=summary.index)
+    for m in metrics:
+        cells[m] = [
+            fmt_cell(r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_n"], r["runs"], r["diverged"], r["failed"]) for _, r in summary.iterrows()
+        ]
+        best = summary[f"{m}_mean"].max()
+        if not math.isnan(best):
+            hit = summary[f"{m}_mean"] == best
+            cells.loc[hit, m] = "\x00" + cells.loc[hit, m] + "\x00"
+    return cells
+
+
+def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> Table:
+    """Every configuration (seeds aggregated), best mean per metric column marked."""
+    summary = summarize(df, group_by, metrics)
+    cells = summary[group_by].astype(str).copy()
+    cells["runs"] = [f"{r['completed']}/{r['runs']}" for _, r in summary.iterrows()]
+    cells = pd.concat([cells, _metric_cells(summary, metrics)], axis=1)
+    return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary)
+
+
+def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
+    others = [c for c in varying_columns(part) if c not in axes]
+    if others:
+        return f"skipped: its runs also differ in {', '.join(others[:4])}; filter the runs folder or use --group-by"
+    return None
+
+
+def ce_alpha_table(df: pd.DataFrame, metric: str) -> Table | None:
+    """Focal Loss paper Table 1a: alpha-balanced CE (or focal with gamma 0) by alpha."""
+    gamma = df.get("loss.gamma")
+    part = df[(df["loss"] == "ce") | ((df["loss"] == "focal") & (gamma == 0))] if gamma is not None else df[df["loss"] == "ce"]
+    part = part[part["regression"] == part["regression"].iloc[0]] if len(part) else part
+    if part.empty or "loss.alpha" not in part or part["loss.alpha"].nunique() < 2:
+        return None
+    part = part.assign(**{"loss.gamma": 0.0}) if "loss.gamma" in part else part
+    note = _constant_or_note(part.drop(columns=[c for c in part.columns if c == "loss.gamma"]), ["loss.alpha"])
+    metrics = ["AP", "AP50", "AP75"] if metric in ("AP", "AP50", "AP75") else [metric]
+    summary = summarize(part, ["loss.alpha"], metrics).sort_values("loss.alpha").reset_index(drop=True)
+    cells = pd.DataFrame({"α": summary["loss.alpha"].map(lambda a: f"{a:g}")})
+    cells = pd.concat([cells, _metric_cells(summary, metrics)], axis=1)
+    cells["paper AP % (Table 1a)"] = summary["loss.alpha"].map(lambda a: _paper(reference.FOCAL_TABLE_1A, a, 0))
+    title = "α-balanced CE (γ = 0) by α, as Focal Loss Table 1a"
+    if note:
+        return Table("ce_alpha", title, pd.DataFrame(), pd.DataFrame(), [note])
+    return Table("ce_alpha", title, cells, summary)
+
+
+def _paper(table: dict, key: float, index: int) -> str:
+    for k, v in table.items():
+        if abs(k - key) < 1e-9:
+            return f"{v[index]:g}"
+    return "-"
+
+
+def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
+    """Focal Loss paper Table 1b: metric by gamma x alpha, with the best alpha per gamma."""
+    part = df[df["loss"] == "focal"]
+    if part.empty or part["loss.gamma"].nunique() < 2 or part["loss.alpha"].nunique() < 1:
+        return None
+    note = _constant_or_note(part, ["loss.gamma", "loss.alpha"])
+    title = f"Focal loss {metric} by γ (rows) x α (columns), as Focal Loss Table 1b; best α per γ in bold"
+    if note:
+        return Table("focal_gamma_alpha", title, pd.DataFrame(), pd.DataFrame(), [note])
+    summary = summarize(part, ["loss.gamma", "loss.alpha"], [metric])
+    gammas = sorted(summary["loss.gamma"].unique())
+    alphas = sorted(summary["loss.alpha"].dropna().unique())
+    rows, nums = [], []
+    for g in gammas:
+        sub = summary[summary["loss.gamma"] == g]
+        row = {"γ": f"{g:g}"}
+        for a in alphas:
+            hit = sub[sub["loss.alpha"] == a]
+            if hit.empty:
+                row[f"α={a:g}"] = "-"
+                continue
+            r = hit.iloc[0]
+            row[f"α={a:g}"] = fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
+        means = sub.set_index("loss.alpha")[f"{metric}_mean"]
+        if means.notna().any():
+            best_alpha = means.idxmax()
+            row[f"α={best_alpha:g}"] = "\x00" + row[f"α={best_alpha:g}"] + "\x00"  # best alpha of this gamma
+            row["best α"] = f"{best_alpha:g}"
+            row[f"best {metric}"] = f"{means.max():.3f}"
+        else:
+            row["best α"], row[f"best {metric}"] = "-", "-"
+        paper = reference.FOCAL_TABLE_1B.get(float(g))
+        row["paper best α / AP % (Table 1b)"] = f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
+        rows.append(row)
+        nums.append({"gamma": g, **{f"alpha={a:g}": v for a, v in means.items()}})
+    cells = pd.DataFrame(rows)
+    best_col = f"best {metric}"
+    numeric = pd.to_numeric(cells[best_col], errors="coerce")
+    if numeric.notna().any():
+        idx = numeric.idxmax()
+        cells.loc[idx, best_col] = "\x00" + cells.loc[idx, best_col] + "\x00"
+    return Table("focal_gamma_alpha", title, cells, pd.DataFrame(nums))
+
+
+def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
+    """GHM paper comparison: classification loss (rows) x regression loss (columns)."""
+    if df["loss"].nunique() < 2 and df["regression"].nunique() < 2:
+        return None
+    cells_per = df.groupby(["loss", "regression"])
+    for (loss, reg), part in cells_per:
+        if _constant_or_note(part, []):
+            return Table(
+                "loss_comparison",
+                f"{metric}: classification x regression loss",
+                pd.DataFrame(),
+                pd.DataFrame(),
+                [f"skipped: the {loss} + {reg} runs differ in more than the seed ({', '.join(varying_columns(part)[:4])})"],
+            )
+    summary = summarize(df, ["loss", "regression"], [metric])
+    regs = sorted(summary["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
+    best = summary[f"{metric}_mean"].max()
+    rows, nums = [], []
+    for loss in sorted(summary["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
+        row = {"classification": loss}
+        for reg in regs:
+            hit = summary[(summary["loss"] == loss) & (summary["regression"] == reg)]
+            if hit.empty:
+                row[reg] = "-"
+                continue
+            r = hit.iloc[0]
+            text = fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
+            row[reg] = "\x00" + text + "\x00" if r[f"{metric}_mean"] == best else text
+            nums.append({"loss": loss, "regression": reg, "mean": r[f"{metric}_mean"], "std": r[f"{metric}_std"], "n": r[f"{metric}_n"]})
+        row["paper AP % (GHM paper; smooth L1 / GHM-R)"] = " / ".join(
+            f"{reference.GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in reference.GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
+        )
+        rows.append(row)
+    return Table("loss_comparison", f"{metric}: classification (rows) x regression loss (columns), mean ± std (n) over seeds", pd.DataFrame(rows), pd.DataFrame(nums))
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None) -> list[Table]:
+    """The summary table and whichever paper-shaped tables the runs allow."""
+    if metric not in METRICS:
+        raise ReportError(f"--metric {metric!r} is not allowed; allowed: {', '.join(METRICS)}")
+    if group_by is None:
+        group_by = ["loss", "regression", *[c for c in varying_columns(df) if c not in ("loss", "regression")]]
+    metrics = list(dict.fromkeys([metric, "AP", "AP50", "AP75"]))
+    tables = [summary_table(df, group_by, metrics)]
+    for make in (loss_comparison_table, ce_alpha_table, focal_grid_table):
+        table = make(df, metric)
+        if table is not None:
+            tables.append(table)
+    return tables
+
+
+def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path]) -> Path:
+    """Write runs.csv / runs.parquet, each table as .md / .tex / .csv, and report.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "runs.csv", index=False)
+    df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(out / "runs.parquet", index=False)
+    parts = [
+        "# ghmbench report\n",
+        f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
+        + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
+        + ". Cells: mean ± std over seeds (number of completed runs); best value per column in bold.\n",
+    ]
+    for t in tables:
+        if not t.cells.empty:
+            (out / f"{t.name}.md").write_text(t.markdown())
+            (out / f"{t.name}.tex").write_text(t.latex())
+            t.numbers.to_csv(out / f"{t.name}.csv", index=False)
+        parts.append(t.markdown() if not t.cells.empty else f"### {t.title}\n\n" + "\n".join(t.notes) + "\n")
+    if figures:
+        parts.append("### Figures\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n")
+    report = out / "report.md"
+    report.write_text("\n".join(parts))
+    return report
