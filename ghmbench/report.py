@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -239,48 +240,73 @@ def _paper(table: dict, key: float, index: int) -> str:
     return "-"
 
 
-def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
-    """Focal Loss paper Table 1b: metric by gamma x alpha, with the best alpha per gamma."""
-    part = df[df["loss"] == "focal"]
-    if part.empty or part["loss.gamma"].nunique() < 2 or part["loss.alpha"].nunique() < 1:
+def _grid_table(
+    df: pd.DataFrame,
+    metric: str,
+    loss: str,
+    rows_key: str,
+    cols_key: str,
+    symbols: tuple[str, str],
+    name: str,
+    title: str,
+    paper: Callable[[float], str],
+    paper_label: str,
+) -> Table | None:
+    """metric by rows_key x cols_key for one loss, the best column per row and overall marked."""
+    part = df[df["loss"] == loss]
+    if part.empty or rows_key not in part or part[rows_key].nunique() < 2 or part[cols_key].nunique() < 1:
         return None
-    note = _constant_or_note(part, ["loss.gamma", "loss.alpha"])
-    title = f"Focal loss {metric} by γ (rows) x α (columns), as Focal Loss Table 1b; best α per γ in bold"
+    note = _constant_or_note(part, [rows_key, cols_key])
     if note:
-        return Table("focal_gamma_alpha", title, pd.DataFrame(), pd.DataFrame(), [note])
-    summary = summarize(part, ["loss.gamma", "loss.alpha"], [metric])
-    gammas = sorted(summary["loss.gamma"].unique())
-    alphas = sorted(summary["loss.alpha"].dropna().unique())
+        return Table(name, title, pd.DataFrame(), pd.DataFrame(), [note])
+    rs, cs = symbols
+    summary = summarize(part, [rows_key, cols_key], [metric])
     rows, nums = [], []
-    for g in gammas:
-        sub = summary[summary["loss.gamma"] == g]
-        row = {"γ": f"{g:g}"}
-        for a in alphas:
-            hit = sub[sub["loss.alpha"] == a]
-            if hit.empty:
-                row[f"α={a:g}"] = "-"
-                continue
-            r = hit.iloc[0]
-            row[f"α={a:g}"] = fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
-        means = sub.set_index("loss.alpha")[f"{metric}_mean"]
+    for value in sorted(summary[rows_key].unique()):
+        sub = summary[summary[rows_key] == value]
+        row = {rs: f"{value:g}"}
+        for col in sorted(summary[cols_key].dropna().unique()):
+            hit = sub[sub[cols_key] == col]
+            r = hit.iloc[0] if not hit.empty else None
+            row[f"{cs}={col:g}"] = "-" if r is None else fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
+        means = sub.set_index(cols_key)[f"{metric}_mean"]
         if means.notna().any():
-            best_alpha = means.idxmax()
-            row[f"α={best_alpha:g}"] = "\x00" + row[f"α={best_alpha:g}"] + "\x00"  # best alpha of this gamma
-            row["best α"] = f"{best_alpha:g}"
-            row[f"best {metric}"] = f"{means.max():.3f}"
+            best = means.idxmax()
+            row[f"{cs}={best:g}"] = "\x00" + row[f"{cs}={best:g}"] + "\x00"  # best of this row
+            row[f"best {cs}"], row[f"best {metric}"] = f"{best:g}", f"{means.max():.3f}"
         else:
-            row["best α"], row[f"best {metric}"] = "-", "-"
-        paper = reference.FOCAL_TABLE_1B.get(float(g))
-        row["paper best α / AP % (Table 1b)"] = f"{paper[0]:g} / {paper[1]:g}" if paper else "-"
+            row[f"best {cs}"], row[f"best {metric}"] = "-", "-"
+        row[paper_label] = paper(float(value))
         rows.append(row)
-        nums.append({"gamma": g, **{f"alpha={a:g}": v for a, v in means.items()}})
+        nums.append({rows_key: value, **{f"{cols_key}={c:g}": v for c, v in means.items()}})
     cells = pd.DataFrame(rows)
-    best_col = f"best {metric}"
-    numeric = pd.to_numeric(cells[best_col], errors="coerce")
+    numeric = pd.to_numeric(cells[f"best {metric}"], errors="coerce")
     if numeric.notna().any():
         idx = numeric.idxmax()
-        cells.loc[idx, best_col] = "\x00" + cells.loc[idx, best_col] + "\x00"
-    return Table("focal_gamma_alpha", title, cells, pd.DataFrame(nums))
+        cells.loc[idx, f"best {metric}"] = "\x00" + cells.loc[idx, f"best {metric}"] + "\x00"
+    return Table(name, title, cells, pd.DataFrame(nums))
+
+
+def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
+    """Focal Loss paper Table 1b: metric by gamma x alpha, with the best alpha per gamma."""
+
+    def paper(gamma: float) -> str:
+        ref = reference.FOCAL_TABLE_1B.get(gamma)
+        return f"{ref[0]:g} / {ref[1]:g}" if ref else "-"
+
+    title = f"Focal loss {metric} by γ (rows) x α (columns), as Focal Loss Table 1b; best α per γ in bold"
+    return _grid_table(df, metric, "focal", "loss.gamma", "loss.alpha", ("γ", "α"), "focal_gamma_alpha", title, paper, "paper best α / AP % (Table 1b)")
+
+
+def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
+    """GHM-C unit regions (bins, rows) x momentum (columns), with the paper's AP per M."""
+
+    def paper(bins: float) -> str:
+        ref = reference.GHM_BINS.get(int(bins))
+        return f"{ref:g}" if ref is not None else "-"
+
+    title = f"GHM-C {metric} by bins M (rows) x momentum (columns); best momentum per M in bold"
+    return _grid_table(df, metric, "ghm", "loss.bins", "loss.momentum", ("M", "momentum"), "ghm_bins_momentum", title, paper, "paper AP % by M (GHM paper)")
 
 
 def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
@@ -330,7 +356,7 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None) -> l
         group_by = ["loss", "regression", *[c for c in varying_columns(df) if c not in ("loss", "regression")]]
     metrics = list(dict.fromkeys([metric, "AP", "AP50", "AP75"]))
     tables = [summary_table(df, group_by, metrics)]
-    for make in (loss_comparison_table, ce_alpha_table, focal_grid_table):
+    for make in (loss_comparison_table, ce_alpha_table, focal_grid_table, ghm_ablation_table):
         table = make(df, metric)
         if table is not None:
             tables.append(table)

@@ -132,3 +132,18 @@ def test_smoke_failures_reasons():
     assert smoke_failures({**good, "metrics": {"AP": 0.0}}) == ["AP is zero"]
     assert "not finite" in smoke_failures({"status": "diverged"})[0]
     assert json.dumps(good)
+
+
+def test_ghm_ablation_table_by_hand(tmp_path):
+    root = tmp_path / "runs"
+    aps = {(10, 0.0): 0.20, (10, 0.75): 0.25, (30, 0.0): 0.40, (30, 0.75): 0.30}
+    for (bins, momentum), ap in aps.items():
+        write_run(root, ["loss=ghm", f"loss.bins={bins}", f"loss.momentum={momentum}"], 0, ap)
+    write_run(root, ["loss=ghm", "loss.bins=30", "loss.momentum=0.9"], 0, None, status="diverged")
+    df, _ = load_runs([root])
+    table = {t.name: t for t in build_tables(df, "AP", None)}["ghm_bins_momentum"]
+    cells = table.cells.set_index("M")
+    assert cells.loc["10", "best momentum"] == "0.75" and cells.loc["30", "best momentum"] == "0"
+    assert cells.loc["30", "momentum=0.9"] == "diverged (1/1)"
+    assert cells.loc["30", "best AP"] == "\x000.400\x00"
+    assert cells.loc["10", "paper AP % by M (GHM paper)"] == "34.6"
