@@ -1,4 +1,4 @@
-# Quick start: `make test` (the test suite) and `make bench` (the default benchmark).
+# Quick start: `make bench` (the loss comparison and its report) and `make test` (the tests).
 # Both create .venv and install the project into it when it is missing.
 PYTHON ?= python3
 VENV := .venv
@@ -21,8 +21,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The main job: the GHM paper's loss comparison at its quick CPU scale, then its report.
 bench: $(STAMP)
-	$(BIN)/ghmbench train
+	$(BIN)/ghmbench sweep experiment=loss_comparison paths.runs_dir=runs/bench
+	$(BIN)/ghmbench report runs/bench
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
