@@ -137,6 +137,28 @@ class FocalLoss(CrossEntropyLoss):
         return ce * one_minus_pt.pow(self.gamma)
 
 
+def bin_index(g: Tensor, bins: int) -> Tensor:
+    """Bin of each value among the edges j / M (M = bins; the last edge anything > 1).
+
+    Returns j such that edges[j] <= g < edges[j + 1], with edges[j] the float32 value of j / M
+    as ``torch.arange(M + 1, dtype=torch.float32) / M`` computes it: floor(g * M) is cheap
+    (torch.bucketize is slower on the CPU) but float rounding can put a value within an ulp of
+    an edge one bin off, so the two neighbouring edges are recomputed the same way and
+    compared. Values >= (M - 1) / M land in the last bin (g <= 1 for GHM-C and GHM-R).
+
+    Args:
+        g: [...] float32 values in [0, 1]; NaN lands in bin 0 (the loss is then NaN anyway).
+        bins: M.
+
+    Returns:
+        [...] int64 bin indices in [0, M - 1].
+    """
+    f = (g * bins).floor_().nan_to_num_(0.0).clamp_(0, bins - 1)
+    f.sub_((g < f / bins).to(f.dtype))
+    f.add_((g >= (f + 1) / bins).to(f.dtype))
+    return f.clamp_(0, bins - 1).to(torch.long)
+
+
 def ghm_weights(
     g: Tensor,
     valid: Tensor,
@@ -147,6 +169,7 @@ def ghm_weights(
     level_ids: Tensor | None = None,
     num_levels: int = 1,
     sync: bool = False,
+    per_tot: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradient-density weights of GHM, vectorised over entries and bins.
 
@@ -160,24 +183,26 @@ def ghm_weights(
         level_ids: [N] density group of each row (FPN level), or None for one group.
         num_levels: L, the number of density groups.
         sync: sum bin counts and tot over the default process group before weighting.
+        per_tot: return weights already divided by their group's tot (the loss's normaliser).
 
     Returns:
         (weights [N, K] float32, zero for invalid entries; counts [L, M]; tot [L]) where counts
         and tot are the (possibly all-reduced) statistics the weights were computed from.
     """
     bins = edges.numel() - 1
-    inner = edges[1:-1].contiguous()
-    bin_idx = torch.bucketize(g.contiguous(), inner, right=True)  # [N, K] in [0, M-1]
+    groups = num_levels * bins
+    bin_idx = bin_index(g, bins)
     if level_ids is not None and num_levels > 1:
-        bin_idx = bin_idx + (level_ids.view(-1, 1) * bins)
-    counts = torch.zeros(num_levels * bins, dtype=torch.float32, device=g.device)
-    counts.scatter_add_(0, bin_idx.reshape(-1), valid.reshape(-1).to(torch.float32))
+        bin_idx += level_ids.view(-1, 1) * bins
+    valid_f = valid.to(torch.float32)
+    counts = torch.zeros(groups, dtype=torch.float32, device=g.device)
+    counts.index_add_(0, bin_idx.view(-1), valid_f.view(-1))
     counts = counts.view(num_levels, bins)
     tot = tot.to(torch.float32)
     if sync and dist.is_available() and dist.is_initialized():
         packed = torch.cat([counts.reshape(-1), tot])
         dist.all_reduce(packed)
-        counts, tot = packed[: num_levels * bins].view(num_levels, bins), packed[num_levels * bins :]
+        counts, tot = packed[:groups].view(num_levels, bins), packed[groups:]
     tot = tot.clamp(min=1.0)
     nonempty = counts > 0
     n = nonempty.sum(dim=1, keepdim=True).clamp(min=1).to(torch.float32)  # [L, 1]
@@ -190,9 +215,29 @@ def ghm_weights(
         table = torch.stack(tables)
     else:
         table = torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), 0.0)
-    table = (table / n).reshape(-1)
-    weights = table[bin_idx] * valid
-    return weights, counts, tot
+    table = table / n
+    if per_tot:
+        table = table / tot[:, None]
+    return table.reshape(-1).take(bin_idx).mul_(valid_f), counts, tot
+
+
+class _PrecomputedGrad(torch.autograd.Function):
+    """Returns a loss computed without autograd; backward scales a gradient computed with it.
+
+    GHM's weights are constants of the backward pass, so d loss / d pred has a closed form
+    (w (p - y) for GHM-C, w d / sqrt(d^2 + mu^2) for GHM-R) that costs one multiply in backward
+    instead of replaying a chain of elementwise ops.
+    """
+
+    @staticmethod
+    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None
 
 
 class _GHMBase(nn.Module):
@@ -215,17 +260,14 @@ class _GHMBase(nn.Module):
         # Histogram of g over valid entries in the last call (summed over levels), for reports.
         self.register_buffer("last_counts", torch.zeros(bins, dtype=torch.float32), persistent=False)
 
-    def _weights(self, g: Tensor, valid: Tensor, tot_rows: Tensor, level_ids: Tensor | None) -> tuple[Tensor, Tensor]:
-        """GHM weights [N, K] (zero on invalid entries) and the normaliser tot.
+    def _weights(self, g: Tensor, valid: Tensor, tot_rows: Tensor, level_ids: Tensor | None) -> Tensor:
+        """GHM weights divided by their tot, [N, K] (zero on invalid entries).
 
         Args:
             g: [N, K] detached gradient norms.
             valid: [N, K] bool.
             tot_rows: [N] each row's contribution to tot.
             level_ids: [N] long level of each row, or None.
-
-        Returns:
-            (weights [N, K], tot broadcastable to [N, K]: [1] or [N, 1] per level).
         """
         if self.per_level and level_ids is not None:
             # A fixed number of density groups avoids reading level_ids.max() on the host;
@@ -236,9 +278,9 @@ class _GHMBase(nn.Module):
         else:
             tot, ids, num_levels = tot_rows.sum().reshape(1), None, 1
         running = self.acc_sum if self.momentum > 0 else None
-        weights, counts, tot = ghm_weights(g, valid, self.edges, tot, running, self.momentum, ids, num_levels, self.sync)
+        weights, counts, _ = ghm_weights(g, valid, self.edges, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True)
         self.last_counts.copy_(counts.sum(dim=0))
-        return weights, (tot[ids].view(-1, 1) if ids is not None else tot)
+        return weights
 
 
 class GHMC(_GHMBase):
@@ -289,10 +331,14 @@ class GHMC(_GHMBase):
         pred = pred.float()
         target = target.float()
         valid = _valid_mask(label_weight, pred.shape)
-        g = (torch.sigmoid(pred.detach()) - target).abs()
-        weights, tot = self._weights(g, valid, valid.sum(dim=1).to(torch.float32), level_ids)
-        bce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-        return self.loss_weight * (weights * bce / tot).sum()
+        with torch.no_grad():
+            diff = torch.sigmoid(pred) - target  # d BCE / d x
+            w = self._weights(diff.abs(), valid, valid.sum(dim=1).to(torch.float32), level_ids)
+            w.mul_(self.loss_weight)
+            value = F.binary_cross_entropy_with_logits(pred, target, weight=w, reduction="sum")
+        if not pred.requires_grad:
+            return value
+        return _PrecomputedGrad.apply(pred, value, diff.mul_(w))
 
 
 class SmoothL1Loss(nn.Module):
@@ -404,12 +450,15 @@ class GHMR(_GHMBase):
         pred = pred.float()
         target = target.float()
         valid = _valid_mask(label_weight, pred.shape)
-        lw = label_weight.float()
-        lw = (lw[:, None] if lw.dim() == 1 else lw).expand(pred.shape)
-        tot_rows = torch.where(valid, lw, 0.0).sum(dim=1)
-        diff = pred - target
-        root = torch.sqrt(diff * diff + self.mu * self.mu)
-        loss = root - self.mu
-        g = (diff.detach().abs() / root.detach())
-        weights, tot = self._weights(g, valid, tot_rows, level_ids)
-        return self.loss_weight * (weights * loss / tot).sum()
+        lw = label_weight.float().clamp(min=0)  # tot: the valid entries' weights
+        tot_rows = lw * pred.shape[1] if lw.dim() == 1 else lw.sum(dim=1)
+        with torch.no_grad():
+            diff = pred - target
+            root = torch.sqrt(diff * diff + self.mu * self.mu)
+            slope = diff.div_(root)  # d ASL1 / d d; its magnitude is g
+            w = self._weights(slope.abs(), valid, tot_rows, level_ids)
+            w.mul_(self.loss_weight)
+            value = (w * root.sub_(self.mu)).sum()
+        if not pred.requires_grad:
+            return value
+        return _PrecomputedGrad.apply(pred, value, slope.mul_(w))

@@ -247,3 +247,21 @@ def test_ghmr_tot_is_sum_of_weights():
     # tot 4 vs 8, R = 4 both: w = tot/4; loss = sum(w * asl1) / tot = sum(asl1) / 4 in both cases
     torch.testing.assert_close(a, b)
     assert a.item() == pytest.approx(_asl1(0.01), rel=1e-5)
+
+
+@pytest.mark.parametrize("bins,last", [(30, 1.0 + 1e-6), (10, 1e3), (7, 1.0 + 1e-6), (40, 1.0 + 1e-6)])
+def test_bin_index_equals_edge_comparisons_at_the_edges(bins, last):
+    from ghmbench.losses import bin_index
+
+    edges = torch.arange(bins + 1, dtype=torch.float32) / bins
+    edges[-1] = last
+    at = edges[:-1]
+    up, down = torch.nextafter(at, torch.tensor(2.0)), torch.nextafter(at, torch.tensor(-1.0)).clamp(min=0)
+    near = torch.cat([at, up, down, torch.tensor([1.0, 0.0])])
+    # the edge values at many positions of a long tensor: vectorised loops and their tails alike
+    values = torch.cat([torch.rand(3_000_017), near.repeat(1001), torch.rand(77)])
+    values = values[torch.randperm(values.numel(), generator=torch.Generator().manual_seed(bins))]
+    expected = torch.bucketize(values, edges[1:-1].contiguous(), right=True)
+    assert torch.equal(bin_index(values, bins), expected)
+    assert torch.equal(bin_index(near, bins), torch.bucketize(near, edges[1:-1].contiguous(), right=True))
+    assert bin_index(torch.tensor([float("nan")]), bins).item() in range(bins)
