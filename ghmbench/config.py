@@ -358,8 +358,13 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        messages = [str(x) for x in (e, e.__cause__) if x is not None and str(x).strip()]
-        text = " ".join(" ".join(messages).split()) or type(e).__name__
-        for noise in (" Config search path:", " full_key:"):  # Hydra appends search paths / key dumps
-            text = text.split(noise)[0]
-        raise ConfigError(text) from None
+        raise hydra_error(e) from None
+
+
+def hydra_error(e: Exception) -> ConfigError:
+    """A Hydra / OmegaConf exception (and its cause) as a one-line ConfigError."""
+    messages = [str(x) for x in (e, e.__cause__) if x is not None and str(x).strip()]
+    text = " ".join(" ".join(messages).split()) or type(e).__name__
+    for noise in (" Config search path:", " full_key:"):  # Hydra appends search paths / key dumps
+        text = text.split(noise)[0]
+    return ConfigError(text)

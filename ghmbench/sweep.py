@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ghmbench.config import ConfigError, compose_config, conf_dir, validate
+from ghmbench.config import ConfigError, compose_config, conf_dir, hydra_error, validate
 
 FORCE_ENV = "GHMBENCH_FORCE"
 
@@ -52,7 +52,7 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
         grid = [f"{k}={v}" for k, v in params.items()] + list(overrides)
         (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(grid), None)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(" ".join(str(e).split()).split(" Config search path:")[0]) from None
+        raise hydra_error(e) from None
     finally:
         GlobalHydra.instance().clear()
     return [list(job) for job in jobs]
