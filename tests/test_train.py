@@ -93,3 +93,21 @@ def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
         with pytest.raises(RunLocked):
             run(cfg, force=True)
     assert (folder / CHECKPOINT_FILE).read_bytes() == b"another process's checkpoint"
+
+
+def test_resnet18_backbone_trains_and_loads_local_weights(tiny, tmp_path):
+    import torch
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), weights)
+    record = run(_cfg(*tiny, "model=resnet18", f"model.weights_path={weights}", "train.epochs=1"))
+    assert record["status"] == "completed" and record["metrics"]["AR100"] is not None
+    from ghmbench.model import ResNet18Backbone
+
+    backbone = ResNet18Backbone(in_channels=1, weights_path=str(weights))
+    # grey input: the first convolution is the RGB filters summed (a grey image replicated to RGB
+    # gives the same response), the rest loaded as saved
+    torch.testing.assert_close(backbone.stem[0].weight, reference.conv1.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(backbone.layers[3][1].conv2.weight, reference.layer4[1].conv2.weight)
