@@ -162,7 +162,7 @@ def bin_index(g: Tensor, bins: int) -> Tensor:
 def ghm_weights(
     g: Tensor,
     valid: Tensor,
-    edges: Tensor,
+    bins: int,
     tot: Tensor,
     running: Tensor | None,
     momentum: float,
@@ -176,7 +176,9 @@ def ghm_weights(
     Args:
         g: [N, K] gradient norms (detached).
         valid: [N, K] bool mask of valid entries.
-        edges: [M + 1] bin edges; a value v falls in bin j when edges[j] <= v < edges[j + 1].
+        bins: M; a value v falls in bin j when j / M <= v < (j + 1) / M (see :func:`bin_index`;
+            the last bin is closed above: GHM-C raises its last edge by 1e-6, GHM-R puts it at 1e3,
+            and both g's are at most 1).
         tot: [L] valid-entry totals, one per density group (level), used in ``tot / R_j``.
         running: [M] running counts S (updated in place) or None when ``momentum == 0``.
         momentum: m in [0, 1).
@@ -189,7 +191,6 @@ def ghm_weights(
         (weights [N, K] float32, zero for invalid entries; counts [L, M]; tot [L]) where counts
         and tot are the (possibly all-reduced) statistics the weights were computed from.
     """
-    bins = edges.numel() - 1
     groups = num_levels * bins
     bin_idx = bin_index(g, bins)
     if level_ids is not None and num_levels > 1:
@@ -241,9 +242,9 @@ class _PrecomputedGrad(torch.autograd.Function):
 
 
 class _GHMBase(nn.Module):
-    """Shared state of GHM-C and GHM-R: edges, running counts and the last g histogram."""
+    """Shared state of GHM-C and GHM-R: bins, running counts and the last g histogram."""
 
-    def __init__(self, bins: int, momentum: float, last_edge: float, per_level: bool, sync: bool) -> None:
+    def __init__(self, bins: int, momentum: float, per_level: bool, sync: bool) -> None:
         super().__init__()
         if bins < 1:
             raise ValueError(f"bins must be >= 1, got {bins}")
@@ -253,9 +254,6 @@ class _GHMBase(nn.Module):
         self.momentum = momentum
         self.per_level = per_level
         self.sync = sync
-        edges = torch.arange(bins + 1, dtype=torch.float32) / bins
-        edges[-1] = last_edge
-        self.register_buffer("edges", edges, persistent=False)
         self.register_buffer("acc_sum", torch.zeros(bins, dtype=torch.float32))
         # Histogram of g over valid entries in the last call (summed over levels), for reports.
         self.register_buffer("last_counts", torch.zeros(bins, dtype=torch.float32), persistent=False)
@@ -278,7 +276,7 @@ class _GHMBase(nn.Module):
         else:
             tot, ids, num_levels = tot_rows.sum().reshape(1), None, 1
         running = self.acc_sum if self.momentum > 0 else None
-        weights, counts, _ = ghm_weights(g, valid, self.edges, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True)
+        weights, counts, _ = ghm_weights(g, valid, self.bins, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True)
         self.last_counts.copy_(counts.sum(dim=0))
         return weights
 
@@ -305,7 +303,7 @@ class GHMC(_GHMBase):
         per_level: bool = False,
         sync: bool = True,
     ) -> None:
-        super().__init__(bins, momentum, 1.0 + 1e-6, per_level, sync)
+        super().__init__(bins, momentum, per_level, sync)
         self.loss_weight = loss_weight
 
     def forward(
@@ -421,7 +419,7 @@ class GHMR(_GHMBase):
         per_level: bool = False,
         sync: bool = True,
     ) -> None:
-        super().__init__(bins, momentum, 1e3, per_level, sync)
+        super().__init__(bins, momentum, per_level, sync)
         if mu <= 0:
             raise ValueError(f"mu must be > 0, got {mu}")
         self.mu = mu
