@@ -220,16 +220,16 @@ def ce_alpha_table(df: pd.DataFrame, metric: str) -> Table | None:
     part = part[part["regression"] == part["regression"].iloc[0]] if len(part) else part
     if part.empty or "loss.alpha" not in part or part["loss.alpha"].nunique() < 2:
         return None
-    part = part.assign(**{"loss.gamma": 0.0}) if "loss.gamma" in part else part
-    note = _constant_or_note(part.drop(columns=[c for c in part.columns if c == "loss.gamma"]), ["loss.alpha"])
+    # CE runs have no gamma and focal gamma-0 runs have 0: not a difference between them
+    note = _constant_or_note(part.drop(columns="loss.gamma", errors="ignore"), ["loss.alpha"])
+    title = "α-balanced CE (γ = 0) by α, as Focal Loss Table 1a"
+    if note:
+        return Table("ce_alpha", title, pd.DataFrame(), pd.DataFrame(), [note])
     metrics = ["AP", "AP50", "AP75"] if metric in ("AP", "AP50", "AP75") else [metric]
     summary = summarize(part, ["loss.alpha"], metrics).sort_values("loss.alpha").reset_index(drop=True)
     cells = pd.DataFrame({"α": summary["loss.alpha"].map(lambda a: f"{a:g}")})
     cells = pd.concat([cells, _metric_cells(summary, metrics)], axis=1)
     cells["paper AP % (Table 1a)"] = summary["loss.alpha"].map(lambda a: _paper(reference.FOCAL_TABLE_1A, a, 0))
-    title = "α-balanced CE (γ = 0) by α, as Focal Loss Table 1a"
-    if note:
-        return Table("ce_alpha", title, pd.DataFrame(), pd.DataFrame(), [note])
     return Table("ce_alpha", title, cells, summary)
 
 
