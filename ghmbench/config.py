@@ -38,6 +38,39 @@ class DigitsCfg(DigitsParams):
 
 
 @dataclass
+class FileDatasetCfg:
+    """Knobs shared by the datasets read from disk (coco, voc)."""
+
+    root: Optional[str] = None
+    image_size: int = 512
+    channels: int = 3
+    on_invalid: str = "error"
+    box_tolerance: float = 2.0
+    max_images: Optional[int] = None
+    cache_images: str = "auto"
+    num_workers: Optional[int] = None
+
+
+@dataclass
+class CocoCfg(FileDatasetCfg):
+    name: str = "coco"
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    train_images: Optional[str] = None
+    val_images: Optional[str] = None
+    train_annotations: Optional[str] = None
+    val_annotations: Optional[str] = None
+
+
+@dataclass
+class VocCfg(FileDatasetCfg):
+    name: str = "voc"
+    train_sets: list[str] = field(default_factory=lambda: ["2007-trainval"])
+    val_sets: list[str] = field(default_factory=lambda: ["2007-test"])
+    download: bool = False
+
+
+@dataclass
 class ModelCfg:
     backbone: str = "small"
     backbone_width: int = 16
@@ -153,7 +186,7 @@ class PathsCfg:
 
 
 SECTIONS: dict[str, dict[str, type]] = {
-    "dataset": {"digits": DigitsCfg},
+    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg},
     "model": {"": ModelCfg},
     "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
     "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
@@ -189,6 +222,11 @@ def _ge1(v: Any) -> bool:
     return v is not None and v >= 1
 
 
+def _voc_set(v: Any) -> bool:
+    year, _, image_set = str(v).partition("-")
+    return year in [str(y) for y in range(2007, 2013)] and (image_set in ("train", "val", "trainval") or (year, image_set) == ("2007", "test"))
+
+
 RANGES: list[Check] = [
     ("seed", _nonneg, "an integer >= 0"),
     ("device", lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"), "one of auto, cpu, cuda, cuda:N"),
@@ -205,6 +243,14 @@ RANGES: list[Check] = [
     ("dataset.val_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("dataset.max_overlap", _unit, "a number in [0, 1]"),
     ("dataset.seed", _nonneg, "an integer >= 0"),
+    ("dataset.channels", lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
+    ("dataset.on_invalid", lambda v: v in ("error", "skip"), "error or skip"),
+    ("dataset.box_tolerance", _nonneg, "a number of pixels >= 0"),
+    ("dataset.max_images", lambda v: v is None or v >= 1, "null (all) or an integer >= 1"),
+    ("dataset.cache_images", lambda v: str(v).lower() in ("auto", "true", "false"), "auto, true or false"),
+    ("dataset.num_workers", lambda v: v is None or v >= 0, "null (auto) or an integer >= 0"),
+    ("dataset.train_sets", lambda v: len(v) >= 1 and all(_voc_set(x) for x in v), "a non-empty list of YEAR-SET, YEAR in 2007..2012, SET in train, val, trainval (test: 2007 only)"),
+    ("dataset.val_sets", lambda v: len(v) >= 1 and all(_voc_set(x) for x in v), "a non-empty list of YEAR-SET, YEAR in 2007..2012, SET in train, val, trainval (test: 2007 only)"),
     ("model.backbone", lambda v: v in ("small", "resnet18"), "one of small, resnet18"),
     ("model.backbone_width", lambda v: v >= 4, "an integer >= 4"),
     ("model.levels", lambda v: len(v) >= 1 and list(v) == sorted(set(v)) and all(2 <= x <= 7 for x in v), "increasing distinct integers in 2..7"),
@@ -261,6 +307,13 @@ def _cross_checks(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.max_objects={d.max_objects} must be >= dataset.min_objects={d.min_objects}")
         if not d.min_scale <= d.max_scale <= d.image_size:
             raise ConfigError(f"dataset.max_scale={d.max_scale} must be in [dataset.min_scale={d.min_scale}, dataset.image_size={d.image_size}]")
+    if d.name == "voc" and not d.root:
+        raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc)")
+    if d.name == "coco":
+        for split in ("train", "val"):
+            for kind in ("images", "annotations"):
+                if not d.root and not d[f"{split}_{kind}"]:
+                    raise ConfigError(f"dataset.{split}_{kind} is unset and so is dataset.root; allowed: dataset.root=/data/coco (COCO layout) or explicit paths")
 
 
 def _get(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:

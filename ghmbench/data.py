@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -43,23 +43,32 @@ class DigitsParams:
 
 @dataclass
 class DetectionSplit:
-    """One split held in memory.
+    """One split, every image at the network's input size.
 
     Attributes:
-        images: [N, 1, H, W] uint8.
-        boxes: per image, [G, 4] float32 xyxy in pixels.
+        images: [N, C, H, W] uint8 in memory, or a lazy loader with the same ``shape`` whose
+            ``images[idx]`` decodes a batch (``ghmbench.datasets.LazyImages``).
+        boxes: per image, [G, 4] float32 xyxy in input pixels.
         labels: per image, [G] int64 contiguous labels in [0, num_classes).
         class_names: name of each contiguous label.
         image_ids: COCO image id of each image.
         category_ids: COCO category id of each contiguous label.
+        scales: [N, 2] float64 (scale_x, scale_y) from original to input pixels; None = 1.
+        orig_sizes: per image (height, width) of the original file; None = the input size.
+        ground_truth: the original COCO annotations to evaluate against; None = built from boxes.
+        dropped: invalid items dropped while loading (``dataset.on_invalid=skip``), by reason.
     """
 
-    images: Tensor
+    images: Any
     boxes: list[Tensor]
     labels: list[Tensor]
     class_names: list[str]
     image_ids: list[int] = field(default_factory=list)
     category_ids: list[int] = field(default_factory=list)
+    scales: Optional[Tensor] = None
+    orig_sizes: Optional[list[tuple[int, int]]] = None
+    ground_truth: Optional[dict] = None
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.image_ids:
@@ -74,8 +83,21 @@ class DetectionSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def to_original(self, k: int, boxes: Tensor) -> Tensor:
+        """Boxes [D, 4] xyxy of image ``k`` from input pixels back to its original pixels (clipped)."""
+        if self.scales is None:
+            return boxes
+        sx, sy = self.scales[k].tolist()
+        h, w = self.orig_sizes[k] if self.orig_sizes else self.images.shape[-2:]
+        out = boxes.double() / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
+        out[:, 0::2] = out[:, 0::2].clamp(0, w)
+        out[:, 1::2] = out[:, 1::2].clamp(0, h)
+        return out.float()
+
     def coco_ground_truth(self) -> dict:
-        """The split's annotations as a COCO instances dict (boxes in xywh)."""
+        """The split's annotations as a COCO instances dict (boxes in xywh, original pixels)."""
+        if self.ground_truth is not None:
+            return self.ground_truth
         h, w = self.images.shape[-2:]
         images = [{"id": i, "width": int(w), "height": int(h), "file_name": f"{i:06d}.png"} for i in self.image_ids]
         cats = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
@@ -243,13 +265,25 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tupl
 
 
 def iterate_batches(
-    split: DetectionSplit, batch_size: int, shuffle: bool, generator: torch.Generator | None = None, drop_last: bool = False
+    split: DetectionSplit,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], list[int]]]:
-    """Yield (images [B, 1, H, W] float in [0, 1], boxes list, labels list, indices)."""
+    """Yield (images [B, C, H, W] float in [0, 1], boxes list, labels list, indices).
+
+    Images held in memory are sliced; a lazy split decodes its batches in worker processes.
+    """
     n = len(split)
     order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        images = split.images[idx].float().div_(255.0)
+    batches = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+    if isinstance(split.images, Tensor):
+        pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
+    else:
+        pixels = split.images.batches(batches, pin_memory=pin_memory)
+    for idx, raw in zip(batches, pixels):
+        images = raw.float().div_(255.0)
         yield images, [split.boxes[i] for i in idx], [split.labels[i] for i in idx], idx

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ghmbench.anchors import BoxCoder
 from ghmbench.data import DetectionSplit, iterate_batches
@@ -46,19 +46,28 @@ def predict(
     for images, _, _, idx in iterate_batches(split, batch_size, shuffle=False):
         out = model(images.to(device))
         for i, det in zip(idx, postprocess(out, coder, image_hw, **post)):
-            boxes = det["boxes"].cpu()
-            boxes[:, 2:] -= boxes[:, :2]
-            for box, score, label in zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()):
-                results.append(
-                    {
-                        "image_id": split.image_ids[i],
-                        "category_id": split.category_ids[label],
-                        "bbox": [round(v, 3) for v in box],
-                        "score": round(score, 5),
-                    }
-                )
+            results += coco_results(split, i, det["boxes"].cpu(), det["scores"].cpu(), det["labels"].cpu())
     model.train(was_training)
     return results
+
+
+def coco_results(split: DetectionSplit, k: int, boxes: Tensor, scores: Tensor, labels: Tensor) -> list[dict]:
+    """Detections of image ``k`` (input pixels, contiguous labels) as COCO results.
+
+    Args:
+        boxes: [D, 4] xyxy in the network's input pixels.
+        scores: [D].
+        labels: [D] contiguous labels.
+
+    Returns:
+        COCO result dicts in the original image's pixels (xywh) with its image and category ids.
+    """
+    xywh = split.to_original(k, boxes).clone()
+    xywh[:, 2:] -= xywh[:, :2]
+    return [
+        {"image_id": split.image_ids[k], "category_id": split.category_ids[label], "bbox": [round(v, 3) for v in box], "score": round(score, 5)}
+        for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist())
+    ]
 
 
 def _clean(value: float) -> float | None:

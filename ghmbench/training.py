@@ -60,10 +60,20 @@ def build_datasets(cfg: DictConfig) -> tuple[DetectionSplit, DetectionSplit]:
     d = OmegaConf.to_container(cfg.dataset, resolve=True)
     assert isinstance(d, dict)
     name = d.pop("name")
+    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
     if name == "digits":
-        cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
         return load_digits_detection(DigitsParams(**d), cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits")
+    from ghmbench import datasets
+
+    if name == "coco":
+        root = Path(d["root"]).expanduser() if d["root"] else None
+        for split in ("train", "val"):  # the COCO layout under root unless given explicitly
+            d[f"{split}_images"] = d[f"{split}_images"] or str(root / d[f"{split}_split"])
+            d[f"{split}_annotations"] = d[f"{split}_annotations"] or str(root / "annotations" / f"instances_{d[f'{split}_split']}.json")
+        return datasets.load_coco_detection(d, cache)
+    if name == "voc":
+        return datasets.load_voc_detection(d, cache)
+    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc")
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
@@ -323,6 +333,9 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
 
     logger = make_logger(cfg, folder)
     log.info("run %s on %s: %d train / %d val images, %d steps per epoch", folder.name, device, len(train_split), len(val_split), steps_per_epoch)
+    for split_name, split in (("train", train_split), ("val", val_split)):
+        if split.dropped:
+            log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
 
     started = time.perf_counter() - state.elapsed_s
     status, diverged_at = "completed", None
@@ -334,7 +347,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
             g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
-            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen):
+            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, pin_memory=device.type == "cuda"):
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
                 out = model(images.to(device, non_blocking=True))
@@ -383,6 +396,11 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                 )
 
     record = _base_record(cfg, folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+    record["dataset"] = {
+        "train_images": len(train_split),
+        "val_images": len(val_split),
+        "dropped": {"train": train_split.dropped, "val": val_split.dropped},  # dataset.on_invalid=skip
+    }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     if status == "diverged":
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None}

@@ -24,6 +24,10 @@ TINY = [
 ]
 
 
+# TINY without the digits-only dataset keys, for the datasets read from disk.
+TINY_TRAIN = [o for o in TINY if not o.startswith("dataset.")]
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> list[str]:
     """Overrides for a tiny run writing under tmp_path (the dataset cache is shared per session)."""

@@ -1,0 +1,493 @@
+"""COCO-format and Pascal VOC datasets: validation, letterbox resizing, image caching, export.
+
+Both formats end up as a COCO instances dict (VOC through torchvision's XML parsing), which is
+validated annotation by annotation (``on_invalid=error`` stops at the first problem with a
+one-line message naming the file and annotation; ``skip`` drops it and counts it), and turned
+into a :class:`~ghmbench.data.DetectionSplit`: images resized with their aspect ratio kept
+(longer side = ``image_size``) and padded right/bottom to a square, boxes transformed with them
+(torchvision.transforms.v2 on tv_tensors). The split keeps the original annotations, so
+detections mapped back through its per-image scales evaluate against the files on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ghmbench.config import ConfigError, FileDatasetCfg
+from ghmbench.data import DetectionSplit
+
+CACHE_VERSION = 1
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]  # fmt: skip
+CACHE_LIMIT_BYTES = 4 << 30  # cache_images=auto keeps a split in memory (and on disk) below this
+
+
+class DatasetError(ConfigError):
+    """Invalid dataset content; one line naming the file (and annotation) and what is allowed."""
+
+
+@dataclass
+class SourceSpec:
+    """Where one split's data lives and how to read it.
+
+    Attributes:
+        gt: COCO instances dict (images with absolute or root-relative ``file_name``).
+        image_root: folder that ``file_name`` is relative to.
+        origin: the annotation file, for messages.
+        describe: annotation id -> how to name it in a message (default "annotation id N").
+    """
+
+    gt: dict
+    image_root: Path
+    origin: str
+    describe: dict[int, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+class _Validator:
+    """Collects dropped items in ``skip`` mode, raises :class:`DatasetError` in ``error`` mode."""
+
+    def __init__(self, spec: SourceSpec, on_invalid: str) -> None:
+        self.spec, self.skip = spec, on_invalid == "skip"
+        self.dropped: dict[str, int] = {}
+
+    def bad(self, reason: str, what: str, message: str, allowed: str) -> None:
+        if not self.skip:
+            raise DatasetError(f"{self.spec.origin}: {what}: {message}; allowed: {allowed} (dataset.on_invalid=skip drops it)")
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def ann_name(self, ann: dict) -> str:
+        aid = ann.get("id")
+        return self.spec.describe.get(aid, f"annotation id {aid}")
+
+
+def _list_of_dicts(gt: Any, key: str, origin: str, required: bool = True) -> list[dict]:
+    value = gt.get(key) if isinstance(gt, dict) else None
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise DatasetError(f"{origin}: '{key}' must be a list of objects (COCO instances format)")
+    return value
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header; raises OSError if it cannot be read."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def validate_source(spec: SourceSpec, opts: FileDatasetCfg, categories: list[dict] | None = None) -> tuple[dict, list[Path], dict[str, int]]:
+    """Check every image and annotation of one split.
+
+    Args:
+        spec: the split's COCO dict and where its images are.
+        opts: on_invalid, box_tolerance, max_images.
+        categories: the label space (the train split's); None = this split's own.
+
+    Returns:
+        (clean COCO dict with the kept images sorted by id and boxes clipped to the image,
+        image paths in that order, dropped counts by reason).
+
+    Raises:
+        DatasetError: on the first problem when ``on_invalid=error``, or when nothing is left.
+    """
+    gt, origin = spec.gt, spec.origin
+    if not isinstance(gt, dict):
+        raise DatasetError(f"{origin}: not a COCO instances file (expected an object with images, annotations, categories)")
+    images = _list_of_dicts(gt, "images", origin)
+    anns = _list_of_dicts(gt, "annotations", origin, required=False)
+    cats = categories if categories is not None else _list_of_dicts(gt, "categories", origin)
+    if not cats:
+        raise DatasetError(f"{origin}: no categories; allowed: at least one entry in 'categories'")
+    v = _Validator(spec, opts.on_invalid)
+    cat_ids = {c["id"] for c in cats}
+    all_ids = {r.get("id") for r in images}
+    kept: dict[int, dict] = {}
+    paths: dict[int, Path] = {}
+    for rec in sorted(images, key=lambda r: (not isinstance(r.get("id"), int), r.get("id") if isinstance(r.get("id"), int) else 0)):
+        iid, name = rec.get("id"), rec.get("file_name")
+        if not isinstance(iid, int) or not isinstance(name, str) or iid in kept:
+            v.bad("bad_image_record", f"image record {rec!r:.80}", "needs a unique integer 'id' and a 'file_name'", "COCO image records")
+            continue
+        path = Path(name) if os.path.isabs(name) else spec.image_root / name
+        if not path.is_file():
+            v.bad("missing_image", f"image id {iid}", f"file {path} does not exist", "an existing image file")
+            continue
+        try:
+            w, h = _image_size(path)
+        except Exception as e:  # PIL raises several types for broken files
+            v.bad("unreadable_image", f"image id {iid}", f"file {path} cannot be read ({type(e).__name__})", "a readable PNG or JPEG")
+            continue
+        rw, rh = rec.get("width", w), rec.get("height", h)
+        if (rw, rh) != (w, h):
+            v.bad("image_size_mismatch", f"image id {iid}", f"file {path} is {w}x{h} but its record says {rw}x{rh}", "a record matching the file")
+            continue
+        kept[iid] = {"id": iid, "file_name": name, "width": w, "height": h}
+        paths[iid] = path
+        if opts.max_images is not None and len(kept) >= opts.max_images:
+            break
+    out_anns = []
+    tol = opts.box_tolerance
+    for ann in anns:
+        what = v.ann_name(ann)
+        iid, cid, bbox = ann.get("image_id"), ann.get("category_id"), ann.get("bbox")
+        if iid not in kept:
+            if iid not in all_ids or not isinstance(iid, int):
+                v.bad("unknown_image", what, f"image_id {iid!r} is not in 'images'", "the id of an image of this file")
+            continue  # its image was dropped (or cut by max_images): the annotation goes with it
+        if cid not in cat_ids:
+            v.bad("unknown_category", what, f"category_id {cid!r} is not a known category", f"one of {sorted(cat_ids)}")
+            continue
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(x, (int, float)) for x in bbox)):
+            v.bad("bad_box", what, f"bbox {bbox!r} is not 4 numbers", "[x, y, width, height]")
+            continue
+        if not all(math.isfinite(x) for x in bbox):
+            v.bad("non_finite_box", what, f"bbox {bbox} has NaN or infinite coordinates", "finite numbers")
+            continue
+        x, y, w, h = (float(t) for t in bbox)
+        if w <= 0 or h <= 0:
+            v.bad("non_positive_size", what, f"bbox width {w:g} and height {h:g}", "width > 0 and height > 0")
+            continue
+        W, H = kept[iid]["width"], kept[iid]["height"]
+        if x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
+            v.bad(
+                "box_outside_image",
+                what,
+                f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] leaves the {W}x{H} image by more than dataset.box_tolerance={tol:g} px",
+                "boxes inside the image",
+            )
+            continue
+        x1, y1, x2, y2 = max(0.0, x), max(0.0, y), min(float(W), x + w), min(float(H), y + h)
+        if x2 <= x1 or y2 <= y1:
+            v.bad("non_positive_size", what, f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] is empty inside the image", "width > 0 and height > 0")
+            continue
+        crowd = int(bool(ann.get("iscrowd", 0)))
+        bw, bh = x2 - x1, y2 - y1
+        area = float(ann["area"]) if crowd and isinstance(ann.get("area"), (int, float)) else bw * bh
+        out_anns.append({"id": len(out_anns) + 1, "image_id": iid, "category_id": cid, "bbox": [x1, y1, bw, bh], "area": area, "iscrowd": crowd})
+    if not kept:
+        raise DatasetError(f"{origin}: empty dataset: no usable image ({_dropped_text(v.dropped)}); allowed: at least one image")
+    if not any(a["iscrowd"] == 0 for a in out_anns):
+        raise DatasetError(f"{origin}: empty dataset: no usable object annotation ({_dropped_text(v.dropped)}); allowed: at least one box")
+    clean = {"images": list(kept.values()), "annotations": out_anns, "categories": [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in cats]}
+    return clean, [paths[i] for i in kept], v.dropped
+
+
+def _dropped_text(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {n} dropped" for k, n in sorted(dropped.items())) or "nothing dropped"
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after resizing so the longer side is ``size``, aspect ratio kept."""
+    longer = max(height, width)
+    return max(1, round(height * size / longer)), max(1, round(width * size / longer))
+
+
+def letterbox(image: Tensor, boxes: Tensor, size: int) -> tuple[Tensor, Tensor, tuple[float, float]]:
+    """Resize so the longer side is ``size`` (aspect ratio kept), pad right/bottom to size x size.
+
+    Args:
+        image: [C, h, w] uint8.
+        boxes: [G, 4] float xyxy in the image's pixels.
+        size: output side.
+
+    Returns:
+        (image [C, size, size] uint8, boxes [G, 4] in the output frame, (scale_x, scale_y)).
+    """
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = image.shape[-2:]
+    nh, nw = letterbox_size(h, w, size)
+    img = TF.resize(tv_tensors.Image(image), [nh, nw], antialias=True)
+    bb = TF.resize(tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), [nh, nw])
+    pad = [0, 0, size - nw, size - nh]
+    img, bb = TF.pad(img, pad), TF.pad(bb, pad)
+    return img.as_subclass(Tensor).contiguous(), bb.as_subclass(Tensor).float(), (nw / w, nh / h)
+
+
+def decode(path: Path, channels: int) -> Tensor:
+    """[channels, h, w] uint8 pixels of a PNG/JPEG file (grey files become RGB and vice versa)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    except Exception as e:  # PIL raises several types for broken files
+        raise DatasetError(f"{path}: cannot decode image ({type(e).__name__}: {e}); allowed: a readable PNG or JPEG") from None
+    return torch.from_numpy(arr.copy()).reshape(arr.shape[0], arr.shape[1], -1).permute(2, 0, 1).contiguous()
+
+
+class _Letterboxed(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path], size: int, channels: int) -> None:
+        self.paths, self.size, self.channels = paths, size, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        image = decode(self.paths[i], self.channels)
+        return letterbox(image, torch.zeros(0, 4), self.size)[0]
+
+
+class LazyImages:
+    """Images decoded on demand (datasets too big to cache): ``images[idx]`` -> [B, C, S, S] uint8."""
+
+    def __init__(self, paths: list[Path], size: int, channels: int, num_workers: int) -> None:
+        self.dataset = _Letterboxed(paths, size, channels)
+        self.shape = (len(paths), channels, size, size)
+        self.num_workers = num_workers
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx: list[int]) -> Tensor:
+        return torch.stack([self.dataset[i] for i in idx])
+
+    def batches(self, batches: list[list[int]], pin_memory: bool = False) -> Iterator[Tensor]:
+        """Decode the given index batches in worker processes, in order."""
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            collate_fn=torch.stack,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+        )
+        yield from loader
+
+
+def _auto_workers(n: int, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    return 0 if n < 256 else min(8, os.cpu_count() or 1)
+
+
+def _cache_key(paths: list[Path], opts: FileDatasetCfg) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{opts.image_size}|{opts.channels}".encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"|{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_images(paths: list[Path], opts: FileDatasetCfg, cache_dir: Path | None) -> Tensor | LazyImages:
+    """All images letterboxed into one uint8 tensor (cached on disk), or a lazy loader.
+
+    ``cache_images``: ``auto`` caches below 4 GiB, ``true`` always, ``false`` never.
+    """
+    n, s, c = len(paths), opts.image_size, opts.channels
+    workers = _auto_workers(n, opts.num_workers)
+    fits = n * c * s * s <= CACHE_LIMIT_BYTES
+    if opts.cache_images == "false" or (opts.cache_images == "auto" and not fits):
+        return LazyImages(paths, s, c, workers)
+    file = cache_dir / f"images-{_cache_key(paths, opts)}.npy" if cache_dir else None
+    if file is not None and file.exists():
+        arr = np.load(file)
+        if arr.shape == (n, c, s, s) and arr.dtype == np.uint8:
+            return torch.from_numpy(arr)
+    out = torch.empty((n, c, s, s), dtype=torch.uint8)
+    lazy = LazyImages(paths, s, c, workers)
+    order = list(range(n))
+    chunks = [order[i : i + 64] for i in range(0, n, 64)]
+    for idx, batch in zip(chunks, lazy.batches(chunks)):
+        out[idx[0] : idx[-1] + 1] = batch
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, out.numpy())
+        tmp.replace(file)
+    return out
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def build_split(spec: SourceSpec, opts: FileDatasetCfg, cache_dir: Path | None, categories: list[dict] | None = None) -> DetectionSplit:
+    """Validate one split and turn it into a letterboxed :class:`DetectionSplit`."""
+    clean, paths, dropped = validate_source(spec, opts, categories)
+    cats = clean["categories"]
+    label_of = {c["id"]: k for k, c in enumerate(cats)}
+    per_image: dict[int, list[dict]] = {r["id"]: [] for r in clean["images"]}
+    for a in clean["annotations"]:
+        if not a["iscrowd"]:  # crowd regions are not training targets; COCOeval ignores them
+            per_image[a["image_id"]].append(a)
+    boxes, labels, scales = [], [], []
+    s = opts.image_size
+    for rec in clean["images"]:
+        anns = per_image[rec["id"]]
+        xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype=torch.float32).reshape(-1, 4)
+        nh, nw = letterbox_size(rec["height"], rec["width"], s)
+        sx, sy = nw / rec["width"], nh / rec["height"]  # what letterbox() does to the pixels
+        boxes.append(xyxy * torch.tensor([sx, sy, sx, sy]))
+        labels.append(torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64))
+        scales.append((sx, sy))
+    images = load_images(paths, opts, cache_dir)
+    return DetectionSplit(
+        images=images,
+        boxes=boxes,
+        labels=labels,
+        class_names=[c["name"] for c in cats],
+        image_ids=[r["id"] for r in clean["images"]],
+        category_ids=[c["id"] for c in cats],
+        scales=torch.tensor(scales, dtype=torch.float64).reshape(-1, 2),
+        orig_sizes=[(r["height"], r["width"]) for r in clean["images"]],
+        ground_truth=clean,
+        dropped=dropped,
+    )
+
+
+def _read_json(path: Path, key: str) -> Any:
+    if not path.is_file():
+        raise DatasetError(f"{key}={path}: file does not exist; allowed: a COCO instances JSON file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{key}={path}: not valid JSON ({e}); allowed: a COCO instances JSON file") from None
+
+
+def load_coco_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit, DetectionSplit]:
+    """(train, val) of a COCO-format dataset described by the ``dataset`` config section."""
+    opts = _options(d)
+    specs = []
+    for split in ("train", "val"):
+        ann, img = Path(d[f"{split}_annotations"]).expanduser(), Path(d[f"{split}_images"]).expanduser()
+        if not img.is_dir():
+            raise DatasetError(f"dataset.{split}_images={img}: folder does not exist; allowed: the folder holding the split's images")
+        specs.append(SourceSpec(_read_json(ann, f"dataset.{split}_annotations"), img, str(ann)))
+    train = build_split(specs[0], opts, cache_dir)
+    cats = [{"id": c, "name": n} for c, n in zip(train.category_ids, train.class_names)]
+    return train, build_split(specs[1], opts, cache_dir, cats)
+
+
+def _options(d: dict) -> FileDatasetCfg:
+    opts = FileDatasetCfg(**{f.name: d[f.name] for f in fields(FileDatasetCfg)})
+    opts.cache_images = str(opts.cache_images).lower()
+    return opts
+
+
+# ----------------------------------------------------------------------------- VOC
+
+
+def voc_source(root: Path, year: str, image_set: str, download: bool) -> SourceSpec:
+    """One VOC image set as a COCO dict, through torchvision's VOCDetection XML parsing.
+
+    Boxes: VOC's 1-based inclusive pixel corners become [xmin - 1, ymin - 1, xmax, ymax).
+    ``difficult`` objects become ``iscrowd=1``: not trained on, and ignored by the COCO
+    evaluation (detections matching them count neither as true nor as false positives).
+    """
+    import xml.etree.ElementTree as ET
+
+    from torchvision.datasets import VOCDetection
+
+    try:
+        voc = VOCDetection(str(root), year=year, image_set=image_set, download=download)
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        hint = "" if download else " (dataset.download=true fetches it, with network)"
+        raise DatasetError(f"dataset.root={root}: VOC{year} {image_set}: {str(e).splitlines()[0]}{hint}; allowed: a folder holding VOCdevkit/VOC{year}") from None
+    cats = [{"id": k + 1, "name": n} for k, n in enumerate(VOC_CLASSES)]
+    cat_id = {n: k + 1 for k, n in enumerate(VOC_CLASSES)}
+    images, anns, describe = [], [], {}
+    for iid, (img, xml) in enumerate(zip(voc.images, voc.targets), start=1):
+        try:
+            node = VOCDetection.parse_voc_xml(ET.parse(xml).getroot())["annotation"]
+        except (OSError, ET.ParseError) as e:
+            raise DatasetError(f"{xml}: cannot parse VOC annotation ({e}); allowed: a VOC XML file") from None
+        rec: dict[str, Any] = {"id": iid, "file_name": img}
+        size = node.get("size") or {}
+        try:
+            rec["width"], rec["height"] = int(size["width"]), int(size["height"])
+        except (KeyError, TypeError, ValueError):
+            pass  # taken from the file
+        images.append(rec)
+        for k, obj in enumerate(node.get("object", []) or [], start=1):
+            aid = len(anns) + 1
+            describe[aid] = f"{Path(xml).name}: object {k} ({obj.get('name')!r})"
+            bb = obj.get("bndbox") or {}
+            try:
+                x1, y1, x2, y2 = (float(bb[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
+                bbox: Any = [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1]
+            except (KeyError, TypeError, ValueError):
+                bbox = None
+            anns.append(
+                {"id": aid, "image_id": iid, "category_id": cat_id.get(obj.get("name"), obj.get("name")), "bbox": bbox, "iscrowd": int(obj.get("difficult", "0") == "1")}
+            )
+    origin = str(Path(root) / f"VOCdevkit/VOC{year}" / f"ImageSets/Main/{image_set}.txt")
+    return SourceSpec({"images": images, "annotations": anns, "categories": cats}, Path(root), origin, describe)
+
+
+def _merge(specs: list[SourceSpec]) -> SourceSpec:
+    """Several VOC image sets (e.g. 2007 + 2012 trainval) as one source with fresh ids."""
+    if len(specs) == 1:
+        return specs[0]
+    images, anns, describe = [], [], {}
+    for spec in specs:
+        offset_i, remap = len(images), {}
+        for rec in spec.gt["images"]:
+            remap[rec["id"]] = rec["id"] + offset_i
+            images.append({**rec, "id": rec["id"] + offset_i})
+        for a in spec.gt["annotations"]:
+            aid = len(anns) + 1
+            describe[aid] = spec.describe.get(a["id"], f"annotation id {a['id']}")
+            anns.append({**a, "id": aid, "image_id": remap.get(a["image_id"], a["image_id"])})
+    origin = " + ".join(s.origin for s in specs)
+    return SourceSpec({"images": images, "annotations": anns, "categories": specs[0].gt["categories"]}, specs[0].image_root, origin, describe)
+
+
+def load_voc_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit, DetectionSplit]:
+    """(train, val) of Pascal VOC; ``train_sets`` / ``val_sets`` are "YEAR-IMAGESET" strings."""
+    opts = _options(d)
+    root = Path(d["root"]).expanduser()
+    out = []
+    for key in ("train_sets", "val_sets"):
+        specs = []
+        for item in d[key]:
+            year, _, image_set = str(item).partition("-")
+            specs.append(voc_source(root, year, image_set, d["download"]))
+        out.append(build_split(_merge(specs), opts, cache_dir))
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_coco(split: DetectionSplit, out: Path, name: str) -> Path:
+    """Write a split as PNG files in ``out/name/`` and ``out/annotations/instances_<name>.json``.
+
+    Returns:
+        The annotation file.
+    """
+    from PIL import Image
+
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    gt = split.coco_ground_truth()
+    for k, rec in enumerate(gt["images"]):
+        rec["file_name"] = f"{rec['id']:06d}.png"
+        pixels = split.images[[k]][0].permute(1, 2, 0).numpy()
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(folder / rec["file_name"])
+    ann = out / "annotations" / f"instances_{name}.json"
+    ann.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ann.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(gt))
+    tmp.replace(ann)
+    return ann
