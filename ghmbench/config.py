@@ -342,7 +342,10 @@ def _typed_section(section: str, node: Any) -> DictConfig:
     allowed = [f.name for f in fields(schema)]
     for key in node.keys():
         if key not in allowed:
-            raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(allowed)}")
+            hint = ""
+            if section == "dataset" and key in {f.name for f in fields(DigitsCfg)}:
+                hint = " (a digits-only key, e.g. from a budget or experiment preset: add budget=none, and dataset.max_images=N to subsample)"
+            raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(allowed)}{hint}")
     try:
         return OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as e:

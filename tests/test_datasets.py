@@ -234,3 +234,12 @@ def test_data_check_prints_anchor_imbalance(tmp_path):
     line = next(x for x in r.stdout.splitlines() if "negative : positive" in x)
     ratio = int(line.split("│")[2].split(":")[0])
     assert ratio > 10  # background anchors outnumber positives by far: the imbalance these losses treat
+
+
+def test_digits_sized_presets_point_to_budget_none(coco_root):
+    from ghmbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown key dataset\.num_train.*add budget=none"):
+        validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
+    cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root), "budget=none"]))
+    assert cfg.dataset.name == "coco"
