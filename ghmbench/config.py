@@ -194,6 +194,7 @@ SECTIONS: dict[str, dict[str, type]] = {
     "logger": {"none": LoggerCfg, "wandb": WandbCfg},
     "paths": {"": PathsCfg},
 }
+PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "train_annotations", "val_annotations")] + ["model.weights_path"]
 TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
 
 
@@ -395,6 +396,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         if not good:
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
     _cross_checks(typed)
+    for key in PATH_KEYS:  # absolute, so sweep jobs running elsewhere (and run keys) agree
+        present, value = _get(typed, key)
+        if present and value:
+            OmegaConf.update(typed, key, str(Path(value).expanduser().resolve()))
     OmegaConf.set_struct(typed, True)
     return typed
 

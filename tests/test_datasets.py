@@ -243,3 +243,9 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
         validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
     cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root), "budget=none"]))
     assert cfg.dataset.name == "coco"
+
+
+def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
+    monkeypatch.chdir(coco_root.parent)
+    cfg = validate(compose_config(["dataset=coco", f"dataset.root={coco_root.name}"]))
+    assert cfg.dataset.root == str(coco_root.resolve())  # sweep jobs may start elsewhere
