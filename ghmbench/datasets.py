@@ -273,7 +273,11 @@ class LazyImages:
             pin_memory=pin_memory,
             persistent_workers=False,
         )
-        yield from loader
+        try:
+            yield from loader
+        except DatasetError as e:  # from a worker: its message arrives wrapped in a traceback
+            last = str(e).strip().splitlines()[-1]
+            raise DatasetError(last.split("DatasetError: ", 1)[-1]) from None
 
 
 def _auto_workers(n: int, requested: int | None) -> int:

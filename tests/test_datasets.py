@@ -249,3 +249,19 @@ def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
     monkeypatch.chdir(coco_root.parent)
     cfg = validate(compose_config(["dataset=coco", f"dataset.root={coco_root.name}"]))
     assert cfg.dataset.root == str(coco_root.resolve())  # sweep jobs may start elsewhere
+
+
+def test_broken_file_found_while_decoding_in_a_worker_is_one_line(coco_root, tmp_path):
+    import shutil
+
+    from ghmbench.data import iterate_batches
+
+    root = tmp_path / "coco"
+    shutil.copytree(coco_root, root)
+    train = _load([*coco_overrides(root), "dataset.cache_images=false", "dataset.num_workers=1", f"paths.cache_dir={tmp_path}"])[0]
+    broken = root / "train" / "0005.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # header intact, pixels cut: found only when decoded
+    with pytest.raises(DatasetError) as err:
+        for _ in iterate_batches(train, 16, shuffle=False):
+            pass
+    assert "\n" not in str(err.value) and str(broken) in str(err.value) and "cannot decode image" in str(err.value)
