@@ -264,6 +264,18 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tupl
     return train, val
 
 
+def check_shardable(batch_size: int, world_size: int) -> None:
+    """A global batch must split into equal shards, one per process.
+
+    Raises:
+        ConfigError: ``batch_size`` is not a multiple of ``world_size``.
+    """
+    if batch_size % world_size:
+        from ghmbench.config import ConfigError  # config imports this module
+
+        raise ConfigError(f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of {world_size}")
+
+
 def iterate_batches(
     split: DetectionSplit,
     batch_size: int,
@@ -271,15 +283,30 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     drop_last: bool = False,
     pin_memory: bool = False,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], list[int]]]:
     """Yield (images [B, C, H, W] float in [0, 1], boxes list, labels list, indices).
 
     Images held in memory are sliced; a lazy split decodes its batches in worker processes.
+
+    With ``world_size`` > 1 every rank draws the same order (pass generators seeded alike) and
+    yields only its contiguous shard of each global batch of ``batch_size`` images, so ranks
+    0..W-1 together see exactly the single-process batches. A smaller last batch is split as
+    evenly as possible, and skipped on every rank when it has fewer images than ranks (a rank
+    cannot step on an empty shard).
+
+    Raises:
+        ConfigError: ``batch_size`` is not a multiple of ``world_size`` (at the first ``next``).
     """
+    check_shardable(batch_size, world_size)
     n = len(split)
     order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     batches = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+    if world_size > 1:  # this rank's shard of each global batch
+        batches = [np.array_split(np.asarray(idx), world_size)[rank].tolist() for idx in batches if len(idx) >= world_size]
     if isinstance(split.images, Tensor):
         pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
     else:
