@@ -51,6 +51,12 @@ OVERRIDES are Hydra overrides, e.g.:
 
 * `ghmbench train model=resnet18 device=cuda paths.runs_dir=/data/runs`
 
+* `ghmbench train device=cuda train.amp=bf16 train.channels_last=true` (bfloat16 forward; losses and GHM weights stay float32)
+
+* `torchrun --nproc_per_node=4 -m ghmbench train device=cuda loss=ghm` (one run on 4 GPUs: the global batch
+  `train.batch_size` is split over the processes, GHM counts its density over the global batch; also under
+  `srun` with one task per GPU)
+
 The run folder `<paths.runs_dir>/<loss>-<regression>-s<seed>-<key>` holds config.yaml,
 metrics.json, detections.json (COCO results), train.log and checkpoint.pt. The key is derived
 from the config, so repeating a finished command reuses its record (use --force to retrain),
@@ -104,6 +110,10 @@ def train(
 ) -> None:
     from omegaconf import OmegaConf
 
+    from ghmbench import distributed
+
+    if not distributed.is_main():  # under torchrun / srun only rank 0 prints
+        out.quiet = err.quiet = True
     try:
         cfg = validate(compose_config(overrides or []))
     except ConfigError as e:
@@ -119,6 +129,8 @@ def train(
     except (ConfigError, RunLocked) as e:
         _fail(str(e))
         return
+    finally:
+        distributed.shutdown()
     out.print(_summary(record))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != "completed":
@@ -148,7 +160,10 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
   gets cores / n_jobs threads)
 
-* `ghmbench sweep ... hydra/launcher=submitit_slurm hydra.launcher.partition=gpu` (a SLURM cluster)
+* `ghmbench sweep ... hydra/launcher=slurm hydra.launcher.partition=gpu device=cuda` (a SLURM cluster, one GPU
+  per run; `hydra.launcher.gpus_per_node=4`: each run on 4 GPUs, one process per GPU)
+
+* `ghmbench sweep ... device=cuda hydra/launcher=joblib hydra.launcher.n_jobs=4` (4 small runs at once on one GPU)
 
 Every run lands in its keyed folder under `paths.runs_dir`: running the same sweep again skips
 finished runs and resumes interrupted ones from their last checkpoint (`--force` retrains).

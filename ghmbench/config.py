@@ -161,6 +161,9 @@ class TrainCfg:
     smoke_check: bool = False
     g_hist_bins: int = 100
     log_every: int = 10
+    amp: str = "none"
+    channels_last: bool = False
+    pin_memory: bool = True
 
 
 @dataclass
@@ -293,6 +296,7 @@ RANGES: list[Check] = [
     ("train.eval_batch_size", _ge1, "an integer >= 1"),
     ("train.g_hist_bins", _ge1, "an integer >= 1"),
     ("train.log_every", _ge1, "an integer >= 1"),
+    ("train.amp", lambda v: v in ("none", "bf16"), "one of none, bf16"),
     ("logger.mode", lambda v: v is None or v in ("online", "offline", "disabled"), "null, online, offline or disabled"),
 ]
 

@@ -23,8 +23,11 @@ NON_SEMANTIC = {
     "device": None,
     "run_name": None,
     "logger": None,
-    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every"},
+    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every", "channels_last", "pin_memory"},
 }
+OMITTED_AT_DEFAULT = {"train": {"amp": "none"}}
+"""Keys added after run keys were first recorded: at their default they are left out of the key,
+so that existing run folders keep their keys."""
 COMPLETE_STATUSES = ("completed", "diverged")
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -39,6 +42,10 @@ def semantic_config(cfg: DictConfig) -> dict:
             data.pop(key, None)
         elif isinstance(data.get(key), dict):
             for k in sub:
+                data[key].pop(k, None)
+    for key, defaults in OMITTED_AT_DEFAULT.items():
+        for k, default in defaults.items():
+            if isinstance(data.get(key), dict) and data[key].get(k, default) == default:
                 data[key].pop(k, None)
     return data
 

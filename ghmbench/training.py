@@ -12,7 +12,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from ghmbench import distributed as D
 from ghmbench import losses as L
 from ghmbench.anchors import BoxCoder, match_anchors
 from ghmbench.config import ConfigError
-from ghmbench.data import DetectionSplit, DigitsParams, iterate_batches, load_digits_detection
+from ghmbench.data import DetectionSplit, DigitsParams, check_shardable, iterate_batches, load_digits_detection
 from ghmbench.evaluation import coco_evaluate, predict
 from ghmbench.model import DetectorOutput, RetinaDetector
 from ghmbench.results import (
@@ -157,14 +158,18 @@ def detection_losses(
         g_hist: optional [K] float64 histogram on [0, 1] to which the gradient norms
             g = |sigmoid(x) - y| of this batch's valid anchor x class entries are added.
 
+    Under torch.distributed the batch is this rank's shard of the global batch: the losses are
+    normalised by the global number of positives (GHM by its global tot), and what is returned
+    is this rank's share of the global-batch loss (the shares summed over ranks give its value).
+
     Returns:
-        (classification loss, regression loss, number of positive anchors), 0-dim tensors.
+        (classification loss, regression loss, number of positive anchors of the global batch), 0-dim tensors.
     """
     batch, num_anchors, num_classes = out.cls_logits.shape
     match = match_anchors(out.anchors, gt_boxes, gt_labels, m.fg_iou, m.bg_iou, m.allow_low_quality)
     positive = match.positive
     onehot = F.one_hot(match.labels.clamp(min=0), num_classes).to(out.cls_logits.dtype) * positive[..., None]
-    num_pos = positive.sum()
+    num_pos = D.all_reduce_sum(positive.sum())
     level_ids = out.level_ids.repeat(batch)
     loss_cls = cls_loss(
         out.cls_logits.reshape(-1, num_classes),
@@ -188,7 +193,7 @@ def detection_losses(
         avg_factor=num_pos,
         level_ids=level_ids,
     )
-    return loss_cls, loss_box, num_pos
+    return D.share_of_global(loss_cls, getattr(cls_loss, "sync", True)), D.share_of_global(loss_box, getattr(box_loss, "sync", True)), num_pos
 
 
 # ----------------------------------------------------------------------------- the run
@@ -253,23 +258,43 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
         cfg: a config returned by :func:`ghmbench.config.validate`.
         force: retrain from scratch even when a record or checkpoint exists.
 
+    Under torchrun / srun / a multi-task submitit job this is one rank of a data-parallel run
+    (see :mod:`ghmbench.distributed`): rank 0 alone takes the lock and writes files, and tells
+    the other ranks whether to skip, give up (locked) or train.
+
     Returns:
-        The run record (what metrics.json holds).
+        The run record (what metrics.json holds), the same on every rank.
     """
+    device = resolve_device(cfg.device)
+    D.init_from_env(device)
+    check_shardable(cfg.train.batch_size, D.world_size())
+    if D.is_distributed() and device.type == "cuda" and device.index is not None:
+        raise ConfigError(f"device={cfg.device} would put every process on one GPU; allowed with several processes: cuda (each takes cuda:LOCAL_RANK), cpu, auto")
+    if D.is_distributed() and device.type != "cuda" and cfg.model.backbone == "resnet18":
+        raise ConfigError("model.backbone=resnet18 has BatchNorm, synchronised across processes only on GPUs; allowed with several CPU processes: model=small")
     folder = run_dir(cfg)
+    if not D.is_main():
+        decision = D.broadcast_object(None)
+        if decision == "locked":
+            raise RunLocked(f"{folder} is being trained by another process")
+        return _skipped(folder) if decision == "skip" else _train_and_evaluate(cfg, folder)
     if not force and is_complete(folder):
+        D.broadcast_object("skip")
         return _skipped(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes (or the process dies)
         except OSError:
+            D.broadcast_object("locked")
             raise RunLocked(f"{folder} is being trained by another process") from None
         if not force and is_complete(folder):  # finished while we were starting
+            D.broadcast_object("skip")
             return _skipped(folder)
         if force:
             for name in (METRICS_FILE, CHECKPOINT_FILE, "detections.json"):
                 (folder / name).unlink(missing_ok=True)
+        D.broadcast_object("train")
         write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         handler = _setup_logging(folder)
         try:
@@ -308,11 +333,14 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     t = cfg.train
     if t.num_threads > 0:
         torch.set_num_threads(t.num_threads)
-    device = resolve_device(cfg.device)
+    device = D.local_device(resolve_device(cfg.device))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    train_split, val_split = build_datasets(cfg)
+    with D.main_first():  # rank 0 fills the dataset cache, the others read it
+        train_split, val_split = build_datasets(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     cls_loss, box_loss = build_losses(cfg)
     cls_loss.to(device)
     box_loss.to(device)
@@ -321,7 +349,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
     state = TrainState()
     ckpt_path = folder / CHECKPOINT_FILE
-    if ckpt_path.exists():
+    if D.broadcast_object(ckpt_path.exists()):  # rank 0's view: every rank resumes from the same file
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -329,9 +357,10 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         box_loss.load_state_dict(ckpt["box_loss"])
         state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"))
         log.info("resumed from %s at epoch %d", ckpt_path, state.epoch)
-    from ghmbench.loggers import make_logger
+    from ghmbench.loggers import NullLogger, make_logger
 
-    logger = make_logger(cfg, folder)
+    net = D.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
+    logger = make_logger(cfg, folder) if D.is_main() else NullLogger()
     log.info("run %s on %s: %d train / %d val images, %d steps per epoch", folder.name, device, len(train_split), len(val_split), steps_per_epoch)
     for split_name, split in (("train", train_split), ("val", val_split)):
         if split.dropped:
@@ -339,7 +368,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
 
     started = time.perf_counter() - state.elapsed_s
     status, diverged_at = "completed", None
-    with _progress(t.progress) as progress:
+    with _progress(t.progress and D.is_main()) as progress:
         task = progress.add_task(folder.name, total=t.epochs * steps_per_epoch, completed=state.step, losses="")
         model.train()
         while state.epoch < t.epochs and status == "completed":
@@ -347,19 +376,20 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
             g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
-            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, pin_memory=device.type == "cuda"):
+            shard = {"rank": D.rank(), "world_size": D.world_size(), "pin_memory": t.pin_memory and device.type == "cuda"}
+            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, **shard):
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
-                out = model(images.to(device, non_blocking=True))
+                out = amp_forward(net, _to_device(images, device, t), t.amp)
                 loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model, g_hist)
                 loss = loss_cls + loss_box
-                values = torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double().cpu()
+                values = D.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
                 if not torch.isfinite(values).all():
                     status, diverged_at = "diverged", state.step
                     log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
                     break
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * D.backward_scale()).backward()  # DDP averages over ranks: this gives the global batch's gradient
                 if t.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
@@ -377,9 +407,9 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             state.elapsed_s = time.perf_counter() - started
             state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
             if g_hist is not None:
-                state.g_hist = g_hist.tolist()
+                state.g_hist = D.all_reduce_sum(g_hist).tolist()
             log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, t.epochs, *mean)
-            if t.checkpoint:
+            if t.checkpoint and D.is_main():
                 save_checkpoint(
                     ckpt_path,
                     {
@@ -404,7 +434,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     if status == "diverged":
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None}
-    else:
+    elif D.is_main():  # the other ranks wait for the record below
         post = {k: cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
         eval_start = time.perf_counter()
         detections = predict(model, val_split, coder, device, t.eval_batch_size, **post)
@@ -415,10 +445,31 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         log.info("AP %.4f AP50 %.4f AP75 %.4f", metrics["AP"] or 0.0, metrics["AP50"] or 0.0, metrics["AP75"] or 0.0)
     record["wall_time_s"] = time.perf_counter() - started
     record["device"] = str(device)
+    record["world_size"] = D.world_size()
+    record["train_images_per_s"] = state.epoch * len(train_split) / state.elapsed_s if state.elapsed_s > 0 else None
+    if device.type == "cuda":  # how many runs fit on one GPU
+        record["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    write_json(folder / METRICS_FILE, record)
-    logger.finish(record)
-    return record
+    if D.is_main():
+        write_json(folder / METRICS_FILE, record)
+        logger.finish(record)
+    return D.broadcast_object(record)
 
 
-__all__ = ["run", "build_model", "build_losses", "build_datasets", "detection_losses", "lr_factor", "resolve_device"]
+def _to_device(images: Tensor, device: torch.device, t: DictConfig) -> Tensor:
+    """A batch on the device: from pinned memory (asynchronous copy to CUDA), channels-last if asked."""
+    if t.pin_memory and device.type == "cuda":
+        images = images.pin_memory()
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    return images.to(device, non_blocking=True, memory_format=fmt)
+
+
+def amp_forward(net: nn.Module, images: Tensor, amp: str) -> DetectorOutput:
+    """The network's forward, in bfloat16 autocast when ``amp == "bf16"``; its outputs come back
+    in float32, so that the losses, their reductions and the GHM weights are float32."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        out = net(images)
+    return replace(out, cls_logits=out.cls_logits.float(), box_deltas=out.box_deltas.float())
+
+
+__all__ = ["run", "build_model", "build_losses", "build_datasets", "detection_losses", "amp_forward", "lr_factor", "resolve_device"]
