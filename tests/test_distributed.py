@@ -154,8 +154,11 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 def two_ranks(tmp_path_factory) -> tuple[dict, list[dict]]:
     """(one process on the whole batch, [rank 0, rank 1] on halves)."""
     folder = tmp_path_factory.mktemp("dist")
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned workers
-    mp.spawn(_worker, args=(str(folder / "init"), str(folder)), nprocs=WORLD, join=True)
+    with pytest.MonkeyPatch.context() as env:  # for the spawned workers only
+        env.setenv("OMP_NUM_THREADS", "1")
+        mp.spawn(
+            _worker, args=(str(folder / "init"), str(folder)), nprocs=WORLD, join=True
+        )
     assert not dist.is_initialized()  # the reference runs alone
     single = _everything(0, 1)
     return single, [
