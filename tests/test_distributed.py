@@ -348,7 +348,11 @@ def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
     alone = run(
         validate(
             compose_config(
-                [*tiny[:-2], f"paths.runs_dir={tmp_path / 'alone'}", tiny[-1], *grid]
+                [
+                    *tiny,
+                    *grid,
+                    f"paths.runs_dir={tmp_path / 'alone'}",
+                ]  # the last one wins
             )
         )
     )
