@@ -257,20 +257,19 @@ def ghm_weights(
         counts, tot = packed[:groups].view(num_levels, bins), packed[groups:]
     tot = tot.clamp(min=1.0)
     nonempty = counts > 0
-    n = nonempty.sum(dim=1, keepdim=True).clamp(min=1).to(torch.float32)  # [L, 1]
+    n = nonempty.sum(dim=1, keepdim=True, dtype=torch.float32).clamp_(min=1)  # [L, 1]
+    # the weight of each group, then a 0 for the invalid entries' group (few small ops: on
+    # small inputs each op's fixed cost is what the loss's time is made of)
+    table = counts.new_zeros(groups + 1)
+    rows, zero = table[:groups].view(num_levels, bins), table[groups]
     if momentum > 0 and running is not None:
-        tables = []
         for lvl in range(num_levels):  # levels share the running counts, updated in turn
             updated = momentum * running + (1.0 - momentum) * counts[lvl]
-            running.copy_(torch.where(nonempty[lvl], updated, running))
-            tables.append(torch.where(nonempty[lvl], tot[lvl] / running.clamp(min=1e-12), 0.0))
-        table = torch.stack(tables)
+            torch.where(nonempty[lvl], updated, running, out=running)
+            torch.where(nonempty[lvl], tot[lvl] / running.clamp(min=1e-12), zero, out=rows[lvl])
     else:
-        table = torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), 0.0)
-    table = table / (n * tot[:, None]) if per_tot else table / n
-    if scale != 1.0:
-        table = table * scale
-    table = torch.cat([table.reshape(-1), table.new_zeros(1)])
+        torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), zero, out=rows)
+    rows.mul_(scale / (n * tot[:, None]) if per_tot else scale / n)
     return torch.index_select(table, 0, flat_idx, out=out.view(-1)).view(g.shape), counts, tot
 
 
