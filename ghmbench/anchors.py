@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder as _TvBoxCoder
+from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import box_iou
 
 IGNORE = -2
@@ -119,24 +120,26 @@ def match_anchors(
     device = anchors.device
     batch = len(gt_boxes)
     num_anchors = anchors.shape[0]
-    gmax = max([b.shape[0] for b in gt_boxes] + [1])
-    boxes = torch.zeros(batch, gmax, 4, device=device)
-    labels = torch.full((batch, gmax), BACKGROUND, dtype=torch.long, device=device)
-    present = torch.zeros(batch, gmax, dtype=torch.bool, device=device)
-    for i, (b, lab) in enumerate(zip(gt_boxes, gt_labels)):
-        n = b.shape[0]
-        boxes[i, :n] = b.to(device)
-        labels[i, :n] = lab.to(device)
-        present[i, :n] = True
-    iou = box_iou(anchors, boxes.reshape(-1, 4)).reshape(num_anchors, batch, gmax).permute(1, 0, 2)  # [B, A, G]
-    iou = torch.where(present[:, None, :], iou, torch.full_like(iou, -1.0))
-    best_iou, best_gt = iou.max(dim=2)  # [B, A]
-    assigned = torch.where(best_iou >= fg_iou, torch.gather(labels, 1, best_gt), torch.full_like(best_gt, BACKGROUND))
-    assigned = torch.where((best_iou >= bg_iou) & (best_iou < fg_iou), torch.full_like(assigned, IGNORE), assigned)
+    counts = [b.shape[0] for b in gt_boxes]
+    gmax = max(counts + [1])
+    # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
+    gt_boxes = [b.to(device, torch.float32) for b in gt_boxes] + [torch.zeros(gmax, 4, device=device)]
+    boxes = pad_sequence(gt_boxes, batch_first=True)[:batch]
+    labels = pad_sequence([lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)], batch_first=True, padding_value=BACKGROUND)[:batch]
+    present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
+    iou = box_iou(anchors, boxes.reshape(-1, 4))  # [A, B * G]
+    iou.masked_fill_(~present.view(1, -1), -1.0)
+    iou = iou.view(num_anchors, batch, gmax)
+    best_iou, best_gt = iou.max(dim=2)  # [A, B]
+    best_iou, best_gt = best_iou.T, best_gt.T  # [B, A]
+    best_label = torch.gather(labels, 1, best_gt)
+    assigned = torch.where(best_iou >= fg_iou, best_label, BACKGROUND)
+    assigned.masked_fill_((best_iou >= bg_iou) & (best_iou < fg_iou), IGNORE)
     if allow_low_quality:
-        best_per_gt = iou.max(dim=1, keepdim=True).values  # [B, 1, G]
-        claims = (iou == best_per_gt) & (best_per_gt > 0) & present[:, None, :]
-        low_quality = claims.any(dim=2)
-        assigned = torch.where(low_quality, torch.gather(labels, 1, best_gt), assigned)
+        best_per_gt = iou.amax(dim=0)  # [B, G]
+        # a box with no positive IoU, or a padding slot, claims nothing: compare with +inf there
+        best_per_gt.masked_fill_(~((best_per_gt > 0) & present), float("inf"))
+        low_quality = (iou == best_per_gt).any(dim=2).T  # [B, A]
+        assigned = torch.where(low_quality, best_label, assigned)
     matched = torch.gather(boxes, 1, best_gt[..., None].expand(-1, -1, 4))
     return MatchResult(assigned, matched)

@@ -48,14 +48,35 @@ def _valid_mask(label_weight: Tensor, shape: torch.Size) -> Tensor:
     return (label_weight > 0).expand(shape)
 
 
+def _valid_rows(label_weight: Tensor) -> Tensor:
+    """Boolean mask of valid entries, [N, 1] for a [N] weight (broadcast over classes) or [N, K]."""
+    return (label_weight[:, None] if label_weight.dim() == 1 else label_weight) > 0
+
+
+def _signed_logits(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(z, -BCE) for 0/1 targets: z = x (1 - 2y), so sigmoid(z) = |sigmoid(x) - y| = 1 - p_t and
+    BCE(x, y) = softplus(z) = -log sigmoid(-z) (two cheap passes; log1p is slow on the CPU).
+
+    Args:
+        pred: [N, C] float32 logits.
+        target: [N, C] float32 targets in {0, 1}.
+
+    Returns:
+        (z [N, C], log sigmoid(-z) [N, C]), both fresh tensors.
+    """
+    z = torch.addcmul(pred.detach(), pred.detach(), target, value=-2.0)
+    return z, torch.neg(z).sigmoid_().log_()
+
+
 def _positive_anchors(target: Tensor, valid: Tensor) -> Tensor:
     """Number of anchors with at least one valid positive entry (a 0-dim tensor, no sync)."""
     return ((target > 0) & valid).any(dim=1).sum()
 
 
-def _normaliser(avg_factor: float | Tensor | None, fallback: Tensor) -> Tensor | float:
+def _normaliser(avg_factor: float | Tensor | None, fallback: Tensor | None) -> Tensor | float:
     """``max(1, avg_factor)`` when given, else ``max(1, fallback)``."""
     if avg_factor is None:
+        assert fallback is not None
         return fallback.clamp(min=1).to(torch.float32)
     if isinstance(avg_factor, Tensor):
         return avg_factor.clamp(min=1).to(torch.float32)
@@ -73,13 +94,12 @@ class CrossEntropyLoss(nn.Module):
         loss_weight: multiplier of the final loss.
     """
 
+    gamma = 0.0  # the focusing parameter of FocalLoss; CE is its gamma = 0 case
+
     def __init__(self, alpha: float | None = None, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.alpha = alpha
         self.loss_weight = loss_weight
-
-    def _elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(pred, target, reduction="none")
 
     def forward(
         self,
@@ -100,13 +120,37 @@ class CrossEntropyLoss(nn.Module):
 
         Returns:
             0-dim tensor.
+
+        Targets are 0 or 1. The value and its gradient are computed together without autograd:
+        with q = 1 - p_t = sigmoid(x (1 - 2y)) and ce = BCE(x, y), the entry's loss is
+        alpha_t q^gamma ce and its derivative (1 - 2y) alpha_t q^gamma (gamma (1 - q) ce + q),
+        finite for every gamma >= 0 (no q^(gamma - 1) appears).
         """
-        valid = _valid_mask(label_weight, pred.shape)
-        loss = self._elementwise(pred.float(), target.float())
-        if self.alpha is not None:
-            loss = loss * (self.alpha * target + (1.0 - self.alpha) * (1.0 - target))
-        total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
-        return self.loss_weight * total / _normaliser(avg_factor, _positive_anchors(target, valid))
+        pred = pred.float()
+        target = target.float()
+        valid = _valid_rows(label_weight)
+        scale = self.loss_weight / _normaliser(avg_factor, _positive_anchors(target, valid) if avg_factor is None else None)
+        gamma = self.gamma
+        with torch.no_grad():
+            z, a = _signed_logits(pred, target)  # a = -ce for now
+            q = z.sigmoid_()
+            w = valid.to(torch.float32)
+            if self.alpha is not None:
+                w = torch.mul(target, 2.0 * self.alpha - 1.0).add_(1.0 - self.alpha).mul_(w)  # alpha_t, 0 where ignored
+            if gamma != 0:
+                w = q.pow(gamma).mul_(w)  # alpha_t q^gamma
+            a.mul_(w)  # -alpha_t q^gamma ce
+            value = -a.sum() * scale
+            if not pred.requires_grad:
+                return value
+            grad = a
+            if gamma != 0:
+                grad.addcmul_(grad, q, value=-1.0).mul_(-gamma)  # gamma (1 - q) alpha_t q^gamma ce
+                grad.addcmul_(q, w)
+            else:
+                torch.mul(q, w, out=grad)
+            grad.addcmul_(grad, target, value=-2.0)  # the sign 1 - 2y
+        return _PrecomputedGrad.apply(pred, value, grad, scale)
 
 
 class FocalLoss(CrossEntropyLoss):
@@ -125,19 +169,8 @@ class FocalLoss(CrossEntropyLoss):
         super().__init__(alpha=alpha, loss_weight=loss_weight)
         self.gamma = gamma
 
-    def _elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
-        ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-        if self.gamma == 0:
-            return ce
-        p = torch.sigmoid(pred)
-        one_minus_pt = p * (1.0 - target) + (1.0 - p) * target
-        if self.gamma < 1:
-            # d/dx x^gamma is infinite at 0 for gamma < 1; a saturated sigmoid would give 0 * inf.
-            one_minus_pt = one_minus_pt.clamp(min=1e-12)
-        return ce * one_minus_pt.pow(self.gamma)
 
-
-def bin_index(g: Tensor, bins: int) -> Tensor:
+def bin_index(g: Tensor, bins: int, dtype: torch.dtype = torch.long) -> Tensor:
     """Bin of each value among the edges j / M (M = bins; the last edge anything > 1).
 
     Returns j such that edges[j] <= g < edges[j + 1], with edges[j] the float32 value of j / M
@@ -147,16 +180,29 @@ def bin_index(g: Tensor, bins: int) -> Tensor:
     compared. Values >= (M - 1) / M land in the last bin (g <= 1 for GHM-C and GHM-R).
 
     Args:
-        g: [...] float32 values in [0, 1]; NaN lands in bin 0 (the loss is then NaN anyway).
+        g: [...] float32 values in [0, 1]; NaN lands in the last bin (the loss is then NaN anyway).
         bins: M.
+        dtype: integer dtype of the result.
 
     Returns:
-        [...] int64 bin indices in [0, M - 1].
+        [...] bin indices in [0, M - 1].
     """
-    f = (g * bins).floor_().nan_to_num_(0.0).clamp_(0, bins - 1)
-    f.sub_((g < f / bins).to(f.dtype))
-    f.add_((g >= (f + 1) / bins).to(f.dtype))
-    return f.clamp_(0, bins - 1).to(torch.long)
+    return _bin_floats(g, bins, torch.empty_like(g), torch.empty_like(g)).to(dtype)
+
+
+def _bin_floats(g: Tensor, bins: int, out: Tensor, scratch: Tensor) -> Tensor:
+    """:func:`bin_index` as float32 values written into ``out``, with ``scratch`` as work space.
+
+    Every pass writes into the two given buffers: a fresh large CPU buffer costs a page fault
+    per page, more than the pass itself.
+    """
+    f = torch.mul(g, bins, out=out).floor_()
+    torch.div(f, bins, out=scratch)  # the lower edge, as arange / M computes it
+    f.sub_(torch.lt(g, scratch, out=scratch))
+    torch.add(f, 1, out=scratch).div_(bins)  # the upper edge
+    f.add_(torch.ge(g, scratch, out=scratch))
+    # g = 1 gives M, NaN stays NaN (every comparison is false): fmin maps both to M - 1
+    return torch.fmin(f, f.new_tensor(bins - 1.0), out=f)
 
 
 def ghm_weights(
@@ -170,12 +216,13 @@ def ghm_weights(
     num_levels: int = 1,
     sync: bool = False,
     per_tot: bool = False,
+    scale: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradient-density weights of GHM, vectorised over entries and bins.
 
     Args:
         g: [N, K] gradient norms (detached).
-        valid: [N, K] bool mask of valid entries.
+        valid: bool mask of valid entries, [N, K] or broadcastable to it ([N, 1] for whole rows).
         bins: M; a value v falls in bin j when j / M <= v < (j + 1) / M (see :func:`bin_index`;
             the last bin is closed above: GHM-C raises its last edge by 1e-6, GHM-R puts it at 1e3,
             and both g's are at most 1).
@@ -186,19 +233,23 @@ def ghm_weights(
         num_levels: L, the number of density groups.
         sync: sum bin counts and tot over the default process group before weighting.
         per_tot: return weights already divided by their group's tot (the loss's normaliser).
+        scale: constant factor of every weight (the loss weight).
 
     Returns:
         (weights [N, K] float32, zero for invalid entries; counts [L, M]; tot [L]) where counts
         and tot are the (possibly all-reduced) statistics the weights were computed from.
     """
     groups = num_levels * bins
-    bin_idx = bin_index(g, bins)
+    g = g.float()
+    out, scratch = torch.empty_like(g), torch.empty_like(g)
+    f = _bin_floats(g, bins, out, scratch)
     if level_ids is not None and num_levels > 1:
-        bin_idx += level_ids.view(-1, 1) * bins
-    valid_f = valid.to(torch.float32)
-    counts = torch.zeros(groups, dtype=torch.float32, device=g.device)
-    counts.index_add_(0, bin_idx.view(-1), valid_f.view(-1))
-    counts = counts.view(num_levels, bins)
+        f.add_(level_ids.view(-1, 1) * bins)
+    f.masked_fill_(~valid, groups)  # invalid entries go to an extra group of weight 0
+    flat_idx = scratch.view(torch.int32).copy_(f).view(-1)  # int32 indices, in the scratch memory
+    counts = torch.zeros(groups + 1, dtype=torch.float32, device=g.device)
+    counts.index_add_(0, flat_idx, torch.ones(1, dtype=torch.float32, device=g.device).expand(flat_idx.numel()))
+    counts = counts[:groups].view(num_levels, bins)
     tot = tot.to(torch.float32)
     if sync and dist.is_available() and dist.is_initialized():
         packed = torch.cat([counts.reshape(-1), tot])
@@ -206,20 +257,20 @@ def ghm_weights(
         counts, tot = packed[:groups].view(num_levels, bins), packed[groups:]
     tot = tot.clamp(min=1.0)
     nonempty = counts > 0
-    n = nonempty.sum(dim=1, keepdim=True).clamp(min=1).to(torch.float32)  # [L, 1]
+    n = nonempty.sum(dim=1, keepdim=True, dtype=torch.float32).clamp_(min=1)  # [L, 1]
+    # the weight of each group, then a 0 for the invalid entries' group (few small ops: on
+    # small inputs each op's fixed cost is what the loss's time is made of)
+    table = counts.new_zeros(groups + 1)
+    rows, zero = table[:groups].view(num_levels, bins), table[groups]
     if momentum > 0 and running is not None:
-        tables = []
         for lvl in range(num_levels):  # levels share the running counts, updated in turn
             updated = momentum * running + (1.0 - momentum) * counts[lvl]
-            running.copy_(torch.where(nonempty[lvl], updated, running))
-            tables.append(torch.where(nonempty[lvl], tot[lvl] / running.clamp(min=1e-12), 0.0))
-        table = torch.stack(tables)
+            torch.where(nonempty[lvl], updated, running, out=running)
+            torch.where(nonempty[lvl], tot[lvl] / running.clamp(min=1e-12), zero, out=rows[lvl])
     else:
-        table = torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), 0.0)
-    table = table / n
-    if per_tot:
-        table = table / tot[:, None]
-    return table.reshape(-1).take(bin_idx).mul_(valid_f), counts, tot
+        torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), zero, out=rows)
+    rows.mul_(scale / (n * tot[:, None]) if per_tot else scale / n)
+    return torch.index_select(table, 0, flat_idx, out=out.view(-1)).view(g.shape), counts, tot
 
 
 class _PrecomputedGrad(torch.autograd.Function):
@@ -231,14 +282,15 @@ class _PrecomputedGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(grad)
+        ctx.scale = scale  # a constant factor of grad, applied to the scalar grad_out
         return value.clone()
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad * grad_out, None, None
+        return grad * (grad_out * ctx.scale), None, None, None
 
 
 class _GHMBase(nn.Module):
@@ -259,11 +311,11 @@ class _GHMBase(nn.Module):
         self.register_buffer("last_counts", torch.zeros(bins, dtype=torch.float32), persistent=False)
 
     def _weights(self, g: Tensor, valid: Tensor, tot_rows: Tensor, level_ids: Tensor | None) -> Tensor:
-        """GHM weights divided by their tot, [N, K] (zero on invalid entries).
+        """GHM weights times the loss weight, divided by their tot, [N, K] (zero on invalid entries).
 
         Args:
             g: [N, K] detached gradient norms.
-            valid: [N, K] bool.
+            valid: [N, K] or [N, 1] bool.
             tot_rows: [N] each row's contribution to tot.
             level_ids: [N] long level of each row, or None.
         """
@@ -276,7 +328,7 @@ class _GHMBase(nn.Module):
         else:
             tot, ids, num_levels = tot_rows.sum().reshape(1), None, 1
         running = self.acc_sum if self.momentum > 0 else None
-        weights, counts, _ = ghm_weights(g, valid, self.bins, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True)
+        weights, counts, _ = ghm_weights(g, valid, self.bins, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True, scale=self.loss_weight)
         self.last_counts.copy_(counts.sum(dim=0))
         return weights
 
@@ -328,15 +380,18 @@ class GHMC(_GHMBase):
         """
         pred = pred.float()
         target = target.float()
-        valid = _valid_mask(label_weight, pred.shape)
+        valid = _valid_rows(label_weight)
         with torch.no_grad():
-            diff = torch.sigmoid(pred) - target  # d BCE / d x
-            w = self._weights(diff.abs(), valid, valid.sum(dim=1).to(torch.float32), level_ids)
-            w.mul_(self.loss_weight)
-            value = F.binary_cross_entropy_with_logits(pred, target, weight=w, reduction="sum")
-        if not pred.requires_grad:
-            return value
-        return _PrecomputedGrad.apply(pred, value, diff.mul_(w))
+            z, neg_ce = _signed_logits(pred, target)
+            g = z.sigmoid_()  # |sigmoid(x) - y|
+            tot_rows = valid.sum(dim=1, dtype=torch.float32) * (pred.shape[1] // valid.shape[1])
+            w = self._weights(g, valid, tot_rows, level_ids)
+            value = -neg_ce.mul_(w).sum()  # (torch.dot sums in float32 one by one: 1e-5 off on 16M)
+            if not pred.requires_grad:
+                return value
+            grad = g.mul_(w)
+            grad.addcmul_(grad, target, value=-2.0)  # d BCE / d x = (1 - 2y) g, weighted
+        return _PrecomputedGrad.apply(pred, value, grad)
 
 
 class SmoothL1Loss(nn.Module):
@@ -447,16 +502,15 @@ class GHMR(_GHMBase):
         """
         pred = pred.float()
         target = target.float()
-        valid = _valid_mask(label_weight, pred.shape)
+        valid = _valid_rows(label_weight)
         lw = label_weight.float().clamp(min=0)  # tot: the valid entries' weights
         tot_rows = lw * pred.shape[1] if lw.dim() == 1 else lw.sum(dim=1)
         with torch.no_grad():
-            diff = pred - target
-            root = torch.sqrt(diff * diff + self.mu * self.mu)
+            diff = pred.detach() - target
+            root = torch.hypot(diff, diff.new_tensor(self.mu))  # sqrt(d^2 + mu^2)
             slope = diff.div_(root)  # d ASL1 / d d; its magnitude is g
             w = self._weights(slope.abs(), valid, tot_rows, level_ids)
-            w.mul_(self.loss_weight)
-            value = (w * root.sub_(self.mu)).sum()
+            value = root.sub_(self.mu).mul_(w).sum()
         if not pred.requires_grad:
             return value
         return _PrecomputedGrad.apply(pred, value, slope.mul_(w))

@@ -17,7 +17,6 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
@@ -122,7 +121,9 @@ def build_optimizer(model: nn.Module, t: DictConfig) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
-    return torch.optim.AdamW(groups, lr=t.lr)
+    # fused: one kernel per step instead of ~10 per parameter tensor (~1.4 ms of a ~100 ms step
+    # on the CPU); the same AdamW update, equal to the for-loop implementation within float rounding
+    return torch.optim.AdamW(groups, lr=t.lr, fused=True)
 
 
 def lr_factor(step: int, steps_per_epoch: int, t: DictConfig) -> float:
@@ -168,7 +169,8 @@ def detection_losses(
     batch, num_anchors, num_classes = out.cls_logits.shape
     match = match_anchors(out.anchors, gt_boxes, gt_labels, m.fg_iou, m.bg_iou, m.allow_low_quality)
     positive = match.positive
-    onehot = F.one_hot(match.labels.clamp(min=0), num_classes).to(out.cls_logits.dtype) * positive[..., None]
+    onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
+    onehot.scatter_(2, match.labels.clamp(min=0)[..., None], positive[..., None].to(onehot.dtype))
     num_pos = D.all_reduce_sum(positive.sum())
     level_ids = out.level_ids.repeat(batch)
     loss_cls = cls_loss(
@@ -184,14 +186,17 @@ def detection_losses(
             idx = (g * g_hist.numel()).long().clamp_(max=g_hist.numel() - 1)
             valid = match.valid[..., None].expand_as(g)
             g_hist.scatter_add_(0, idx.reshape(-1).cpu(), valid.reshape(-1).double().cpu())
-    targets = coder.encode(match.matched_boxes, out.anchors[None].expand(batch, -1, -1))
-    targets = torch.where(positive[..., None], targets, torch.zeros_like(targets))  # no -inf from empty slots
+    # Only positive anchors are valid for the box losses, so they get the positive rows alone (the
+    # same sums and GHM-R statistics, over ~2% of the rows); the index costs one device sync,
+    # which the training loop's per-step read of the losses makes anyway.
+    pos_idx = positive.reshape(-1).nonzero().squeeze(1)
+    targets = coder.encode(match.matched_boxes.reshape(-1, 4)[pos_idx], out.anchors[pos_idx % num_anchors])
     loss_box = box_loss(
-        out.box_deltas.reshape(-1, 4),
-        targets.reshape(-1, 4),
-        positive.reshape(-1).float(),
+        out.box_deltas.reshape(-1, 4)[pos_idx],
+        targets,
+        targets.new_ones(pos_idx.numel()),
         avg_factor=num_pos,
-        level_ids=level_ids,
+        level_ids=level_ids[pos_idx],
     )
     return D.share_of_global(loss_cls, getattr(cls_loss, "sync", True)), D.share_of_global(loss_box, getattr(box_loss, "sync", True)), num_pos
 

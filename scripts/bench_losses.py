@@ -64,14 +64,22 @@ def loop_ghmr(pred, target, label_weight, acc, mu=0.02, bins=10, momentum=0.7, l
     return loss_weight * (loss * w).sum() / tot
 
 
-def timeit(fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def interleaved(fns: dict[str, Callable[[], torch.Tensor]], repeats: dict[str, int]) -> dict[str, float]:
+    """Median seconds per call of each function, measured in rounds that call each in turn.
+
+    The machine is shared: interleaving makes drift in its speed hit every variant alike.
+    ``repeats[name]`` is how many rounds include that function (the slow loops take fewer).
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for r in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if r < repeats[name]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def fwd_bwd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -110,9 +118,16 @@ def main() -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
     rows = []
-    t_focal = timeit(fwd_bwd(lambda x: (sigmoid_focal_loss(x, target, reduction="none") * weight[:, None]).sum() / num_pos, pred), args.repeats)
-    t_ghmc = timeit(fwd_bwd(lambda x: ghmc(x, target, weight), pred), args.repeats)
-    t_loop = timeit(fwd_bwd(lambda x: loop_ghmc(x, target, weight, torch.zeros(30)), pred), max(3, args.repeats // 2))
+    loops = max(3, args.repeats // 2)
+    t = interleaved(
+        {
+            "focal": fwd_bwd(lambda x: (sigmoid_focal_loss(x, target, reduction="none") * weight[:, None]).sum() / num_pos, pred),
+            "ghmc": fwd_bwd(lambda x: ghmc(x, target, weight), pred),
+            "loop": fwd_bwd(lambda x: loop_ghmc(x, target, weight, torch.zeros(30)), pred),
+        },
+        {"focal": args.repeats, "ghmc": args.repeats, "loop": loops},
+    )
+    t_focal, t_ghmc, t_loop = t["focal"], t["ghmc"], t["loop"]
     rows += [
         (f"GHM-C fwd+bwd {n}x{c}", t_ghmc),
         (f"sigmoid_focal_loss fwd+bwd {n}x{c}", t_focal),
@@ -128,13 +143,29 @@ def main() -> None:
     for _ in range(3):
         torch.testing.assert_close(ghmr(rp, rt, rw), loop_ghmr(rp, rt, rw, acc_r), rtol=1e-4, atol=1e-6)
     npos = rw.sum().clamp(min=1)
-    t_sl1 = timeit(fwd_bwd(lambda x: (F.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos, rp), args.repeats)
-    t_ghmr = timeit(fwd_bwd(lambda x: ghmr(x, rt, rw), rp), args.repeats)
-    t_rloop = timeit(fwd_bwd(lambda x: loop_ghmr(x, rt, rw, torch.zeros(10)), rp), args.repeats)
+    # small tensors: each measurement is a batch of calls, so the timer's resolution and single
+    # scheduler hiccups matter less
+    def batch(fn: Callable[[], torch.Tensor], k: int = 20) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            for _ in range(k):
+                out = fn()
+            return out
+
+        return run
+
+    t = interleaved(
+        {
+            "sl1": batch(fwd_bwd(lambda x: (F.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos, rp)),
+            "ghmr": batch(fwd_bwd(lambda x: ghmr(x, rt, rw), rp)),
+            "loop": batch(fwd_bwd(lambda x: loop_ghmr(x, rt, rw, torch.zeros(10)), rp)),
+        },
+        dict.fromkeys(["sl1", "ghmr", "loop"], args.repeats),
+    )
+    t_sl1, t_ghmr, t_rloop = (t[k] / 20 for k in ("sl1", "ghmr", "loop"))
     rows += [(f"GHM-R fwd+bwd {m}x4", t_ghmr), (f"smooth L1 fwd+bwd {m}x4", t_sl1), (f"GHM-R per-bin loop fwd+bwd {m}x4", t_rloop)]
 
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    print(f"median of {args.repeats} repeats (loops: {max(3, args.repeats // 2)}); values checked equal to the loop references\n")
+    print(f"median of {args.repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values checked equal to the loop references\n")
     print(f"| {'measurement':<45} | {'ms':>9} |")
     print(f"|{'-' * 47}|{'-' * 11}|")
     for name, t in rows:

@@ -31,15 +31,22 @@ from ghmbench.data import iterate_batches
 from ghmbench.training import build_datasets, build_losses, build_model, build_optimizer, detection_losses
 
 
-def median_time(step, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+def interleaved(steps: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per call of each step, measured in rounds that call each step once in turn.
+
+    The machine is shared: one step of each variant per round makes drift and bursts of load
+    hit every variant alike.
+    """
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 class TvBackbone(nn.Module):
@@ -117,16 +124,10 @@ def main() -> None:
         sum(losses.values()).backward()
         tv_opt.step()
 
-    # interleave the measurements so that drift in machine speed hits all alike
-    order = [("focal", step_focal), ("ghm", step_ghm), ("network", network_only), ("torchvision", step_tv)]
-    samples: dict[str, list[float]] = {k: [] for k, _ in order}
-    for _ in range(3):
-        for name, fn in order:
-            samples[name].append(median_time(fn, max(3, args.repeats // 3), warmup=2))
-    results = {k: statistics.median(v) for k, v in samples.items()}
+    results = interleaved({"focal": step_focal, "ghm": step_ghm, "network": network_only, "torchvision": step_tv}, args.repeats)
 
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    print(f"batch {args.batch} x 1 x {images.shape[-2]} x {images.shape[-1]}, head convs {args.head_convs}, {model.levels} FPN levels; median of repeats\n")
+    print(f"batch {args.batch} x 1 x {images.shape[-2]} x {images.shape[-1]}, head convs {args.head_convs}, {model.levels} FPN levels; median of {args.repeats} interleaved rounds\n")
     print(f"| {'measurement':<52} | {'ms/step':>8} | {'img/s':>7} |")
     print(f"|{'-' * 54}|{'-' * 10}|{'-' * 9}|")
     names = {

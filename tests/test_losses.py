@@ -72,6 +72,33 @@ def test_focal_saturated_logits_have_finite_gradients():
     assert torch.isfinite(pred.grad).all()
 
 
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("alpha", [0.25, None])
+def test_focal_closed_form_gradient_equals_autograd_of_the_formula(alpha, gamma):
+    # logits from saturated to zero on both targets, per-entry label weights, a loss weight and
+    # avg_factor; the reference is torchvision's formula under autograd in float64
+    logits = torch.tensor([-40.0, -17.0, -9.0, -3.0, -0.5, 0.0, 0.5, 3.0, 9.0, 17.0, 40.0])
+    pred = torch.cat([logits, logits]).reshape(2, -1).T.contiguous().requires_grad_(True)  # [11, 2]
+    target = torch.zeros_like(pred)
+    target[:, 0] = 1.0
+    weight = torch.ones_like(pred)
+    weight[3, 1] = 0.0
+    loss = FocalLoss(alpha=alpha, gamma=gamma, loss_weight=3.0)(pred, target, weight, avg_factor=4)
+    (grad,) = torch.autograd.grad(loss, pred)
+    ref_pred = pred.detach().double().requires_grad_(True)
+    per_entry = sigmoid_focal_loss(ref_pred, target.double(), alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none")
+    ref = 3.0 * (per_entry * weight).sum() / 4
+    (ref_grad,) = torch.autograd.grad(ref, ref_pred)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-7)
+    if gamma >= 1:  # below 1, autograd's q^(gamma - 1) is inf at a saturated q = 0 (torchvision gives NaN there)
+        torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-4, atol=1e-7)
+    else:
+        finite = torch.isfinite(ref_grad)
+        torch.testing.assert_close(grad.double()[finite], ref_grad[finite], rtol=1e-4, atol=1e-7)
+    assert torch.isfinite(grad).all()
+    assert grad[3, 1] == 0
+
 # ----------------------------------------------------------------------------- GHM-C by hand
 
 
