@@ -55,7 +55,11 @@ def _valid_rows(label_weight: Tensor) -> Tensor:
 
 def _signed_logits(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """(z, -BCE) for 0/1 targets: z = x (1 - 2y), so sigmoid(z) = |sigmoid(x) - y| = 1 - p_t and
-    BCE(x, y) = softplus(z) = -log sigmoid(-z) (two cheap passes; log1p is slow on the CPU).
+    BCE(x, y) = softplus(z) = -log sigmoid(-z) (cheap passes; log1p is slow on the CPU).
+
+    sigmoid(-z) underflows in float32 beyond z ~ 88 (a confidently wrong logit): there
+    softplus(z) = z to float precision, so -BCE = min(log max(sigmoid(-z), 1e-30), -z) stays
+    finite and exact, as ``binary_cross_entropy_with_logits`` is.
 
     Args:
         pred: [N, C] float32 logits.
@@ -65,7 +69,8 @@ def _signed_logits(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         (z [N, C], log sigmoid(-z) [N, C]), both fresh tensors.
     """
     z = torch.addcmul(pred.detach(), pred.detach(), target, value=-2.0)
-    return z, torch.neg(z).sigmoid_().log_()
+    neg_ce = torch.neg(z).sigmoid_().clamp_(min=1e-30).log_().neg_()
+    return z, torch.maximum(neg_ce, z, out=neg_ce).neg_()
 
 
 def _positive_anchors(target: Tensor, valid: Tensor) -> Tensor:

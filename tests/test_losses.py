@@ -72,6 +72,19 @@ def test_focal_saturated_logits_have_finite_gradients():
     assert torch.isfinite(pred.grad).all()
 
 
+@pytest.mark.parametrize("make", [lambda: FocalLoss(alpha=0.25, gamma=2.0), lambda: CrossEntropyLoss(alpha=None), lambda: GHMC(momentum=0.0)])
+def test_confidently_wrong_logits_give_finite_exact_losses(make):
+    # beyond |x| ~ 88 sigmoid underflows in float32; BCE there is |x| and must stay finite
+    pred = torch.tensor([[-120.0, 95.0, -30.0, 0.5]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    loss = make()(pred, target, torch.ones(1), avg_factor=1)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
+    if isinstance(make(), FocalLoss):
+        torch.testing.assert_close(loss, sigmoid_focal_loss(pred.detach().double(), target.double(), 0.25, 2.0, "sum").float())
+    elif isinstance(make(), CrossEntropyLoss):
+        torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(pred.detach(), target, reduction="sum"))
+
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
 @pytest.mark.parametrize("alpha", [0.25, None])
