@@ -195,38 +195,26 @@ def test_ghmc_per_level_density_hand_computed():
     assert per_level.item() == pytest.approx(expected, rel=1e-5)
 
 
-def _ghm_loop_reference(g, valid, edges, tot, acc, momentum, elementwise):
-    """A straightforward per-bin loop in the style of the mmdetection reference."""
-    weights = torch.zeros_like(g)
-    n = 0
-    for i in range(len(edges) - 1):
-        inds = (g >= edges[i]) & (g < edges[i + 1]) & valid
-        num = inds.sum().item()
-        if num > 0:
-            if momentum > 0:
-                acc[i] = momentum * acc[i] + (1 - momentum) * num
-                weights[inds] = tot / acc[i]
-            else:
-                weights[inds] = tot / num
-            n += 1
-    if n > 0:
-        weights = weights / n
-    return (weights * elementwise).sum() / tot
+def _bench_losses():
+    """scripts/bench_losses.py: its per-bin loops are the benchmark's baselines and these tests' references."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "bench_losses.py"
+    spec = importlib.util.spec_from_file_location("bench_losses", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.75])
 def test_ghmc_matches_loop_reference_over_calls(momentum):
+    loop_ghmc = _bench_losses().loop_ghmc  # a straightforward per-bin loop, as the mmdetection reference
     loss_fn = GHMC(bins=30, momentum=momentum)
     acc = torch.zeros(30)
-    edges = torch.arange(31).float() / 30
-    edges[-1] += 1e-6
     for seed in range(4):
         pred, target, weight = _cls_inputs(n=500, c=8, seed=seed)
-        valid = (weight > 0)[:, None].expand_as(pred)
-        g = (torch.sigmoid(pred) - target).abs()
-        tot = max(valid.sum().item(), 1.0)
-        bce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-        ref = _ghm_loop_reference(g, valid, edges, tot, acc, momentum, bce)
+        ref = loop_ghmc(pred, target, weight, acc, bins=30, momentum=momentum)
         torch.testing.assert_close(loss_fn(pred, target, weight), ref.float(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss_fn.acc_sum, acc)
 
