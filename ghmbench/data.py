@@ -282,7 +282,6 @@ def iterate_batches(
     shuffle: bool,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
-    pin_memory: bool = False,
     *,
     rank: int = 0,
     world_size: int = 1,
@@ -310,7 +309,7 @@ def iterate_batches(
     if isinstance(split.images, Tensor):
         pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
     else:
-        pixels = split.images.batches(batches, pin_memory=pin_memory)
+        pixels = split.images.batches(batches)
     for idx, raw in zip(batches, pixels):
         images = raw.float().div_(255.0)
         yield images, [split.boxes[i] for i in idx], [split.labels[i] for i in idx], idx

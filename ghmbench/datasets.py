@@ -263,14 +263,13 @@ class LazyImages:
     def __getitem__(self, idx: list[int]) -> Tensor:
         return torch.stack([self.dataset[i] for i in idx])
 
-    def batches(self, batches: list[list[int]], pin_memory: bool = False) -> Iterator[Tensor]:
+    def batches(self, batches: list[list[int]]) -> Iterator[Tensor]:
         """Decode the given index batches in worker processes, in order."""
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=batches,
             num_workers=self.num_workers,
             collate_fn=torch.stack,
-            pin_memory=pin_memory,
             persistent_workers=False,
         )
         try:

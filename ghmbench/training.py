@@ -381,7 +381,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
             g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
-            shard = {"rank": D.rank(), "world_size": D.world_size(), "pin_memory": t.pin_memory and device.type == "cuda"}
+            shard = {"rank": D.rank(), "world_size": D.world_size()}  # pinning happens once, in _to_device
             for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, **shard):
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
