@@ -369,11 +369,18 @@ def _read_json(path: Path, key: str) -> Any:
 
 
 def load_coco_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit, DetectionSplit]:
-    """(train, val) of a COCO-format dataset described by the ``dataset`` config section."""
+    """(train, val) of a COCO-format dataset described by the ``dataset`` config section.
+
+    Paths not given explicitly follow the COCO layout under ``root``: ``<root>/<split>/`` and
+    ``<root>/annotations/instances_<split>.json``.
+    """
     opts = _options(d)
+    root = Path(d["root"]).expanduser() if d["root"] else None
     specs = []
     for split in ("train", "val"):
-        ann, img = Path(d[f"{split}_annotations"]).expanduser(), Path(d[f"{split}_images"]).expanduser()
+        name = d[f"{split}_split"]
+        img = Path(d[f"{split}_images"] or root / name).expanduser()
+        ann = Path(d[f"{split}_annotations"] or root / "annotations" / f"instances_{name}.json").expanduser()
         if not img.is_dir():
             raise DatasetError(f"dataset.{split}_images={img}: folder does not exist; allowed: the folder holding the split's images")
         specs.append(SourceSpec(_read_json(ann, f"dataset.{split}_annotations"), img, str(ann)))

@@ -66,10 +66,6 @@ def build_datasets(cfg: DictConfig) -> tuple[DetectionSplit, DetectionSplit]:
     from ghmbench import datasets
 
     if name == "coco":
-        root = Path(d["root"]).expanduser() if d["root"] else None
-        for split in ("train", "val"):  # the COCO layout under root unless given explicitly
-            d[f"{split}_images"] = d[f"{split}_images"] or str(root / d[f"{split}_split"])
-            d[f"{split}_annotations"] = d[f"{split}_annotations"] or str(root / "annotations" / f"instances_{d[f'{split}_split']}.json")
         return datasets.load_coco_detection(d, cache)
     if name == "voc":
         return datasets.load_voc_detection(d, cache)
