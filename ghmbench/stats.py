@@ -1,0 +1,223 @@
+"""Uncertainty of the reported numbers: t intervals over seeds, paired differences, an image
+bootstrap for single runs, and a convergence check on the validation curve.
+
+The bootstrap resamples test images with replacement. COCO matching is per image, so each run is
+matched once (faster-coco-eval's C++ ``evaluate``) and every replicate only re-accumulates the
+per-image results of the drawn images, a drawn-twice image counting as two images, exactly as a
+re-evaluation of the resampled COCO dicts with new image ids would (:func:`resample_coco` builds
+those; the tests check the two agree).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats as sst
+
+CONVERGENCE_TOL = 0.01
+"""A configuration is *not converged* when its validation AP still rose by more than this, on
+average over seeds, over the last quarter of training."""
+# metric -> (precision or recall, IoU threshold index or None = mean, area index, maxDets index)
+_SLICES = {
+    "AP": ("precision", None, 0, -1),
+    "AP50": ("precision", 0, 0, -1),
+    "AP75": ("precision", 5, 0, -1),
+    "APs": ("precision", None, 1, -1),
+    "APm": ("precision", None, 2, -1),
+    "APl": ("precision", None, 3, -1),
+    "AR1": ("recall", None, 0, 0),
+    "AR10": ("recall", None, 0, 1),
+    "AR100": ("recall", None, 0, 2),
+}
+
+
+@dataclass
+class Interval:
+    """A mean (or point estimate) with a confidence interval (NaN bounds when there is none)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+    method: str = "t"
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of 0."""
+        return bool(self.lo > 0 or self.hi < 0)
+
+    def verdict(self, a: str, b: str) -> str:
+        """``"a > b"``, ``"a < b"`` or ``"no clear difference"`` for a difference a - b."""
+        if self.lo > 0:
+            return f"{a} > {b}"
+        if self.hi < 0:
+            return f"{a} < {b}"
+        return "no clear difference"
+
+
+def t_interval(values: Iterable[float], conf: float = 0.95) -> Interval:
+    """Mean and Student-t interval of the mean (NaN bounds for fewer than 2 values).
+
+    Args:
+        values: one value per seed (NaN values are dropped).
+        conf: confidence level.
+    """
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return Interval(np.nan, np.nan, np.nan, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, np.nan, np.nan, n)
+    sem = float(sst.sem(x))
+    if sem == 0:
+        return Interval(mean, mean, mean, n)
+    lo, hi = sst.t.interval(conf, n - 1, loc=mean, scale=sem)
+    return Interval(mean, float(lo), float(hi), n)
+
+
+def paired_difference(a: dict, b: dict, conf: float = 0.95) -> Interval:
+    """Mean difference a - b over the seeds both have, with its t interval (a paired t test's).
+
+    Args:
+        a, b: {seed: value} of two configurations; seeds missing (or NaN) in either are dropped.
+    """
+    seeds = sorted(s for s in set(a) & set(b) if not (np.isnan(a[s]) or np.isnan(b[s])))
+    out = t_interval([a[s] - b[s] for s in seeds], conf)
+    out.method = "seeds"
+    return out
+
+
+# ----------------------------------------------------------------------------- image bootstrap
+
+
+def resample_coco(ground_truth: dict, detections: list[dict], sample: Sequence[int]) -> tuple[dict, list[dict]]:
+    """The COCO dicts of a bootstrap replicate: images drawn by index (sorted-id order), new ids.
+
+    A slow but plain reference for :class:`ImageEval`.
+    """
+    images = sorted(ground_truth["images"], key=lambda im: im["id"])
+    anns: dict = {}
+    dets: dict = {}
+    for a in ground_truth["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    for d in detections:
+        dets.setdefault(d["image_id"], []).append(d)
+    new_images, new_anns, new_dets = [], [], []
+    for new_id, k in enumerate(sample, start=1):
+        old = images[k]["id"]
+        new_images.append({**images[k], "id": new_id})
+        new_anns += [{**a, "id": len(new_anns) + 1 + j, "image_id": new_id} for j, a in enumerate(anns.get(old, []))]
+        new_dets += [{**d, "image_id": new_id} for d in dets.get(old, [])]
+    return {**ground_truth, "images": new_images, "annotations": new_anns}, new_dets
+
+
+class ImageEval:
+    """One run's per-image COCO matching, re-accumulated over any multiset of its images.
+
+    Args:
+        ground_truth: COCO instances dict (images, annotations with iscrowd, categories).
+        detections: COCO results list.
+    """
+
+    def __init__(self, ground_truth: dict, detections: list[dict]):
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(copy.deepcopy(ground_truth))
+            dt = gt.loadRes([dict(d) for d in detections])
+            ev = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None, separate_eval=True)
+            ev.evaluate()
+        p = ev._paramsEval
+        self.image_ids = np.asarray(p.imgIds)
+        evals = np.empty(len(ev._evalImgs_cpp), dtype=object)
+        evals[:] = ev._evalImgs_cpp
+        self._evals = evals.reshape(len(p.catIds), len(p.areaRng), len(self.image_ids))  # [K, A, N]
+        self._params = p
+
+    def metric(self, sample: np.ndarray | None = None, metric: str = "AP") -> float:
+        """The metric over the images at positions ``sample`` (all images when None); NaN if undefined."""
+        from faster_coco_eval.faster_eval_api_cpp import COCOevalAccumulate
+
+        kind, iou, area, maxdet = _SLICES[metric]
+        sample = np.arange(len(self.image_ids)) if sample is None else np.asarray(sample)
+        p = copy.copy(self._params)
+        p.areaRng, p.areaRngLbl = [p.areaRng[area]], [p.areaRngLbl[area]]
+        p.maxDets = [p.maxDets[maxdet]]  # accumulate only what the metric reads
+        p.imgIds = list(range(len(sample)))
+        out = COCOevalAccumulate(p, self._evals[:, area : area + 1, sample].ravel().tolist())
+        x = np.asarray(out[kind])  # precision [T, R, K, 1, M], recall [T, K, 1, M]
+        x = x[..., 0, 0]
+        x = x if iou is None else x[iou : iou + 1]
+        valid = x[x > -1]
+        return float(valid.mean()) if valid.size else np.nan
+
+
+def bootstrap_values(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP") -> np.ndarray:
+    """The metric on ``n_boot`` resamples of the run's images (same seed + image count = same resamples).
+
+    The resamples depend only on ``seed`` and the number of images, so the values of two runs on
+    the same images are paired replicate by replicate.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(ev.image_ids)
+    return np.array([ev.metric(rng.integers(0, n, n), metric) for _ in range(n_boot)])
+
+
+def percentile_interval(point: float, values: np.ndarray, conf: float = 0.95) -> Interval:
+    """``point`` with the percentile interval of its bootstrap ``values``."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return Interval(point, np.nan, np.nan, 1, "bootstrap")
+    lo, hi = np.quantile(values, [(1 - conf) / 2, (1 + conf) / 2])
+    return Interval(point, float(lo), float(hi), 1, "bootstrap")
+
+
+def bootstrap_interval(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
+    """A single run's metric with its percentile bootstrap interval over test images."""
+    return percentile_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf)
+
+
+def paired_bootstrap(a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
+    """Metric of run a minus run b, with a percentile interval over the same resampled image sets.
+
+    Raises:
+        ValueError: the two runs were not evaluated on the same images.
+    """
+    if not np.array_equal(a.image_ids, b.image_ids):
+        raise ValueError("paired bootstrap: the two runs were evaluated on different images")
+    diff = bootstrap_values(a, n_boot, seed, metric) - bootstrap_values(b, n_boot, seed, metric)
+    return percentile_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
+
+
+# ----------------------------------------------------------------------------- convergence
+
+
+def convergence_rise(curve: list[dict] | None, total_steps: float | None, metric: str = "AP") -> float | None:
+    """Metric at the last curve point minus the metric interpolated at 75% of training.
+
+    Args:
+        curve: validation points ``{"step": int, metric: float | None, ...}``.
+        total_steps: the run's training steps (default: the last point's step).
+
+    Returns:
+        The rise, or None with fewer than 2 points carrying the metric.
+    """
+    points = sorted((p["step"], p[metric]) for p in curve or [] if p.get(metric) is not None and p.get("step") is not None)
+    if len(points) < 2:
+        return None
+    steps, values = np.array(points, dtype=float).T
+    total = float(total_steps) if total_steps else steps[-1]
+    return float(values[-1] - np.interp(0.75 * total, steps, values))
+
+
+def not_converged(rises: Iterable[float | None]) -> bool | None:
+    """True when the mean rise over seeds exceeds CONVERGENCE_TOL (None without any rise)."""
+    x = [r for r in rises if r is not None and not np.isnan(r)]
+    return bool(np.mean(x) > CONVERGENCE_TOL) if x else None

@@ -1,0 +1,171 @@
+"""Intervals, paired differences, the image bootstrap, convergence and the tuning protocol, on
+known numbers and tiny COCO dicts (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sst
+
+from ghmbench.evaluation import coco_evaluate
+from ghmbench.protocol import Protocol, ProtocolError, final_runs, format_value, parse_overrides, select_settings
+from ghmbench.stats import (
+    ImageEval,
+    bootstrap_interval,
+    bootstrap_values,
+    convergence_rise,
+    not_converged,
+    paired_bootstrap,
+    paired_difference,
+    resample_coco,
+    t_interval,
+)
+
+
+def test_t_interval_is_scipys():
+    x = [0.31, 0.35, 0.42, 0.38]
+    expected = sst.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    iv = t_interval(x)
+    assert iv.mean == pytest.approx(np.mean(x)) and iv.n == 4
+    assert (iv.lo, iv.hi) == pytest.approx((expected.low, expected.high))
+    assert t_interval([0.5, np.nan]).n == 1 and np.isnan(t_interval([0.5]).lo)
+    assert (t_interval([0.2, 0.2]).lo, t_interval([0.2, 0.2]).hi) == (0.2, 0.2)
+
+
+def test_paired_difference_is_a_paired_t_test():
+    a = {0: 0.40, 1: 0.45, 2: 0.43, 3: 0.50}
+    b = {2: 0.41, 0: 0.37, 1: 0.425, 7: 0.99}  # seed 3 and 7 unpaired: dropped
+    seeds = [0, 1, 2]
+    expected = sst.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).confidence_interval(0.95)
+    d = paired_difference(a, b)
+    assert d.n == 3 and d.mean == pytest.approx(np.mean([0.03, 0.025, 0.02]))
+    assert (d.lo, d.hi) == pytest.approx((expected.low, expected.high))
+    assert d.excludes_zero and d.verdict("A", "B") == "A > B"
+    noisy = paired_difference({0: 0.4, 1: 0.5, 2: 0.3}, {0: 0.45, 1: 0.35, 2: 0.4})
+    assert not noisy.excludes_zero and noisy.verdict("A", "B") == "no clear difference"
+    assert paired_difference(b, a).verdict("B", "A") == "B < A"
+
+
+def test_convergence_rise_flags_a_curve_still_rising():
+    rising = [{"epoch": e, "step": 25 * e, "AP": 0.30 + (0.02 * (e - 6) / 2 if e > 6 else 0)} for e in range(1, 9)]  # +.02 after 75%
+    flat = [{**p, "AP": 0.30} for p in rising]
+    assert convergence_rise(rising, 200) == pytest.approx(0.02)
+    assert convergence_rise(flat, 200) == pytest.approx(0.0)
+    assert convergence_rise(rising[:1], 200) is None and convergence_rise(None, 200) is None
+    assert convergence_rise([{"step": 100, "AP": None}, *rising], None) == pytest.approx(0.02)  # null points skipped
+    assert not_converged([0.02, 0.015]) is True and not_converged([0.0, 0.005]) is False and not_converged([None]) is None
+
+
+def tiny_coco(n_images: int = 12, seed: int = 0):
+    """A COCO instances dict of 2 classes and detections: perfect ones and degraded ones."""
+    rng = np.random.default_rng(seed)
+    images, anns, perfect, noisy = [], [], [], []
+    for i in range(n_images):
+        images.append({"id": 100 + 3 * i, "width": 64, "height": 64, "file_name": f"{i}.png"})
+        for _ in range(int(rng.integers(1, 4))):
+            x, y, w, h = *rng.uniform(0, 30, 2), *rng.uniform(8, 30, 2)
+            c = int(rng.integers(1, 3))
+            anns.append({"id": len(anns) + 1, "image_id": 100 + 3 * i, "category_id": c, "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            perfect.append({"image_id": 100 + 3 * i, "category_id": c, "bbox": [x, y, w, h], "score": float(rng.uniform(0.5, 1))})
+            shift = rng.normal(0, 3, 4)
+            noisy.append({"image_id": 100 + 3 * i, "category_id": c if rng.random() < 0.8 else 3 - c, "bbox": [x + shift[0], y + shift[1], w, h], "score": float(rng.random())})
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    return gt, perfect, noisy
+
+
+def test_image_eval_matches_faster_coco_eval_on_resampled_dicts():
+    gt, _, noisy = tiny_coco(20)
+    ev = ImageEval(gt, noisy)
+    full = coco_evaluate(gt, noisy)
+    for m in ("AP", "AP50", "AP75", "APs", "AR1", "AR10", "AR100"):
+        assert ev.metric(None, m) == pytest.approx(full[m])
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # duplicated images re-evaluated under new ids give the same numbers
+        sample = rng.integers(0, 20, 20)
+        assert len(set(sample)) < 20
+        direct = coco_evaluate(*resample_coco(gt, noisy, sample))
+        assert ev.metric(sample, "AP") == pytest.approx(direct["AP"], abs=1e-12)
+        assert ev.metric(sample, "AP50") == pytest.approx(direct["AP50"], abs=1e-12)
+
+
+def test_bootstrap_perfect_detections_and_determinism():
+    gt, perfect, noisy = tiny_coco()
+    iv = bootstrap_interval(ImageEval(gt, perfect), n_boot=50, seed=0)
+    assert (iv.mean, iv.lo, iv.hi, iv.method) == (pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0), "bootstrap")
+    ev = ImageEval(gt, noisy)
+    a, b = bootstrap_values(ev, 40, seed=3), bootstrap_values(ev, 40, seed=3)
+    assert np.array_equal(a, b) and not np.array_equal(a, bootstrap_values(ev, 40, seed=4))
+    assert a.std() > 0
+    noisy_iv = bootstrap_interval(ev, 200, seed=0)
+    assert noisy_iv.lo < noisy_iv.mean < noisy_iv.hi < 1
+    diff = paired_bootstrap(ImageEval(gt, perfect), ev, 200, seed=0)
+    assert diff.mean == pytest.approx(1 - noisy_iv.mean) and diff.verdict("perfect", "noisy") == "perfect > noisy"
+    self_diff = paired_bootstrap(ev, ImageEval(gt, noisy), 50)
+    assert (self_diff.lo, self_diff.hi) == (0.0, 0.0)  # same resamples: a run minus itself is exactly 0
+    with pytest.raises(ValueError, match="different images"):
+        last = gt["images"][-1]["id"]
+        paired_bootstrap(ev, ImageEval({**gt, "images": gt["images"][:-1]}, [d for d in noisy if d["image_id"] != last]), 5)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+PROTOCOL = {"tune": ["train.lr=0.0005,0.001,0.002", "train.batch_size=16,32"], "tune_with": ["regression=smooth_l1", "seed=0"], "select_metric": "AP"}
+
+
+def record(loss: str, lr: float, bs: int, seed: int, val: float | None, reg: str = "smooth_l1", status: str = "completed") -> dict:
+    config = {"seed": seed, "loss": {"name": loss}, "regression": {"name": reg}, "train": {"lr": lr, "batch_size": bs}, "protocol": PROTOCOL}
+    return {"loss": loss, "seed": seed, "status": status, "config": config, "val_metrics": {"AP": val}, "metrics": {"AP": -1.0}}
+
+
+def test_parse_and_format_round_trip():
+    axes = parse_overrides(PROTOCOL["tune"])
+    assert axes == {"train.lr": [0.0005, 0.001, 0.002], "train.batch_size": [16, 32]}
+    assert [format_value(v) for v in axes["train.lr"]] == ["0.0005", "0.001", "0.002"]
+    assert format_value(16) == "16" and format_value(1e-05) == "1e-05" and format_value(2.0) == "2.0" and format_value(True) == "true"
+    for v in (0.1 + 0.2, 3e-4, 16, 2.0):
+        assert parse_overrides([f"x={format_value(v)}"])["x"] == [v] and type(parse_overrides([f"x={format_value(v)}"])["x"][0]) is type(v)
+    with pytest.raises(ProtocolError):
+        parse_overrides(["train.lr=0.1,,"])
+
+
+def test_select_settings_picks_the_best_validation_candidate():
+    records = [
+        record("ce", 0.001, 16, 0, 0.30),
+        record("ce", 0.002, 16, 0, 0.40),
+        record("ce", 0.002, 32, 0, 0.38),
+        record("ce", 0.0005, 32, 0, None, status="diverged"),
+        record("ce", 0.001, 32, 1, 0.90),  # seed 1: not a tuning run
+        record("ce", 0.001, 32, 0, 0.95, reg="ghm"),  # GHM-R: not a tuning run
+        record("focal", 0.001, 16, 0, 0.50),
+        record("focal", 0.002, 32, 0, 0.50),  # a tie: the first in sorted order (lr 0.001) wins
+        record("focal", 0.001, 16, 1, 0.10),  # final (the selected setting), whatever its score
+        record("focal", 0.001, 16, 2, 0.20, reg="ghm"),
+        record("focal", 0.002, 32, 1, 0.10),  # unselected: not final
+    ]
+    sel = select_settings(records)
+    assert sel["ce"].settings == {"train.lr": 0.002, "train.batch_size": 16}
+    assert sel["ce"].overrides() == ["train.lr=0.002", "train.batch_size=16"]
+    assert sel["focal"].settings == {"train.lr": 0.001, "train.batch_size": 16}
+    cands = sel["ce"].candidates
+    assert len(cands) == 6 and cands["selected"].sum() == 1
+    row = cands[(cands["train.lr"] == 0.0005) & (cands["train.batch_size"] == 32)].iloc[0]
+    assert row["runs"] == 1 and row["n"] == 0 and np.isnan(row["val_AP"])  # diverged: counted, not scored
+    final = final_runs(records, sel)
+    assert [(r["loss"], r["seed"], r["config"]["train"]["lr"], r["config"]["regression"]["name"]) for r in final] == [
+        ("ce", 0, 0.002, "smooth_l1"),
+        ("focal", 0, 0.001, "smooth_l1"),
+        ("focal", 1, 0.001, "smooth_l1"),
+        ("focal", 2, 0.001, "ghm"),
+    ]
+    assert select_settings([{**r, "config": {**r["config"], "protocol": None}} for r in records]) == {}
+
+
+def test_select_settings_mean_over_tuning_seeds_and_conflicts():
+    p = Protocol.from_config({"tune": ["train.lr=0.001,0.002"], "tune_with": ["regression=smooth_l1"], "select_metric": "AP"})
+    records = [record("ce", 0.001, 16, s, v) for s, v in ((0, 0.5), (1, 0.1))] + [record("ce", 0.002, 16, s, v) for s, v in ((0, 0.4), (1, 0.35))]
+    sel = select_settings(records, p)["ce"]  # means .30 vs .375
+    assert sel.settings == {"train.lr": 0.002} and sel.candidates["n"].tolist() == [2, 2]
+    other = {**records[0], "config": {**records[0]["config"], "protocol": {**PROTOCOL, "tune": ["train.lr=0.1,0.2"]}}}
+    with pytest.raises(ProtocolError, match="different protocols"):
+        select_settings([*records, other])
