@@ -203,13 +203,19 @@ REPORT_HELP = """Turn run records into tables and figures.
 
 Reads every `<run>/metrics.json` under the given runs folders (default: `runs`) and writes to
 `--out` (default: `<first folder>/report`): runs.csv and runs.parquet (every run), summary /
-loss_comparison / ce_alpha / focal_gamma_alpha tables as .md, .tex and .csv (whichever the runs
-allow), PNG figures, and report.md. Tables show mean ± std (n) over seeds; diverged and failed
-runs are counted and shown; the best value per column is in bold.
+headline / differences / candidates / imbalance / loss_comparison / ce_alpha / focal_gamma_alpha
+tables as .md, .tex and .csv (whichever the runs allow), PNG figures, and report.md. Diverged and
+failed runs are counted and shown; the best value per column is in bold.
+
+Runs of a `protocol` sweep are compared fairly: each loss's setting is selected on validation,
+and the headline (mean [95% interval] (n) over seeds; an image bootstrap for a single run) and the
+paired differences use only the runs at the selected settings, on the test split when there is
+one. Configurations whose validation AP still rose in the last quarter of training are marked
+*not converged*. Unreadable records are skipped with a warning.
 
 * `ghmbench report` · `ghmbench report runs other_runs --out report`
 
-* `ghmbench report --metric AP50 --group-by loss,loss.gamma`
+* `ghmbench report --metric AP50 --group-by loss,loss.gamma --bootstrap 0`
 """
 
 
@@ -219,6 +225,7 @@ def report(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: <first runs folder>/report]."),
     metric: str = typer.Option("AP", "--metric", help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
+    bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
 ) -> None:
     from ghmbench.figures import make_figures
     from ghmbench.report import ReportError, build_tables, load_runs, write_report
@@ -227,11 +234,11 @@ def report(
     out_dir = out_dir or sources[0] / "report"
     try:
         df, hists = load_runs(sources)
-        tables = build_tables(df, metric, [c.strip() for c in group_by.split(",") if c.strip()] if group_by else None)
+        tables = build_tables(df, metric, [c.strip() for c in group_by.split(",") if c.strip()] if group_by else None, bootstrap)
     except ReportError as e:
         _fail(str(e))
         return
-    figures = make_figures(df, hists, metric, out_dir, [t.name for t in tables if not t.cells.empty])
+    figures = make_figures(df, hists, metric, out_dir, tables)
     path = write_report(df, tables, out_dir, figures, sources)
     out.print(path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
     for fig in figures:

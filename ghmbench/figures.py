@@ -1,6 +1,6 @@
-"""Report figures (matplotlib, PNG): AP against gamma, the loss comparison, and the GHM
-paper's two figures from this project's own training: the gradient-norm distribution and the
-reweighted against the original gradient norm.
+"""Report figures (matplotlib, PNG): AP against gamma, the loss comparison, validation learning
+curves, metric against anchor imbalance, and the GHM paper's two figures from this project's own
+training: the gradient-norm distribution and the reweighted against the original gradient norm.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
 
 
 def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
-    """Grouped bars: metric per classification loss, one bar per regression loss, std error bars."""
+    """Grouped bars: metric per classification loss, one bar per regression loss, std error bars (final runs)."""
+    df = df[df["final"]] if "final" in df else df
     if df["loss"].nunique() < 2:
         return None
     s = summarize(df, ["loss", "regression"], [metric])
@@ -71,6 +72,59 @@ def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(plt, fig, out / "loss_comparison.png")
+
+
+def learning_curves(df: pd.DataFrame, hists: dict[str, dict], out: Path, metric: str = "AP") -> Path | None:
+    """Validation metric against training step of the final runs: per classification loss the
+    mean over seeds (line) and their min-max (band); one panel per regression loss."""
+    final = df[df["final"]] if "final" in df else df
+    curves = {k: [(p["step"], p.get(metric)) for p in (hists.get(k, {}).get("curve") or []) if p.get(metric) is not None] for k in final["run_key"]}
+    final = final[final["run_key"].map(lambda k: len(curves.get(k, [])) >= 2)]
+    if final.empty:
+        return None
+    regs = sorted(final["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(regs), figsize=(5 * len(regs), 4), squeeze=False, sharey=True)
+    for ax, reg in zip(axes[0], regs):
+        part = final[final["regression"] == reg]
+        for loss in sorted(part["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
+            runs = [np.array(sorted(curves[k]), dtype=float) for k in part.loc[part["loss"] == loss, "run_key"]]
+            steps = np.unique(np.concatenate([r[:, 0] for r in runs]))
+            ys = np.array([np.interp(steps, r[:, 0], r[:, 1]) for r in runs])
+            color = COLORS.get(loss)
+            ax.plot(steps, np.nanmean(ys, axis=0), color=color, label=f"{LABELS.get(loss, loss)} ({len(runs)} seeds)")
+            ax.fill_between(steps, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=color, alpha=0.2)
+        if pd.to_numeric(part["steps"], errors="coerce").notna().any():
+            ax.axvline(0.75 * float(pd.to_numeric(part["steps"]).max()), color="gray", ls=":", lw=1)
+        ax.set_title(f"regression: {reg}")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"validation {metric}")
+    fig.suptitle("Learning curves (mean, min-max over seeds; dotted: 75% of training)", fontsize=10)
+    return _save(plt, fig, out / "learning_curves.png")
+
+
+def imbalance(numbers: pd.DataFrame, metric: str, out: Path) -> Path | None:
+    """Metric against the anchors' negative:positive ratio (log x), one line per loss (and
+    regression), 95% interval error bars; ``numbers`` is the imbalance table's numbers."""
+    if numbers.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    several = numbers["regression"].nunique() > 1
+    for (loss, reg), sub in numbers.groupby(["loss", "regression"], sort=False):
+        sub = sub.sort_values("neg_per_pos")
+        err = np.array([sub["mean"] - sub["lo"], sub["hi"] - sub["mean"]]).clip(min=0)
+        label = LABELS.get(loss, loss) + (f" + {reg}" if several else "")
+        ax.errorbar(sub["neg_per_pos"], sub["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3, color=None if several else COLORS.get(loss), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("negative : positive anchors (training)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against anchor imbalance (95% intervals)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out / "imbalance.png")
 
 
 def _mean_hist(df: pd.DataFrame, hists: dict[str, dict], loss: str) -> tuple[np.ndarray, dict] | None:
@@ -146,10 +200,18 @@ def reweighted_gradient(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> 
     return _save(plt, fig, out / "reweighted_gradient_norm.png")
 
 
-def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Path, tables: list[str]) -> list[Path]:
-    """Every figure the runs allow; the AP figures only beside their (non-skipped) tables."""
+def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Path, tables: list) -> list[Path]:
+    """Every figure the runs allow; the AP figures only beside their (non-skipped) tables.
+
+    Args:
+        tables: the report's tables (or their names: then no imbalance figure).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    made = [gradient_norm_distribution(df, hists, out)]
+    by_name = {t: None for t in tables if isinstance(t, str)} | {t.name: t for t in tables if not isinstance(t, str) and not t.cells.empty}
+    tables = list(by_name)
+    made = [gradient_norm_distribution(df, hists, out), learning_curves(df, hists, out)]
+    if by_name.get("imbalance") is not None:
+        made.append(imbalance(by_name["imbalance"].numbers, metric, out))
     if "focal_gamma_alpha" in tables:
         made.append(ap_vs_gamma(df, metric, out))
     if "loss_comparison" in tables:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,9 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from ghmbench import reference
+from ghmbench.protocol import ProtocolError, Selection, final_mask, select_settings
 from ghmbench.results import METRICS_FILE, semantic_config
+from ghmbench.stats import CONVERGENCE_TOL, convergence_rise
 
 METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]
 RUN_COLUMNS = ["run_key", "run_dir", "loss", "regression", "seed", "status", "diverged_at_step", "epochs_done", "wall_time_s"]
@@ -54,37 +57,91 @@ def find_records(paths: list[Path]) -> list[Path]:
     return files
 
 
+def read_records(paths: list[Path]) -> list[tuple[Path, dict]]:
+    """(file, record) of every readable run record; an unreadable one is skipped with a one-line warning."""
+    out = []
+    for file in find_records(paths):
+        try:
+            record = json.loads(file.read_text())
+            if not isinstance(record, dict) or "run_key" not in record:
+                raise ValueError("not a run record")
+        except (OSError, ValueError) as e:
+            print(f"warning: {file}: unreadable run record ({type(e).__name__}: {str(e).splitlines()[0][:80]}), skipped", file=sys.stderr)
+            continue
+        out.append((file, record))
+    return out
+
+
+def _record_row(file: Path, record: dict) -> dict:
+    """The run table's row of one record (see :func:`load_runs`)."""
+    row = {c: record.get(c) for c in RUN_COLUMNS}
+    row["run_dir"] = str(file.parent)
+    row.update({m: (record.get("metrics") or {}).get(m) for m in METRICS})
+    row["metrics_split"] = record.get("metrics_split") or "val"
+    val = record.get("val_metrics") or record.get("metrics") or {}
+    row.update({f"val_{m}": val.get(m) for m in METRICS})
+    row["steps"] = record.get("steps")
+    row["rise"] = convergence_rise(record.get("curve"), record.get("steps"))
+    anchors = record.get("anchors") or {}
+    row["neg_per_pos"], row["pos_per_image"] = anchors.get("neg_per_pos"), anchors.get("positive_per_image")
+    files = record.get("eval_files") or {}
+    for key in ("detections", "ground_truth"):
+        path = file.parent / files[key] if files.get(key) else None
+        row[f"eval_{key}"] = str(path) if path is not None and path.is_file() else None
+    row["protocol"] = json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)
+    cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
+    flat: dict = {}
+    for section in ("loss", "regression", "model", "dataset", "train"):
+        _flatten(section, cfg.get(section, {}), flat)
+    flat.pop("loss.name", None)
+    flat.pop("regression.name", None)
+    return row | flat
+
+
 def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
-    """One row per run: identity, status, metrics and the flattened semantic config.
+    """One row per run: identity, status, reported metrics, the flattened semantic config, and
+    ``metrics_split``, ``val_<metric>``, ``rise`` (convergence), ``neg_per_pos``, ``eval_*`` (files
+    of the image bootstrap), ``protocol`` (JSON) and ``final`` (a final run of the protocol; every
+    run when the records are not protocol runs).
 
     Returns:
-        (DataFrame, {run_key: g histogram list or None}) for the figures.
+        (DataFrame, {run_key: {"g_hist", "config", "curve", "steps"}}) for the figures.
+
+    Raises:
+        ReportError: no records, or records of different protocols.
     """
     rows, hists = [], {}
-    for file in find_records(paths):
-        record = json.loads(file.read_text())
-        row = {c: record.get(c) for c in RUN_COLUMNS}
-        row["run_dir"] = str(file.parent)
-        row.update({m: (record.get("metrics") or {}).get(m) for m in METRICS})
+    for file, record in read_records(paths):
+        rows.append(_record_row(file, record))
         cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
-        flat: dict = {}
-        for section in ("loss", "regression", "model", "dataset", "train"):
-            _flatten(section, cfg.get(section, {}), flat)
-        flat.pop("loss.name", None)
-        flat.pop("regression.name", None)
-        row.update(flat)
-        rows.append(row)
-        hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg}
+        hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg, "curve": record.get("curve"), "steps": record.get("steps")}
     if not rows:
         raise ReportError(f"no run records (*/{METRICS_FILE}) under {', '.join(map(str, paths))}")
     df = pd.DataFrame(rows)
     for m in METRICS:
         df[m] = pd.to_numeric(df[m], errors="coerce")
-    df = df.sort_values(["loss", "regression", "seed"], key=_order_key).reset_index(drop=True)
+        df[f"val_{m}"] = pd.to_numeric(df[f"val_{m}"], errors="coerce")
+    for c in ("rise", "neg_per_pos", "pos_per_image"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = df.sort_values(["loss", "regression", "seed"], key=order_key).reset_index(drop=True)
+    df["final"] = final_mask(df, selections(df))
     return df, hists
 
 
-def _order_key(col: pd.Series) -> pd.Series:
+def selections(df: pd.DataFrame) -> dict[str, Selection]:
+    """Each loss's selected setting under the runs' protocol ({} when they are not protocol runs).
+
+    Raises:
+        ReportError: the runs carry different protocols, or a malformed one.
+    """
+    try:
+        return select_settings(df)
+    except ProtocolError as e:
+        raise ReportError(str(e)) from None
+
+
+def order_key(col: pd.Series) -> pd.Series:
+    """Sort key: losses and regressions in the papers' order, other columns as they are."""
     order = {"loss": LOSS_ORDER, "regression": REG_ORDER}.get(str(col.name))
     return col.map(lambda v: order.get(v, 99)) if order else col
 
@@ -101,7 +158,8 @@ def varying_columns(df: pd.DataFrame) -> list[str]:
 def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Aggregate over seeds: per group, run counts by status and mean / std / n per metric.
 
-    Mean and std are over completed runs (std with ddof 1, NaN for a single run).
+    Mean and std are over completed runs (std with ddof 1, NaN for a single run); ``rise`` is
+    their mean convergence rise (NaN without validation curves).
     """
     missing = [c for c in group_by if c not in df.columns]
     if missing:
@@ -123,6 +181,8 @@ def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
             row[f"{m}_mean"] = values.mean() if len(values) else np.nan
             row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
             row[f"{m}_n"] = len(values)
+        rises = done["rise"].dropna() if "rise" in done else pd.Series(dtype=float)
+        row["rise"] = rises.mean() if len(rises) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -203,7 +263,16 @@ def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> 
     cells = summary[group_by].astype(str).copy()
     cells["runs"] = [f"{r['completed']}/{r['runs']}" for _, r in summary.iterrows()]
     cells = pd.concat([cells, _metric_cells(summary, metrics)], axis=1)
-    return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary)
+    notes = []
+    if summary["rise"].notna().any():
+        cells["converged"] = summary["rise"].map(lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if r > CONVERGENCE_TOL else "yes"))
+        notes.append(_CONVERGENCE_NOTE)
+    return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary, notes)
+
+
+_CONVERGENCE_NOTE = (
+    f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of training and its end."
+)
 
 
 def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
@@ -310,8 +379,9 @@ def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
 
 
 def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
-    """GHM paper comparison: classification loss (rows) x regression loss (columns)."""
-    if df["loss"].nunique() < 2 and df["regression"].nunique() < 2:
+    """GHM paper comparison: classification loss (rows) x regression loss (columns), final runs."""
+    df = df[df["final"]] if "final" in df else df
+    if df.empty or df["loss"].nunique() < 2 and df["regression"].nunique() < 2:
         return None
     cells_per = df.groupby(["loss", "regression"])
     for (loss, reg), part in cells_per:
@@ -348,16 +418,77 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
 # ----------------------------------------------------------------------------- the report
 
 
-def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None) -> list[Table]:
-    """The summary table and whichever paper-shaped tables the runs allow."""
+def reported_split(df: pd.DataFrame) -> str:
+    """The split of the reported metrics of the (final, completed) runs: test, val or "test and val"."""
+    part = df[df["final"]] if "final" in df else df
+    splits = sorted(set(part.loc[part["status"] == "completed", "metrics_split"].dropna())) or ["val"]
+    return " and ".join(sorted(splits, reverse=True))
+
+
+def split_note(df: pd.DataFrame) -> str:
+    """One sentence saying which split the numbers come from, and when selection used it too."""
+    split, sel = reported_split(df), "final" in df and not df["final"].all()
+    if split == "test":
+        return "Metrics are on the held-out test split" + ("; settings were selected on the validation split." if sel else ".")
+    same = " Selection and reporting used the same split (there is no test split), so the selected settings' numbers are optimistic." if sel else ""
+    if split == "val":
+        return "Metrics are on the validation split." + (same or " There is no held-out test split.")
+    return "Metrics are on the test split for some runs and the validation split for others (runs without a test split)." + same
+
+
+def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline: bool = True, boot_seed: int = 0) -> list[Table]:
+    """The fair comparison: headline with intervals and paired differences (when ``headline``),
+    tuning candidates, metric against imbalance."""
+    from ghmbench import comparison as C
+
+    sels, boot, split = selections(df), C.Bootstrap(n_boot, boot_seed), reported_split(df)
+    final = df[df["final"]]
+    tables = []
+    if headline:
+        cells, nums = C.headline_table(df, metric, sels, boot, split)
+        title = f"Headline: {split} {metric}, classification (rows) x regression (columns), mean [95% interval] (n) over seeds"
+        notes = [
+            "Intervals: Student t over seeds; a single run's is a percentile bootstrap over test images"
+            + (f" (B = {n_boot})." if n_boot else " (off)."),
+            split_note(df),
+        ]
+        if sels:
+            notes.insert(0, f"Final runs: each loss's runs at the setting selected on validation {next(iter(sels.values())).metric}.")
+        if nums.get("not_converged", pd.Series(dtype=bool)).any():
+            notes.append(_CONVERGENCE_NOTE)
+        tables.append(Table("headline", title, cells, nums, notes))
+        cells, nums = C.differences_table(df, metric, boot)
+        if not cells.empty:
+            note = "Δ = A − B of the reported metric with its 95% interval; a verdict only when the interval excludes 0."
+            tables.append(Table("differences", f"Paired differences of {split} {metric}", cells, nums, [note]))
+    if sels:
+        cells, nums = C.candidates_table(sels)
+        tables.append(Table("candidates", "Tuning candidates per loss, scored on the validation split; selected in bold", cells, nums))
+    settings = C.imbalance_columns(final, varying_columns(final))
+    if settings:
+        cells, nums = C.imbalance_table(df, metric, settings)
+        tables.append(Table("imbalance", f"{split} {metric} against the anchors' negative:positive ratio, mean [95% interval] (n)", cells, nums))
+    return tables
+
+
+def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_boot: int = 500) -> list[Table]:
+    """The summary table, the fair-comparison tables and whichever paper-shaped tables the runs allow.
+
+    Args:
+        df: :func:`load_runs`'s table.
+        metric: the metric of the comparison and paper-shaped tables.
+        group_by: the summary table's grouping (default: loss, regression and every varying key).
+        n_boot: image bootstrap replicates for single runs (0 = none).
+    """
     if metric not in METRICS:
         raise ReportError(f"--metric {metric!r} is not allowed; allowed: {', '.join(METRICS)}")
     if group_by is None:
         group_by = ["loss", "regression", *[c for c in varying_columns(df) if c not in ("loss", "regression")]]
     metrics = list(dict.fromkeys([metric, "AP", "AP50", "AP75"]))
     tables = [summary_table(df, group_by, metrics)]
-    for make in (loss_comparison_table, ce_alpha_table, focal_grid_table, ghm_ablation_table):
-        table = make(df, metric)
+    comparison = loss_comparison_table(df, metric)  # None or a skip note unless the final runs form a loss x regression grid
+    tables += comparison_tables(df, metric, n_boot, headline=comparison is not None and not comparison.cells.empty)
+    for table in (comparison, *(make(df, metric) for make in (ce_alpha_table, focal_grid_table, ghm_ablation_table))):
         if table is not None:
             tables.append(table)
     return tables
@@ -372,7 +503,8 @@ def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list
         "# ghmbench report\n",
         f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
         + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
-        + ". Cells: mean ± std over seeds (number of completed runs); best value per column in bold.\n",
+        + ". Cells: mean ± std over seeds (number of completed runs) unless a table says otherwise; best value per column in bold.\n",
+        split_note(df) + "\n",
     ]
     for t in tables:
         if not t.cells.empty:

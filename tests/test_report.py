@@ -15,8 +15,9 @@ from ghmbench.results import METRICS_FILE, run_dir, run_key, smoke_failures, wri
 from tests.conftest import ghmbench_cli
 
 
-def write_run(root: Path, overrides: list[str], seed: int, ap: float | None, status: str = "completed") -> Path:
-    """A run record as training writes it, with the given AP (AP50 = AP + .2, AP75 = AP + .1)."""
+def write_run(root: Path, overrides: list[str], seed: int, ap: float | None, status: str = "completed", protocol: dict | None = None, **fields) -> Path:
+    """A run record as training writes it, with the given AP (AP50 = AP + .2, AP75 = AP + .1),
+    ``config.protocol`` and any further record fields (val_metrics, curve, anchors, ...)."""
     cfg = validate(compose_config([*overrides, f"seed={seed}", f"paths.runs_dir={root}"]))
     folder = run_dir(cfg)
     metrics = None if status != "completed" else {"AP": ap, "AP50": ap + 0.2, "AP75": ap + 0.1, "APs": ap, "APm": None, "APl": None, "AR1": 0.3, "AR10": 0.5, "AR100": 0.6}
@@ -35,6 +36,8 @@ def write_run(root: Path, overrides: list[str], seed: int, ap: float | None, sta
     }
     if status == "diverged":
         record["diverged_at_step"] = 7
+    record["config"]["protocol"] = protocol
+    record.update(fields)
     write_json(folder / METRICS_FILE, record)
     return folder
 
@@ -147,3 +150,150 @@ def test_ghm_ablation_table_by_hand(tmp_path):
     assert cells.loc["30", "momentum=0.9"] == "diverged (1/1)"
     assert cells.loc["30", "best AP"] == "\x000.400\x00"
     assert cells.loc["10", "paper AP % by M (GHM paper)"] == "34.6"
+
+
+# ----------------------------------------------------------------------------- the fair comparison
+
+PROTOCOL = {"tune": ["train.lr=0.001,0.002"], "tune_with": ["regression=smooth_l1", "seed=0"], "select_metric": "AP"}
+
+
+def rising_curve(rise: float, steps: int = 200) -> list[dict]:
+    """Validation points every 25 steps, flat until 75% of training, then rising by ``rise``."""
+    return [{"epoch": k, "step": 25 * k, "AP": 0.3 + max(0.0, rise * (25 * k - 0.75 * steps) / (0.25 * steps)), "AP50": 0.5} for k in range(1, steps // 25 + 1)]
+
+
+def write_protocol_run(root: Path, loss: str, reg: str, lr: float, seed: int, val: float, test: float, rise: float = 0.0, split: str = "test") -> Path:
+    """A protocol run: reported (test) AP ``test``, validation AP ``val``, a validation curve."""
+    metrics = {"AP": test, "AP50": test + 0.2}
+    return write_run(
+        root,
+        [f"loss={loss}", f"regression={reg}", f"train.lr={lr}"],
+        seed,
+        test,
+        protocol=PROTOCOL,
+        metrics_split=split,
+        val_metrics={"AP": val, "AP50": val + 0.2},
+        test_metrics=metrics if split == "test" else None,
+        curve=rising_curve(rise),
+        steps=200,
+        anchors={"positive_per_image": 10.0, "negative_per_image": 2000.0, "ignored_per_image": 5.0, "neg_per_pos": 200.0},
+    )
+
+
+@pytest.fixture
+def protocol_runs(tmp_path: Path) -> Path:
+    """ce selects lr .002 (val .40 > .30) though its test AP is lower there; focal selects .001
+    though the unselected .002 has the higher test AP; focal + GHM-R is still rising."""
+    root = tmp_path / "runs"
+    write_protocol_run(root, "ce", "smooth_l1", 0.001, 0, val=0.30, test=0.90)
+    write_protocol_run(root, "focal", "smooth_l1", 0.002, 0, val=0.45, test=0.95)
+    test_ap = {("ce", "smooth_l1"): [0.20, 0.22, 0.24], ("ce", "ghm"): [0.25, 0.26, 0.30], ("focal", "smooth_l1"): [0.40, 0.43, 0.44], ("focal", "ghm"): [0.39, 0.47, 0.44]}
+    lr = {"ce": 0.002, "focal": 0.001}
+    for (loss, reg), values in test_ap.items():
+        for seed, test in enumerate(values):
+            val = {"ce": 0.40, "focal": 0.50}[loss] if (reg, seed) == ("smooth_l1", 0) else 0.1
+            write_protocol_run(root, loss, reg, lr[loss], seed, val=val, test=test, rise=0.02 if (loss, reg) == ("focal", "ghm") else 0.0)
+    return root
+
+
+def t_cell(values: list[float]) -> str:
+    from scipy import stats
+
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    return f"{sum(values) / len(values):.3f} [{ci.low:.3f}, {ci.high:.3f}] ({len(values)})"
+
+
+def test_protocol_headline_reports_test_metric_of_final_runs(protocol_runs):
+    df, _ = load_runs([protocol_runs])
+    assert df["final"].sum() == 12 and df.loc[(df["loss"] == "ce") & (df["train.lr"] == 0.001), "final"].tolist() == [False]
+    tables = {t.name: t for t in build_tables(df, "AP", None)}
+    head = tables["headline"]
+    cells = head.cells.set_index("classification")
+    assert cells.loc["ce", "smooth_l1"] == t_cell([0.20, 0.22, 0.24])  # test AP of lr .002, not val, not the lr .001 run's .90
+    assert cells.loc["focal", "smooth_l1"] == t_cell([0.40, 0.43, 0.44])  # not the unselected lr .002 run's .95
+    assert cells.loc["focal", "ghm"] == "\x00" + t_cell([0.39, 0.47, 0.44]) + " not converged\x00"  # the best mean
+    assert "not converged" not in cells.loc["ce", "ghm"]
+    assert cells.loc["ce", "selected on val AP"] == "train.lr=0.002" and cells.loc["focal", "selected on val AP"] == "train.lr=0.001"
+    assert "test AP" in head.title and any("held-out test split" in n for n in head.notes)
+    cands = tables["candidates"].numbers
+    assert cands[["loss", "train.lr", "val_AP", "selected"]].values.tolist() == [["ce", 0.001, 0.30, False], ["ce", 0.002, 0.40, True], ["focal", 0.001, 0.50, True], ["focal", 0.002, 0.45, False]]
+    assert tables["candidates"].cells["val_AP"].tolist()[1] == "\x000.400 (selected)\x00"
+    summary = tables["summary"].cells.set_index(["loss", "regression", "train.lr"])
+    assert summary.loc[("focal", "ghm", "0.001"), "converged"].startswith("not converged (+0.020")
+    assert summary.loc[("ce", "ghm", "0.002"), "converged"] == "yes"
+    diffs = tables["differences"].cells.set_index(["A − B", "under"])
+    assert diffs.loc[("focal − ce", "regression smooth_l1"), "verdict"] == "focal > ce"
+    assert diffs.loc[("focal − ce", "regression smooth_l1"), "paired"] == "paired by seed (n=3)"
+    assert diffs.loc[("GHM-R − smooth L1", "classification focal"), "verdict"] == "no clear difference"
+    assert diffs.loc[("GHM-R − smooth L1", "classification ce"), "verdict"] == "GHM-R > smooth L1"  # +.05, +.04, +.06
+
+
+def test_validation_only_protocol_says_so(tmp_path):
+    root = tmp_path / "runs"
+    for loss, lr, val in (("ce", 0.001, 0.3), ("ce", 0.002, 0.4), ("focal", 0.001, 0.5), ("focal", 0.002, 0.2)):
+        write_protocol_run(root, loss, "smooth_l1", lr, 0, val=val, test=val, split="val")
+    df, _ = load_runs([root])
+    head = {t.name: t for t in build_tables(df, "AP", None)}["headline"]
+    assert "val AP" in head.title and any("used the same split" in n for n in head.notes)
+    assert head.cells.set_index("classification").loc["ce", "smooth_l1"] == "0.400 (1)"  # no eval files: no interval
+
+
+def write_eval_run(root: Path, loss: str, gt: dict, detections: list[dict]) -> Path:
+    folder = write_run(root, [f"loss={loss}"], 0, 0.0)
+    record = json.loads((folder / METRICS_FILE).read_text())
+    from ghmbench.evaluation import coco_evaluate
+
+    metrics = {k: v for k, v in coco_evaluate(gt, detections).items() if k != "per_class_AP"}
+    write_json(folder / "ground_truth_test.json", gt)
+    write_json(folder / "detections_test.json", detections)
+    record |= {"metrics": metrics, "test_metrics": metrics, "metrics_split": "test", "eval_files": {"split": "test", "detections": "detections_test.json", "ground_truth": "ground_truth_test.json"}}
+    write_json(folder / METRICS_FILE, record)
+    return folder
+
+
+def test_single_runs_get_image_bootstrap_intervals_and_differences(tmp_path):
+    from tests.test_stats import tiny_coco
+
+    gt, perfect, noisy = tiny_coco(30)
+    root = tmp_path / "runs"
+    write_eval_run(root, "focal", gt, perfect)
+    write_eval_run(root, "ce", gt, noisy)
+    df, _ = load_runs([root])
+    tables = {t.name: t for t in build_tables(df, "AP", None, n_boot=100)}
+    cells = tables["headline"].cells.set_index("classification")
+    assert cells.loc["focal", "smooth_l1"] == "\x001.000 [1.000, 1.000] (1, image bootstrap)\x00"
+    assert cells.loc["ce", "smooth_l1"].endswith("(1, image bootstrap)") and cells.loc["ce", "smooth_l1"] != "-"
+    diff = tables["differences"].numbers.iloc[0]
+    assert diff["paired"].startswith("paired image bootstrap (B=100") and diff["verdict"] == "focal > ce" and diff["lo"] > 0
+    again = {t.name: t for t in build_tables(df, "AP", None, n_boot=100)}
+    assert again["headline"].cells.equals(tables["headline"].cells)  # seeded: the same intervals
+
+
+def test_imbalance_table(tmp_path):
+    root = tmp_path / "runs"
+    for loss, base in (("ce", 0.2), ("ghm", 0.3)):
+        for objects, ratio in ((1, 600.0), (4, 150.0)):
+            for seed in (0, 1):
+                ap = base + 0.05 * objects + 0.01 * seed
+                write_run(root, [f"loss={loss}", f"dataset.max_objects={objects}", f"dataset.min_objects={objects}"], seed, ap, anchors={"neg_per_pos": ratio + seed})
+    df, _ = load_runs([root])
+    table = {t.name: t for t in build_tables(df, "AP", None)}["imbalance"]
+    nums = table.numbers
+    assert nums[["loss", "dataset.max_objects", "neg_per_pos", "n"]].values.tolist() == [["ce", 4, 150.5, 2], ["ce", 1, 600.5, 2], ["ghm", 4, 150.5, 2], ["ghm", 1, 600.5, 2]]
+    assert table.cells.loc[0, "AP"] == t_cell([0.4, 0.41]) and table.cells.loc[0, "neg:pos"] == "150"
+
+
+def test_cli_report_protocol_runs(protocol_runs, tmp_path):
+    (protocol_runs / "broken-run").mkdir()
+    (protocol_runs / "broken-run" / METRICS_FILE).write_text('{"run_key": ')
+    out = tmp_path / "report"
+    result = ghmbench_cli("report", str(protocol_runs), "--out", str(out), "--bootstrap", "0")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and "broken-run" in warnings[0] and "skipped" in warnings[0] and "Traceback" not in result.stderr
+    assert "Headline: test AP" in result.stdout and "held-out test split" in result.stdout and "(selected)" in result.stdout
+    assert t_cell([0.20, 0.22, 0.24]) in result.stdout and "not converged" in result.stdout
+    for name in ["headline.md", "headline.csv", "candidates.csv", "differences.csv", "learning_curves.png", "loss_comparison.png"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    head = pd.read_csv(out / "headline.csv")
+    assert head["not_converged"].tolist() == [False, False, False, True] and head["split"].eq("test").all()
