@@ -1,9 +1,10 @@
 """The embedded ``digits`` detection dataset and the in-memory batch iterator.
 
 Images are composed from the handwritten digits that scikit-learn ships (the UCI optical
-digits, 1,797 8x8 images, 10 classes): no download. Train and validation images are built
-from disjoint halves of the source digits, deterministically from a seed, and cached on disk
-as an ``.npz`` keyed by the generation parameters.
+digits, 1,797 8x8 images, 10 classes): no download. Train, validation and (optionally) test
+images are built from disjoint sets of the source digits, deterministically from a seed, and
+cached on disk as an ``.npz`` keyed by the generation parameters. Besides the annotated digits
+an image can hold unannotated *clutter* (digit fragments and pen strokes): hard negatives.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ class DigitsParams:
     val_fraction: float = 0.3
     max_overlap: float = 0.1
     seed: int = 0
+    clutter: int = 0  # unannotated distractors per image (fragments, strokes): uniform in [0, 2 * clutter]
+    num_test: int = 0  # held-out test images (0 = no test split)
+    test_fraction: float = 0.2  # share of the source digits reserved for test images (when num_test > 0)
 
 
 @dataclass
@@ -118,6 +122,14 @@ class DetectionSplit:
         return {"images": images, "annotations": anns, "categories": cats}
 
 
+class Splits(NamedTuple):
+    """The splits of a dataset: train, validation, and the held-out test split or None."""
+
+    train: DetectionSplit
+    val: DetectionSplit
+    test: Optional[DetectionSplit] = None
+
+
 def _tight_digits() -> tuple[list[np.ndarray], np.ndarray]:
     """The sklearn digits cropped to their ink, as float32 in [0, 1], and their labels."""
     from sklearn.datasets import load_digits
@@ -189,8 +201,52 @@ def _compose(
                 continue  # drawn but left unannotated
             all_boxes.append([i, *box.tolist()])
             all_labels.append(cls)
+        if p.clutter > 0:
+            for _ in range(int(rng.integers(0, 2 * p.clutter + 1))):
+                _draw_clutter(canvas, placed, p, pool_arr, crops, rng)
         images[i] = np.round(canvas * 255).astype(np.uint8)
     return images, np.asarray(all_boxes, dtype=np.float32).reshape(-1, 5), np.asarray(all_labels, dtype=np.int64)
+
+
+def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], p: DigitsParams, pool: np.ndarray, crops: list[np.ndarray], rng: np.random.Generator) -> None:
+    """Draw one unannotated distractor on ``canvas`` [S, S] (in place), clear of the objects.
+
+    Half are *fragments*: a random window of 30-60% of the height and width of a source digit
+    of this split's pool (a loop of an 8, the bar of a 7), scaled like an object. The other half
+    are *strokes*: a straight pen line of 1-2 px, as long as an object. Neither is annotated, so
+    both are hard negatives the classifier must learn to reject.
+    """
+    s = canvas.shape[0]
+    if rng.random() < 0.5:
+        crop = crops[int(rng.choice(pool))]
+        ch, cw = crop.shape
+        fh, fw = (max(2, int(round(n * rng.uniform(0.3, 0.6)))) for n in (ch, cw))
+        y0, x0 = int(rng.integers(0, ch - fh + 1)), int(rng.integers(0, cw - fw + 1))
+        frag = crop[y0 : y0 + fh, x0 : x0 + fw]
+        scale = rng.uniform(p.min_scale, p.max_scale) * rng.uniform(0.4, 0.8)
+        h = max(2, round(scale * fh / max(fh, fw)))
+        w = max(2, round(scale * fw / max(fh, fw)))
+        patch = np.clip(_resize(frag, h, w), 0.0, 1.0)
+    else:
+        length = rng.uniform(p.min_scale * 0.5, p.max_scale)
+        angle = rng.uniform(0, np.pi)
+        h = max(2, int(np.ceil(abs(np.sin(angle)) * length)) + 2)
+        w = max(2, int(np.ceil(abs(np.cos(angle)) * length)) + 2)
+        patch = np.zeros((h, w), dtype=np.float32)
+        t = np.linspace(0.0, 1.0, int(length * 2) + 2)
+        ys = np.clip(np.round(1 + t * (h - 3) if np.sin(angle) * np.cos(angle) >= 0 else 1 + (1 - t) * (h - 3)).astype(int), 0, h - 1)
+        xs = np.clip(np.round(1 + t * (w - 3)).astype(int), 0, w - 1)
+        patch[ys, xs] = rng.uniform(0.6, 1.0)
+        if rng.random() < 0.5:  # 2 px thick
+            patch[np.clip(ys + 1, 0, h - 1), xs] = patch[ys, xs]
+    if h > s or w > s:
+        return
+    for _attempt in range(10):
+        x, y = int(rng.integers(0, s - w + 1)), int(rng.integers(0, s - h + 1))
+        box = np.array([x, y, x + w, y + h], dtype=np.float32)
+        if _box_iou_max(box, objects) == 0.0:  # never on an annotated digit
+            canvas[y : y + h, x : x + w] = np.maximum(canvas[y : y + h, x : x + w], patch)
+            return
 
 
 def source_split(targets: np.ndarray, val_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
@@ -213,9 +269,37 @@ def source_split(targets: np.ndarray, val_fraction: float, rng: np.random.Genera
     return train_pool, val_pool
 
 
+def source_split3(targets: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int], list[int]]:
+    """Split the source digits into disjoint train / val / test pools, stratified by class.
+
+    Args:
+        targets: [N] class of each source digit.
+        val_fraction, test_fraction: shares of each class reserved for validation and test
+            (at least one digit each; their sum must leave training digits).
+
+    Returns:
+        (train indices, val indices, test indices).
+    """
+    pools: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for c in np.unique(targets):
+        members = rng.permutation(np.nonzero(targets == c)[0])
+        kv = max(1, int(round(len(members) * val_fraction)))
+        kt = max(1, int(round(len(members) * test_fraction)))
+        pools[1].extend(members[:kv].tolist())
+        pools[2].extend(members[kv : kv + kt].tolist())
+        pools[0].extend(members[kv + kt :].tolist())
+    return pools
+
+
+NEW_KEYS_DEFAULTS = {"clutter": 0, "num_test": 0, "test_fraction": 0.2}
+"""Knobs added after datasets were first cached: at their default they stay out of the key, so
+the images of existing settings (and their run keys) do not change."""
+
+
 def params_key(p: DigitsParams) -> str:
     """Stable short hash of the generation parameters."""
-    blob = json.dumps({"v": CACHE_VERSION, **asdict(p)}, sort_keys=True)
+    params = {k: v for k, v in asdict(p).items() if not (k in NEW_KEYS_DEFAULTS and v == NEW_KEYS_DEFAULTS[k])}
+    blob = json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -233,15 +317,18 @@ def _split_from_arrays(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray
     )
 
 
-def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tuple[DetectionSplit, DetectionSplit]:
-    """Build (or load from the cache) the train and validation splits.
+def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> Splits:
+    """Build (or load from the cache) the train, validation and test splits.
+
+    With ``num_test == 0`` there is no test split and the train / val images are those of the
+    two-way source split (the same images as before test splits existed).
 
     Args:
         p: generation parameters.
         cache_dir: folder for the ``digits-<key>.npz`` cache, or None to skip caching.
 
     Returns:
-        (train, val) splits.
+        (train, val, test or None).
     """
     path = Path(cache_dir) / f"digits-{params_key(p)}.npz" if cache_dir else None
     if path is not None and path.exists():
@@ -250,10 +337,16 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tupl
     else:
         crops, targets = _tight_digits()
         rng = np.random.default_rng(p.seed)
-        train_pool, val_pool = source_split(targets, p.val_fraction, rng)
+        if p.num_test > 0:
+            train_pool, val_pool, test_pool = source_split3(targets, p.val_fraction, p.test_fraction, rng)
+        else:
+            (train_pool, val_pool), test_pool = source_split(targets, p.val_fraction, rng), []
         ti, tb, tl = _compose(p, p.num_train, train_pool, crops, targets, rng, label_noise=True)
         vi, vb, vl = _compose(p, p.num_val, val_pool, crops, targets, rng, label_noise=False)
         arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
+        if p.num_test > 0:
+            si, sb, sl = _compose(p, p.num_test, test_pool, crops, targets, rng, label_noise=False)
+            arrays |= {"test_images": si, "test_boxes": sb, "test_labels": sl}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}.npz")
@@ -261,7 +354,8 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> tupl
             tmp.replace(path)
     train = _split_from_arrays(arrays["train_images"], arrays["train_boxes"], arrays["train_labels"])
     val = _split_from_arrays(arrays["val_images"], arrays["val_boxes"], arrays["val_labels"])
-    return train, val
+    test = _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"]) if "test_images" in arrays else None
+    return Splits(train, val, test)
 
 
 def check_shardable(batch_size: int, world_size: int) -> None:

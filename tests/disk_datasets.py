@@ -21,7 +21,7 @@ SIZES = [(64, 64), (48, 96), (100, 60), (80, 80), (40, 120), (96, 72)]  # (heigh
 
 
 def _digits(num_train: int, num_val: int):
-    return load_digits_detection(DigitsParams(num_train=num_train, num_val=num_val, seed=3), None)
+    return tuple(load_digits_detection(DigitsParams(num_train=num_train, num_val=num_val, seed=3), None))[:2]
 
 
 def _resized(image: torch.Tensor, k: int) -> tuple[torch.Tensor, float, float]:

@@ -100,7 +100,7 @@ def _ghm_case(name: str, rank: int, world: int) -> dict:
 def _model_case(name: str, rank: int, world: int) -> dict:
     """One training step's losses and parameter gradients of the detector on this rank's shard."""
     cfg = validate(compose_config([*MODEL_CASES[name], *MODEL_CFG]))
-    split, _ = load_digits_detection(DigitsParams(num_train=BATCH, num_val=1), None)
+    split = load_digits_detection(DigitsParams(num_train=BATCH, num_val=1), None).train
     torch.manual_seed(0)
     model = build_model(
         cfg, split.num_classes, 1
@@ -229,7 +229,7 @@ def test_ddp_step_equals_one_process_on_the_global_batch(two_ranks, name):
 
 
 def test_every_rank_yields_its_shard_of_each_global_batch():
-    split, _ = load_digits_detection(DigitsParams(num_train=11, num_val=1), None)
+    split = load_digits_detection(DigitsParams(num_train=11, num_val=1), None).train
 
     def batches(rank: int, world: int) -> list[list[int]]:
         gen = torch.Generator().manual_seed(3)
@@ -451,7 +451,7 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
 
 def test_bf16_forward_gives_float32_outputs_and_losses():
     cfg = validate(compose_config(["loss=ghm", "regression=ghm", *MODEL_CFG]))
-    split, _ = load_digits_detection(DigitsParams(num_train=4, num_val=1), None)
+    split = load_digits_detection(DigitsParams(num_train=4, num_val=1), None).train
     model = build_model(cfg, split.num_classes, 1)
     images, boxes, labels, _ = next(iterate_batches(split, 4, shuffle=False))
     out32 = amp_forward(model, images, "none")
