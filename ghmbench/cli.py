@@ -177,18 +177,26 @@ def sweep(
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
 ) -> None:
     from ghmbench.results import is_complete, read_record, run_dir, smoke_failures
-    from ghmbench.sweep import absolute_paths, expand_jobs, launch, validate_jobs
+    from ghmbench.sweep import absolute_paths, expand_jobs, launch, protocol_of, run_protocol, validate_jobs
 
     try:
         overrides = absolute_paths(list(overrides or []))
-        jobs = expand_jobs(overrides)
-        cfgs = validate_jobs(jobs)
+        proto = protocol_of(overrides)
+        if proto is not None:
+            cfgs = run_protocol(overrides, proto, force, lambda text: out.print(text, highlight=False, soft_wrap=True))
+        else:
+            jobs = expand_jobs(overrides)
+            cfgs = validate_jobs(jobs)
     except ConfigError as e:
         _fail(str(e))
         return
-    done = sum(is_complete(run_dir(c)) for c in cfgs)
-    out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
-    launch(overrides, force)
+    if proto is None:
+        done = sum(is_complete(run_dir(c)) for c in cfgs)
+        out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
+        launch(overrides, force)
+    if not cfgs:
+        err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
+        raise typer.Exit(code=1)
     records = [read_record(run_dir(c)) or {"run_key": "-", "loss": c.loss.name, "regression": c.regression.name, "seed": c.seed, "status": "missing"} for c in cfgs]
     out.print(_records_table(records, "sweep results"))
     out.print(f"runs folder: {cfgs[0].paths.runs_dir}  (next: ghmbench report {cfgs[0].paths.runs_dir})", highlight=False, soft_wrap=True)
@@ -253,8 +261,8 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-EXPORT_HELP = """Write a dataset to disk in COCO format: `OUT/train/*.png`, `OUT/val/*.png`,
-`OUT/annotations/instances_{train,val}.json`.
+EXPORT_HELP = """Write a dataset to disk in COCO format: `OUT/train/*.png`, `OUT/val/*.png` (and `OUT/test/` with `dataset.num_test`),
+`OUT/annotations/instances_{train,val[,test]}.json`.
 
 * `ghmbench data export digits --format coco /tmp/digits_coco`
 
@@ -281,11 +289,13 @@ def data_export(
         _fail(f"--format {fmt}: unknown format; allowed: coco")
     try:
         cfg = validate(compose_config([f"dataset={name}", *(overrides or [])]))
-        train_split, val_split = build_datasets(cfg)
+        train_split, val_split, test_split = build_datasets(cfg)
     except ConfigError as e:
         _fail(str(e))
         return
-    for split_name, split in (("train", train_split), ("val", val_split)):
+    for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+        if split is None:
+            continue
         ann = export_coco(split, out_dir, split_name)
         out.print(f"{split_name}: {len(split)} images, {sum(map(len, split.boxes))} objects -> {out_dir / split_name}/, {ann}", highlight=False, soft_wrap=True)
     size, channels = train_split.images.shape[-1], train_split.images.shape[1]
@@ -319,12 +329,12 @@ def data_check(
 
     try:
         cfg = validate(compose_config(overrides or []))
-        train_split, val_split = build_datasets(cfg)
+        train_split, val_split, test_split = build_datasets(cfg)
     except ConfigError as e:
         _fail(str(e))
         return
     anchors = S.detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
-    splits = (("train", train_split), ("val", val_split))
+    splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)
     overview = Table(title=f"dataset={cfg.dataset.name} (input {cfg.dataset.image_size} px)")
     overview.add_column("")
     for split_name, _ in splits:

@@ -60,6 +60,9 @@ class CocoCfg(FileDatasetCfg):
     val_images: Optional[str] = None
     train_annotations: Optional[str] = None
     val_annotations: Optional[str] = None
+    test_split: Optional[str] = None  # optional held-out split (COCO layout name), or the two paths below
+    test_images: Optional[str] = None
+    test_annotations: Optional[str] = None
 
 
 @dataclass
@@ -67,6 +70,7 @@ class VocCfg(FileDatasetCfg):
     name: str = "voc"
     train_sets: list[str] = field(default_factory=lambda: ["2007-trainval"])
     val_sets: list[str] = field(default_factory=lambda: ["2007-test"])
+    test_sets: list[str] = field(default_factory=list)  # optional held-out split, e.g. [2007-test] with val_sets=[2007-val]
     download: bool = False
 
 
@@ -164,6 +168,22 @@ class TrainCfg:
     amp: str = "none"
     channels_last: bool = False
     pin_memory: bool = True
+    eval_every: int = 0
+
+
+@dataclass
+class ProtocolCfg:
+    """The fair-comparison protocol of ``ghmbench sweep`` (not part of any run key).
+
+    ``tune``: Hydra sweep overrides, the search every classification loss gets (e.g.
+    ``train.lr=0.001,0.002``); ``tune_with``: overrides that fix the tuning stage (e.g.
+    ``seed=0``, ``regression=smooth_l1``); ``select_metric``: validation metric to select by.
+    Empty ``tune`` = a plain grid sweep.
+    """
+
+    tune: list[str] = field(default_factory=list)
+    tune_with: list[str] = field(default_factory=list)
+    select_metric: str = "AP"
 
 
 @dataclass
@@ -196,8 +216,9 @@ SECTIONS: dict[str, dict[str, type]] = {
     "train": {"": TrainCfg},
     "logger": {"none": LoggerCfg, "wandb": WandbCfg},
     "paths": {"": PathsCfg},
+    "protocol": {"": ProtocolCfg},
 }
-PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "train_annotations", "val_annotations")] + ["model.weights_path"]
+PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "test_images", "train_annotations", "val_annotations", "test_annotations")] + ["model.weights_path"]
 TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
 
 
@@ -247,6 +268,9 @@ RANGES: list[Check] = [
     ("dataset.val_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("dataset.max_overlap", _unit, "a number in [0, 1]"),
     ("dataset.seed", _nonneg, "an integer >= 0"),
+    ("dataset.clutter", _nonneg, "an integer >= 0 (mean unannotated distractors per image)"),
+    ("dataset.num_test", _nonneg, "an integer >= 0 (0 = no test split)"),
+    ("dataset.test_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("dataset.channels", lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
     ("dataset.on_invalid", lambda v: v in ("error", "skip"), "error or skip"),
     ("dataset.box_tolerance", _nonneg, "a number of pixels >= 0"),
@@ -255,6 +279,7 @@ RANGES: list[Check] = [
     ("dataset.num_workers", lambda v: v is None or v >= 0, "null (auto) or an integer >= 0"),
     ("dataset.train_sets", lambda v: len(v) >= 1 and all(_voc_set(x) for x in v), "a non-empty list of YEAR-SET, YEAR in 2007..2012, SET in train, val, trainval (test: 2007 only)"),
     ("dataset.val_sets", lambda v: len(v) >= 1 and all(_voc_set(x) for x in v), "a non-empty list of YEAR-SET, YEAR in 2007..2012, SET in train, val, trainval (test: 2007 only)"),
+    ("dataset.test_sets", lambda v: all(_voc_set(x) for x in v), "a list (empty = no test split) of YEAR-SET, YEAR in 2007..2012, SET in train, val, trainval (test: 2007 only)"),
     ("model.backbone", lambda v: v in ("small", "resnet18"), "one of small, resnet18"),
     ("model.backbone_width", lambda v: v >= 4, "an integer >= 4"),
     ("model.levels", lambda v: len(v) >= 1 and list(v) == sorted(set(v)) and all(2 <= x <= 7 for x in v), "increasing distinct integers in 2..7"),
@@ -297,6 +322,10 @@ RANGES: list[Check] = [
     ("train.g_hist_bins", _ge1, "an integer >= 1"),
     ("train.log_every", _ge1, "an integer >= 1"),
     ("train.amp", lambda v: v in ("none", "bf16"), "one of none, bf16"),
+    ("train.eval_every", _nonneg, "an integer >= 0 (epochs between validation evaluations; 0 = only at the end)"),
+    ("protocol.tune", lambda v: all("=" in str(x) for x in v), "a list of Hydra sweep overrides KEY=V1,V2,..."),
+    ("protocol.tune_with", lambda v: all("=" in str(x) and "," not in str(x) for x in v), "a list of single-valued overrides KEY=VALUE"),
+    ("protocol.select_metric", lambda v: v in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"), "one of AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100"),
     ("logger.mode", lambda v: v is None or v in ("online", "offline", "disabled"), "null, online, offline or disabled"),
 ]
 
@@ -312,6 +341,8 @@ def _cross_checks(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.max_objects={d.max_objects} must be >= dataset.min_objects={d.min_objects}")
         if not d.min_scale <= d.max_scale <= d.image_size:
             raise ConfigError(f"dataset.max_scale={d.max_scale} must be in [dataset.min_scale={d.min_scale}, dataset.image_size={d.image_size}]")
+        if d.num_test > 0 and d.val_fraction + d.test_fraction >= 0.9:
+            raise ConfigError(f"dataset.test_fraction={d.test_fraction} with dataset.val_fraction={d.val_fraction} leaves too few training digits; allowed: a sum below 0.9")
     if d.name == "voc" and not d.root:
         raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc)")
     if d.name == "coco":

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ghmbench.config import ConfigError, FileDatasetCfg
-from ghmbench.data import DetectionSplit
+from ghmbench.data import DetectionSplit, Splits
 
 CACHE_VERSION = 1
 VOC_CLASSES = [
@@ -368,17 +368,21 @@ def _read_json(path: Path, key: str) -> Any:
         raise DatasetError(f"{key}={path}: not valid JSON ({e}); allowed: a COCO instances JSON file") from None
 
 
-def load_coco_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit, DetectionSplit]:
-    """(train, val) of a COCO-format dataset described by the ``dataset`` config section.
+def load_coco_detection(d: dict, cache_dir: Path | None) -> Splits:
+    """(train, val, test or None) of a COCO-format dataset described by the ``dataset`` config section.
 
     Paths not given explicitly follow the COCO layout under ``root``: ``<root>/<split>/`` and
-    ``<root>/annotations/instances_<split>.json``.
+    ``<root>/annotations/instances_<split>.json``. The test split is optional: given by
+    ``test_split`` (COCO layout) or ``test_images`` + ``test_annotations``.
     """
     opts = _options(d)
     root = Path(d["root"]).expanduser() if d["root"] else None
     specs = []
-    for split in ("train", "val"):
+    has_test = bool(d.get("test_split") or d.get("test_images") or d.get("test_annotations"))
+    for split in ("train", "val", "test") if has_test else ("train", "val"):
         name = d[f"{split}_split"]
+        if root is None and not (d[f"{split}_images"] and d[f"{split}_annotations"]):
+            raise DatasetError(f"dataset.{split}_images / dataset.{split}_annotations: both are needed without dataset.root; allowed: two paths, or dataset.root with dataset.{split}_split")
         img = Path(d[f"{split}_images"] or root / name).expanduser()
         ann = Path(d[f"{split}_annotations"] or root / "annotations" / f"instances_{name}.json").expanduser()
         if not img.is_dir():
@@ -386,7 +390,8 @@ def load_coco_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit
         specs.append(SourceSpec(_read_json(ann, f"dataset.{split}_annotations"), img, str(ann)))
     train = build_split(specs[0], opts, cache_dir)
     cats = [{"id": c, "name": n} for c, n in zip(train.category_ids, train.class_names)]
-    return train, build_split(specs[1], opts, cache_dir, cats)
+    test = build_split(specs[2], opts, cache_dir, cats) if has_test else None
+    return Splits(train, build_split(specs[1], opts, cache_dir, cats), test)
 
 
 def _options(d: dict) -> FileDatasetCfg:
@@ -463,18 +468,18 @@ def _merge(specs: list[SourceSpec]) -> SourceSpec:
     return SourceSpec({"images": images, "annotations": anns, "categories": specs[0].gt["categories"]}, specs[0].image_root, origin, describe)
 
 
-def load_voc_detection(d: dict, cache_dir: Path | None) -> tuple[DetectionSplit, DetectionSplit]:
-    """(train, val) of Pascal VOC; ``train_sets`` / ``val_sets`` are "YEAR-IMAGESET" strings."""
+def load_voc_detection(d: dict, cache_dir: Path | None) -> Splits:
+    """(train, val, test or None) of Pascal VOC; ``*_sets`` are "YEAR-IMAGESET" strings (no test split when ``test_sets`` is empty)."""
     opts = _options(d)
     root = Path(d["root"]).expanduser()
     out = []
-    for key in ("train_sets", "val_sets"):
+    for key in ("train_sets", "val_sets", "test_sets") if d.get("test_sets") else ("train_sets", "val_sets"):
         specs = []
         for item in d[key]:
             year, _, image_set = str(item).partition("-")
             specs.append(voc_source(root, year, image_set, d["download"]))
         out.append(build_split(_merge(specs), opts, cache_dir))
-    return out[0], out[1]
+    return Splits(*out)
 
 
 # ----------------------------------------------------------------------------- export

@@ -20,12 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 
 NON_SEMANTIC = {
     "paths": None,
+    "protocol": None,
     "device": None,
     "run_name": None,
     "logger": None,
     "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every", "channels_last", "pin_memory"},
 }
-OMITTED_AT_DEFAULT = {"train": {"amp": "none"}}
+OMITTED_AT_DEFAULT = {
+    "train": {"amp": "none", "eval_every": 0},
+    "dataset": {"clutter": 0, "num_test": 0, "test_fraction": 0.2, "test_split": None, "test_images": None, "test_annotations": None, "test_sets": []},
+}
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""
 COMPLETE_STATUSES = ("completed", "diverged")

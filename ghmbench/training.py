@@ -24,7 +24,7 @@ from ghmbench import distributed as D
 from ghmbench import losses as L
 from ghmbench.anchors import BoxCoder, match_anchors
 from ghmbench.config import ConfigError
-from ghmbench.data import DetectionSplit, DigitsParams, check_shardable, iterate_batches, load_digits_detection
+from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
 from ghmbench.evaluation import coco_evaluate, predict
 from ghmbench.model import DetectorOutput, RetinaDetector
 from ghmbench.results import (
@@ -55,8 +55,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_datasets(cfg: DictConfig) -> tuple[DetectionSplit, DetectionSplit]:
-    """(train, val) splits of the configured dataset."""
+def build_datasets(cfg: DictConfig) -> Splits:
+    """(train, val, test or None) splits of the configured dataset."""
     d = OmegaConf.to_container(cfg.dataset, resolve=True)
     assert isinstance(d, dict)
     name = d.pop("name")
@@ -148,12 +148,15 @@ def detection_losses(
     coder: BoxCoder,
     m: DictConfig,
     g_hist: Tensor | None = None,
+    anchor_counts: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Match anchors for the whole batch and apply both losses.
 
     Args:
         g_hist: optional [K] float64 histogram on [0, 1] to which the gradient norms
             g = |sigmoid(x) - y| of this batch's valid anchor x class entries are added.
+        anchor_counts: optional [4] float64 to which (images, positive, negative, ignored
+            anchors) of this batch are added: the imbalance the classification loss faces.
 
     Under torch.distributed the batch is this rank's shard of the global batch: the losses are
     normalised by the global number of positives (GHM by its global tot), and what is returned
@@ -168,6 +171,10 @@ def detection_losses(
     onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
     onehot.scatter_(2, match.labels.clamp(min=0)[..., None], positive[..., None].to(onehot.dtype))
     num_pos = D.all_reduce_sum(positive.sum())
+    if anchor_counts is not None:
+        with torch.no_grad():
+            pos, valid = int(positive.sum()), int(match.valid.sum())  # this rank's shard
+            anchor_counts += torch.tensor([batch, pos, valid - pos, batch * num_anchors - valid], dtype=torch.float64)
     level_ids = out.level_ids.repeat(batch)
     loss_cls = cls_loss(
         out.cls_logits.reshape(-1, num_classes),
@@ -209,6 +216,9 @@ class TrainState:
     elapsed_s: float = 0.0
     history: list[dict] = field(default_factory=list)
     g_hist: list[float] | None = None
+    curve: list[dict] = field(default_factory=list)
+    anchors: dict | None = None
+    eval_s: float = 0.0
 
 
 def library_versions() -> dict[str, str]:
@@ -337,7 +347,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     device = D.local_device(resolve_device(cfg.device))
     torch.use_deterministic_algorithms(True, warn_only=True)
     with D.main_first():  # rank 0 fills the dataset cache, the others read it
-        train_split, val_split = build_datasets(cfg)
+        train_split, val_split, test_split = build_datasets(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
     if t.channels_last:
@@ -356,14 +366,28 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         cls_loss.load_state_dict(ckpt["cls_loss"])
         box_loss.load_state_dict(ckpt["box_loss"])
-        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"))
+        state = TrainState(
+            ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"), list(ckpt.get("curve", [])), ckpt.get("anchors"), ckpt.get("eval_s", 0.0)
+        )
         log.info("resumed from %s at epoch %d", ckpt_path, state.epoch)
     from ghmbench.loggers import NullLogger, make_logger
 
     net = D.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
     logger = make_logger(cfg, folder) if D.is_main() else NullLogger()
-    log.info("run %s on %s: %d train / %d val images, %d steps per epoch", folder.name, device, len(train_split), len(val_split), steps_per_epoch)
-    for split_name, split in (("train", train_split), ("val", val_split)):
+    log.info(
+        "run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
+        folder.name, device, len(train_split), len(val_split), len(test_split) if test_split else "no", steps_per_epoch,
+    )
+    post = {k: cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
+
+    def evaluate(split: DetectionSplit) -> tuple[dict, list[dict]]:
+        detections = predict(model, split, coder, device, t.eval_batch_size, **post)
+        return coco_evaluate(split.coco_ground_truth(), detections), detections
+
+    val_eval: tuple[dict, list[dict]] | None = None  # the last epoch's, reused as the final validation
+    for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+        if split is None:
+            continue
         if split.dropped:
             log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
 
@@ -377,12 +401,13 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
             g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
+            counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
             shard = {"rank": D.rank(), "world_size": D.world_size()}  # pinning happens once, in _to_device
             for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, **shard):
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
                 out = amp_forward(net, _to_device(images, device, t), t.amp)
-                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model, g_hist)
+                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model, g_hist, counts)
                 loss = loss_cls + loss_box
                 values = D.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
                 if not torch.isfinite(values).all():
@@ -405,11 +430,21 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                 break
             mean = (sums / max(1, batches)).tolist()
             state.epoch += 1
-            state.elapsed_s = time.perf_counter() - started
             state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
             if g_hist is not None:
                 state.g_hist = D.all_reduce_sum(g_hist).tolist()
+            if counts is not None:
+                state.anchors = anchor_stats(D.all_reduce_sum(counts))
             log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, t.epochs, *mean)
+            if t.eval_every and (state.epoch % t.eval_every == 0 or state.epoch == t.epochs):
+                if D.is_main():  # the learning curve: validation AP during training
+                    eval_start = time.perf_counter()
+                    val_eval = evaluate(val_split)
+                    state.eval_s += time.perf_counter() - eval_start
+                    state.curve.append({"epoch": state.epoch, "step": state.step, "AP": val_eval[0]["AP"], "AP50": val_eval[0]["AP50"]})
+                    log.info("epoch %d: validation AP %.4f", state.epoch, val_eval[0]["AP"] or 0.0)
+                D.barrier()
+            state.elapsed_s = time.perf_counter() - started
             if t.checkpoint and D.is_main():
                 save_checkpoint(
                     ckpt_path,
@@ -423,6 +458,9 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                         "elapsed_s": state.elapsed_s,
                         "history": state.history,
                         "g_hist": state.g_hist,
+                        "curve": state.curve,
+                        "anchors": state.anchors,
+                        "eval_s": state.eval_s,
                     },
                 )
 
@@ -430,24 +468,38 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     record["dataset"] = {
         "train_images": len(train_split),
         "val_images": len(val_split),
-        "dropped": {"train": train_split.dropped, "val": val_split.dropped},  # dataset.on_invalid=skip
+        "test_images": len(test_split) if test_split is not None else 0,
+        "dropped": {"train": train_split.dropped, "val": val_split.dropped, "test": test_split.dropped if test_split else {}},  # dataset.on_invalid=skip
     }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
+    record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
+    record["curve"] = state.curve  # validation AP during training (train.eval_every)
+    record["metrics_split"] = "test" if test_split is not None else "val"
     if status == "diverged":
-        record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None}
+        record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
     elif D.is_main():  # the other ranks wait for the record below
-        post = {k: cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
         eval_start = time.perf_counter()
-        detections = predict(model, val_split, coder, device, t.eval_batch_size, **post)
+        val_metrics, detections = val_eval if val_eval is not None and state.curve and state.curve[-1]["epoch"] == state.epoch else evaluate(val_split)
         write_json(folder / "detections.json", detections)
-        metrics = coco_evaluate(val_split.coco_ground_truth(), detections)
-        per_class = metrics.pop("per_class_AP")
-        record |= {"metrics": metrics, "per_class_AP": per_class, "eval_time_s": time.perf_counter() - eval_start}
-        log.info("AP %.4f AP50 %.4f AP75 %.4f", metrics["AP"] or 0.0, metrics["AP50"] or 0.0, metrics["AP75"] or 0.0)
+        val_metrics = dict(val_metrics)
+        record |= {"val_metrics": val_metrics, "val_per_class_AP": val_metrics.pop("per_class_AP"), "test_metrics": None}
+        reported, split = val_metrics, val_split
+        if test_split is not None:  # selection reads val_metrics; the reported numbers are the test split's
+            test_metrics, test_detections = evaluate(test_split)
+            write_json(folder / "detections_test.json", test_detections)
+            test_metrics = dict(test_metrics)
+            record |= {"test_metrics": test_metrics, "test_per_class_AP": test_metrics.pop("per_class_AP")}
+            reported, split = test_metrics, test_split
+        name = record["metrics_split"]
+        write_json(folder / f"ground_truth_{name}.json", split.coco_ground_truth())  # for the report's bootstrap over images
+        record["eval_files"] = {"split": name, "detections": "detections_test.json" if name == "test" else "detections.json", "ground_truth": f"ground_truth_{name}.json"}
+        record |= {"metrics": reported, "per_class_AP": record[f"{name}_per_class_AP"], "eval_time_s": time.perf_counter() - eval_start, "periodic_eval_time_s": state.eval_s}
+        log.info("%s AP %.4f AP50 %.4f AP75 %.4f", name, reported["AP"] or 0.0, reported["AP50"] or 0.0, reported["AP75"] or 0.0)
     record["wall_time_s"] = time.perf_counter() - started
     record["device"] = str(device)
     record["world_size"] = D.world_size()
-    record["train_images_per_s"] = state.epoch * len(train_split) / state.elapsed_s if state.elapsed_s > 0 else None
+    train_s = state.elapsed_s - state.eval_s  # periodic validation excluded
+    record["train_images_per_s"] = state.epoch * len(train_split) / train_s if train_s > 0 else None
     if device.type == "cuda":  # how many runs fit on one GPU
         record["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -455,6 +507,13 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         write_json(folder / METRICS_FILE, record)
         logger.finish(record)
     return D.broadcast_object(record)
+
+
+def anchor_stats(counts: Tensor) -> dict:
+    """(images, positive, negative, ignored) anchor counts [4] -> per-image means and neg : pos."""
+    images, pos, neg, ign = counts.tolist()
+    n = max(images, 1.0)
+    return {"positive_per_image": pos / n, "negative_per_image": neg / n, "ignored_per_image": ign / n, "neg_per_pos": neg / pos if pos else None}
 
 
 def _to_device(images: Tensor, device: torch.device, t: DictConfig) -> Tensor:

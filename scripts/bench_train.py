@@ -73,7 +73,7 @@ def main() -> None:
     overrides = [f"model.head_convs={args.head_convs}", f"train.batch_size={args.batch}", "dataset.num_train=256", "dataset.num_val=8"]
     cfg_focal = validate(compose_config(overrides))
     cfg_ghm = validate(compose_config([*overrides, "loss=ghm", "regression=ghm"]))
-    train, _ = build_datasets(cfg_focal)
+    train = build_datasets(cfg_focal).train
     images, boxes, labels, _ = next(iterate_batches(train, args.batch, shuffle=False))
     coder = BoxCoder()
     results = {}

@@ -41,7 +41,7 @@ def _perfect(split) -> list[dict]:
 
 
 def test_perfect_predictions_in_original_coordinates_score_ap_1(coco_root, tmp_path):
-    train, val = _load([*coco_overrides(coco_root), f"paths.cache_dir={tmp_path}"])
+    train, val, _ = _load([*coco_overrides(coco_root), f"paths.cache_dir={tmp_path}"])
     assert val.images.shape[1:] == (3, 64, 64)  # letterboxed, grey and RGB files alike
     assert {tuple(s) for s in val.orig_sizes} > {(64, 64)}  # several original sizes
     assert val.category_ids == [10 * (c + 1) for c in range(10)] and val.image_ids[0] == 1000
@@ -88,7 +88,7 @@ def test_export_digits_round_trip_trains_identically(tmp_path):
 
 def test_voc_end_to_end_and_difficult_objects_ignored(voc_root, tmp_path):
     overrides = ["dataset=voc", f"dataset.root={voc_root}", "dataset.image_size=64"]
-    train, val = _load([*overrides, f"paths.cache_dir={tmp_path}"])
+    train, val, _ = _load([*overrides, f"paths.cache_dir={tmp_path}"])
     assert train.class_names[0] == "aeroplane" and len(train) == 40 and len(val) == 12
     gt = val.coco_ground_truth()
     difficult = [a for a in gt["annotations"] if a["iscrowd"]]
@@ -171,7 +171,7 @@ def test_invalid_input_error_and_skip(case, tmp_path):
         return
     assert "dataset.on_invalid=skip drops it" in message
     reference_val = _load([*coco_overrides(make_coco(tmp_path / "ok", num_train=8, num_val=6, crowd=False)), f"paths.cache_dir={tmp_path / 'c'}"])[1]
-    train, val = _load([*base, "dataset.on_invalid=skip"])
+    train, val, _ = _load([*base, "dataset.on_invalid=skip"])
     assert val.dropped == {case: 1} and train.dropped == {}
     kept_boxes = sum(map(len, val.boxes))
     if case in ("missing_image", "unreadable_image", "image_size_mismatch"):

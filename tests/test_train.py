@@ -34,7 +34,7 @@ def test_cli_train_end_to_end(tiny, tmp_path):
     # detections.json re-evaluates to the recorded metrics
     detections = json.loads((folder / "detections.json").read_text())
     assert detections and {"image_id", "category_id", "bbox", "score"} <= set(detections[0])
-    _, val = build_datasets(_cfg(*tiny))
+    val = build_datasets(_cfg(*tiny)).val
     again = coco_evaluate(val.coco_ground_truth(), detections)
     assert again["AP"] == pytest.approx(record["metrics"]["AP"], abs=1e-12)
     # the checkpoint loads with weights_only=True and holds the GHM running counts
