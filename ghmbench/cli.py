@@ -151,7 +151,14 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 
 * `ghmbench sweep loss=focal loss.alpha=0.25,0.5,0.75 loss.gamma=0,1,2 seed=0,1,2`
 
-* `ghmbench sweep experiment=loss_comparison` (CE / Focal / GHM-C x smooth L1 / GHM-R x 3 seeds)
+* `ghmbench sweep experiment=loss_comparison` (the fair comparison: each of CE / Focal / GHM-C is tuned
+  on the same lr x batch-size grid, selected on validation AP, then run with smooth L1 and GHM-R x 3
+  seeds and reported on the test split; see `protocol` below)
+
+* `ghmbench sweep loss=ce,focal seed=0,1,2 'protocol.tune=["train.lr=0.001,0.003"]' 'protocol.tune_with=["seed=0"]'`
+  (any sweep with a non-empty `protocol.tune` runs in two stages: every loss x the tuning grid with
+  `protocol.tune_with` fixed, then the sweep's own grid at each loss's setting with the best
+  validation `protocol.select_metric`; runs shared by both stages are trained once)
 
 * `ghmbench sweep experiment=focal_grid` · `experiment=ghm_ablation` · `experiment=smoke loss=ce,focal,ghm`
 

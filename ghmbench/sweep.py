@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ghmbench.config import ConfigError, compose_config, conf_dir, hydra_error, validate
 
 FORCE_ENV = "GHMBENCH_FORCE"
+KEEP_ENV = "GHMBENCH_KEEP"  # run keys that --force must not retrain again (trained earlier in this sweep)
 
 
 def _is_hydra(override: str) -> bool:
@@ -119,8 +120,11 @@ def task(cfg: DictConfig) -> dict:
             cfg.train.num_threads = threads
         if cfg.logger.name == "wandb" and not cfg.logger.group:
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # one wandb group per sweep
+    from ghmbench.results import run_key
+
+    force = os.environ.get(FORCE_ENV) == "1" and run_key(cfg) not in os.environ.get(KEEP_ENV, "").split(",")
     try:
-        record = run(cfg, force=os.environ.get(FORCE_ENV) == "1")
+        record = run(cfg, force=force)
     except RunLocked as e:
         print(f"skipped: {e}", flush=True)
         return {"status": "locked"}
@@ -136,14 +140,93 @@ def task(cfg: DictConfig) -> dict:
     return {"status": record["status"], "run_dir": record["run_dir"]}
 
 
-def launch(overrides: list[str], force: bool) -> None:
-    """Run Hydra's multirun over ``overrides`` (already validated)."""
+def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> None:
+    """Run Hydra's multirun over ``overrides`` (already validated); ``keep``: run keys ``force`` spares."""
     import hydra
 
     os.environ[FORCE_ENV] = "1" if force else "0"
+    os.environ[KEEP_ENV] = ",".join(keep)
     argv = sys.argv
     sys.argv = [argv[0], "--multirun", *overrides]
     try:
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
     finally:
         sys.argv = argv
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def protocol_of(overrides: list[str]) -> DictConfig | None:
+    """The ``protocol`` section the sweep's fixed overrides compose to; None when ``tune`` is empty."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not _is_hydra(o)])
+    except HydraException as e:
+        raise hydra_error(e) from None
+    cfg = compose_config([o.input_line for o in parsed if not o.is_sweep_override()])
+    proto = cfg.get("protocol")
+    return proto if proto is not None and len(proto.get("tune") or []) else None
+
+
+def tuning_overrides(overrides: list[str], proto: DictConfig) -> list[str]:
+    """Stage 1: the sweep's overrides with the tuning grid and the tuning stage's fixed values."""
+    own = [*proto.tune, *proto.tune_with]
+    keys = {_key(o) for o in own}
+    return [o for o in overrides if _key(o) not in keys] + list(own)
+
+
+def final_overrides(overrides: list[str], proto: DictConfig, loss: str, settings: list[str]) -> list[str]:
+    """Stage 2 for one loss: the preset's grid (seeds, regressions) at the loss's selected setting."""
+    keys = {_key(o) for o in proto.tune} | {"loss"}
+    return [o for o in overrides if _key(o) not in keys] + [f"loss={loss}", *settings]
+
+
+def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> list[DictConfig]:
+    """Tune every classification loss on the same grid, select on validation, run the final grid.
+
+    Stage 1 trains the grid ``protocol.tune`` for every loss of the sweep with ``protocol.tune_with``
+    fixed; each loss's setting with the best mean validation ``protocol.select_metric`` is
+    selected (:func:`ghmbench.protocol.select_settings`); stage 2 trains the sweep's own grid
+    (seeds, regression losses) at each loss's selected setting. Runs shared by both stages (same
+    run key) are trained once. Every stage-1 job and the stage-2 grid at the first candidate are
+    validated before anything starts.
+
+    Returns:
+        The configs of the final runs (stage 2), in grid order.
+    """
+    from ghmbench.protocol import ProtocolError, select_settings
+    from ghmbench.results import read_record, run_dir, run_key
+
+    stage1 = tuning_overrides(overrides, proto)
+    tune_cfgs = validate_jobs(expand_jobs(stage1))
+    losses = list(dict.fromkeys(c.loss.name for c in tune_cfgs))
+    first = [o.split(",")[0] for o in proto.tune]
+    for loss in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
+        validate_jobs(expand_jobs(final_overrides(overrides, proto, loss, first)))
+    say(f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}")
+    launch(stage1, force)
+    trained = tuple(run_key(c) for c in tune_cfgs)
+    records = [r for r in (read_record(run_dir(c)) for c in tune_cfgs) if r is not None]
+    try:
+        selections = select_settings(records)
+    except ProtocolError as e:
+        raise ConfigError(str(e)) from None
+    final_cfgs: list[DictConfig] = []
+    for loss in losses:
+        if loss not in selections:
+            say(f"protocol: no completed tuning run for {loss}; its final runs are skipped")
+            continue
+        sel = selections[loss]
+        stage2 = final_overrides(overrides, proto, loss, sel.overrides())
+        cfgs = validate_jobs(expand_jobs(stage2))
+        say(f"protocol stage 2 (final): {loss} at {sel.describe()} (best validation {sel.metric}): {len(cfgs)} runs")
+        launch(stage2, force, keep=trained)
+        final_cfgs += cfgs
+    return final_cfgs

@@ -236,6 +236,16 @@ def test_data_check_prints_anchor_imbalance(tmp_path):
     assert ratio > 10  # background anchors outnumber positives by far: the imbalance these losses treat
 
 
+def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
+    """The fair comparison's data gives >= 1,000 negative anchors per positive, on every split."""
+    r = ghmbench_cli("data", "check", "experiment=loss_comparison", "dataset.num_train=200", "dataset.num_val=100", "dataset.num_test=100", f"paths.cache_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "negative : positive" in x)
+    ratios = [int(cell.split(":")[0]) for cell in line.split("│")[2:5]]
+    assert len(ratios) == 3 and min(ratios) >= 1000, line  # train, val and test
+    assert "test" in r.stdout
+
+
 def test_digits_sized_presets_point_to_budget_none(coco_root):
     from ghmbench.config import ConfigError
 
