@@ -13,7 +13,7 @@ Each returns a scalar: the summed loss, normalised (CE / focal / L1 / smooth L1 
 as in Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019), times
 ``loss_weight``.
 
-GHM semantics (see DESIGN.md): the gradient norm ``g`` of each valid entry is binned into
+GHM semantics (docs/losses.md): the gradient norm ``g`` of each valid entry is binned into
 ``bins`` unit regions; a bin's weight is ``tot / R_j`` (or ``tot / S_j`` with the running count
 ``S_j <- m S_j + (1 - m) R_j`` when ``momentum > 0``), divided by the number of non-empty bins.
 The computation is vectorised (one scatter-add per call, no loop over bins, no host sync) and

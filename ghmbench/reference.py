@@ -1,6 +1,6 @@
 """Published numbers (COCO box AP, %, ResNet-50-FPN RetinaNet) that reports show beside ours.
 
-Source: shared REFERENCE_NUMBERS.md — Lin et al., "Focal Loss for Dense Object Detection"
+Documented in docs/reference_numbers.md. Sources: Lin et al., "Focal Loss for Dense Object Detection"
 (ICCV 2017) Table 1a/1b; Li, Liu & Wang, "Gradient Harmonized Single-stage Detector" (AAAI 2019).
 """
 
