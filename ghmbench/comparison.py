@@ -20,7 +20,7 @@ import pandas as pd
 from ghmbench import reference
 from ghmbench.protocol import Selection
 from ghmbench.report import LOSS_ORDER, REG_ORDER, order_key
-from ghmbench.stats import CONVERGENCE_TOL, ImageEval, Interval, bootstrap_values, paired_difference, percentile_interval, t_interval
+from ghmbench.stats import CONVERGENCE_TOL, ImageEval, Interval, bootstrap_values, paired_difference, se_interval, t_interval
 
 
 
@@ -54,14 +54,14 @@ class Bootstrap:
         return self._values[key]
 
     def interval(self, run: pd.Series, metric: str) -> Interval:
-        """The run's metric (as recorded) with its percentile interval."""
-        return percentile_interval(float(run[metric]), self._replicates(run, metric))
+        """The run's metric (as recorded) with its bootstrap interval (normal, standard error)."""
+        return se_interval(float(run[metric]), self._replicates(run, metric), bounds=(0.0, 1.0))
 
     def difference(self, a: pd.Series, b: pd.Series, metric: str) -> Interval | None:
         """a - b with the interval over the same image resamples; None on different images."""
         if not np.array_equal(self._eval(a).image_ids, self._eval(b).image_ids):
             return None
-        return percentile_interval(float(a[metric]) - float(b[metric]), self._replicates(a, metric) - self._replicates(b, metric))
+        return se_interval(float(a[metric]) - float(b[metric]), self._replicates(a, metric) - self._replicates(b, metric))
 
 
 def _done(part: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -201,13 +201,16 @@ def imbalance_columns(df: pd.DataFrame, varying: list[str]) -> list[str]:
     return [c for c in varying if c.startswith("dataset.")]
 
 
-def imbalance_table(df: pd.DataFrame, metric: str, settings: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Metric (mean [95% CI] (n)) per loss x dataset setting, with the anchor negative:positive ratio."""
+def imbalance_table(df: pd.DataFrame, metric: str, settings: list[str], boot: Bootstrap | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Metric (mean [95% CI] (n)) per loss x dataset setting, with the anchor negative:positive ratio.
+
+    A setting with a single run gets the image bootstrap's interval when ``boot`` is given.
+    """
     final = df[df["final"] & df["neg_per_pos"].notna()]
     keys = ["loss", "regression", *settings]
     rows, nums = [], []
     for key, part in final.groupby(keys, dropna=False, sort=False):
-        iv = t_interval(_done(part, metric)[metric])
+        iv = cell_interval(part, metric, boot) if boot is not None else t_interval(_done(part, metric)[metric])
         ratio = float(part["neg_per_pos"].mean())
         setting = dict(zip(keys, key))
         rows.append({**{k: str(v) for k, v in setting.items()}, "neg:pos": f"{ratio:.0f}", metric: fmt_interval(iv, len(part))})

@@ -448,7 +448,7 @@ def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline
         cells, nums = C.headline_table(df, metric, sels, boot, split)
         title = f"Headline: {split} {metric}, classification (rows) x regression (columns), mean [95% interval] (n) over seeds"
         notes = [
-            "Intervals: Student t over seeds; a single run's is a percentile bootstrap over test images"
+            "Intervals: Student t over seeds; a single run's is a bootstrap over test images (point ± 1.96 bootstrap standard errors)"
             + (f" (B = {n_boot})." if n_boot else " (off)."),
             split_note(df),
         ]
@@ -466,7 +466,7 @@ def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline
         tables.append(Table("candidates", "Tuning candidates per loss, scored on the validation split; selected in bold", cells, nums))
     settings = C.imbalance_columns(final, varying_columns(final))
     if settings:
-        cells, nums = C.imbalance_table(df, metric, settings)
+        cells, nums = C.imbalance_table(df, metric, settings, boot)
         tables.append(Table("imbalance", f"{split} {metric} against the anchors' negative:positive ratio, mean [95% interval] (n)", cells, nums))
     return tables
 

@@ -170,22 +170,32 @@ def bootstrap_values(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: s
     return np.array([ev.metric(rng.integers(0, n, n), metric) for _ in range(n_boot)])
 
 
-def percentile_interval(point: float, values: np.ndarray, conf: float = 0.95) -> Interval:
-    """``point`` with the percentile interval of its bootstrap ``values``."""
+def se_interval(point: float, values: np.ndarray, conf: float = 0.95, bounds: tuple[float, float] | None = None) -> Interval:
+    """``point`` +- z x the standard deviation of its bootstrap replicates ``values`` (normal interval).
+
+    The replicates' spread, not their percentiles: COCO AP on images resampled with replacement
+    comes out higher than on the images themselves (a focal run's 500 test images: replicate mean
+    0.311, AP 0.300; the duplicated images' detections tie), so percentile intervals sat shifted
+    upwards, nearly off their own point, and the reverse-percentile ("basic") interval, which
+    would treat that shift as the estimate's own bias, shifted them as far down.
+    """
     values = values[~np.isnan(values)]
-    if not len(values):
+    if len(values) < 2:
         return Interval(point, np.nan, np.nan, 1, "bootstrap")
-    lo, hi = np.quantile(values, [(1 - conf) / 2, (1 + conf) / 2])
+    half = float(sst.norm.ppf((1 + conf) / 2) * values.std(ddof=1))
+    lo, hi = point - half, point + half
+    if bounds is not None:  # a metric's own range, e.g. [0, 1] for AP
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return Interval(point, float(lo), float(hi), 1, "bootstrap")
 
 
 def bootstrap_interval(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
-    """A single run's metric with its percentile bootstrap interval over test images."""
-    return percentile_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf)
+    """A single run's metric with its bootstrap (normal, standard-error) interval over test images."""
+    return se_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf, bounds=(0.0, 1.0))
 
 
 def paired_bootstrap(a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
-    """Metric of run a minus run b, with a percentile interval over the same resampled image sets.
+    """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image sets.
 
     Raises:
         ValueError: the two runs were not evaluated on the same images.
@@ -193,7 +203,7 @@ def paired_bootstrap(a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int =
     if not np.array_equal(a.image_ids, b.image_ids):
         raise ValueError("paired bootstrap: the two runs were evaluated on different images")
     diff = bootstrap_values(a, n_boot, seed, metric) - bootstrap_values(b, n_boot, seed, metric)
-    return percentile_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
+    return se_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
 
 
 # ----------------------------------------------------------------------------- convergence

@@ -11,6 +11,7 @@ from ghmbench.evaluation import coco_evaluate
 from ghmbench.protocol import Protocol, ProtocolError, final_runs, format_value, parse_overrides, select_settings
 from ghmbench.stats import (
     ImageEval,
+    se_interval,
     bootstrap_interval,
     bootstrap_values,
     convergence_rise,
@@ -86,6 +87,16 @@ def test_image_eval_matches_faster_coco_eval_on_resampled_dicts():
         direct = coco_evaluate(*resample_coco(gt, noisy, sample))
         assert ev.metric(sample, "AP") == pytest.approx(direct["AP"], abs=1e-12)
         assert ev.metric(sample, "AP50") == pytest.approx(direct["AP50"], abs=1e-12)
+
+
+def test_se_interval_stays_centred_on_biased_replicates():
+    """Replicates centred 0.01 above the point (as resampled AP is) must not shift the interval."""
+    rng = np.random.default_rng(0)
+    values = 0.31 + 0.012 * rng.standard_normal(2000)
+    iv = se_interval(0.30, values)
+    half = sst.norm.ppf(0.975) * values.std(ddof=1)
+    assert (iv.lo, iv.hi) == (pytest.approx(0.30 - half), pytest.approx(0.30 + half))
+    assert se_interval(0.99, values + 0.68, bounds=(0.0, 1.0)).hi == 1.0
 
 
 def test_bootstrap_perfect_detections_and_determinism():
