@@ -171,6 +171,8 @@ def protocol_of(overrides: list[str]) -> DictConfig | None:
     except HydraException as e:
         raise hydra_error(e) from None
     cfg = compose_config([o.input_line for o in parsed if not o.is_sweep_override()])
+    if len(cfg.get("protocol", {}).get("tune") or []):
+        validate(cfg)  # a malformed protocol is one line naming protocol.*, before Hydra parses its items
     proto = cfg.get("protocol")
     return proto if proto is not None and len(proto.get("tune") or []) else None
 

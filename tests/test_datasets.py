@@ -250,9 +250,12 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
     from ghmbench.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"unknown key dataset\.num_train.*add budget=none"):
-        validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
-    cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root), "budget=none"]))
+        validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root)]))
+    cfg = validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "budget=none"]))
     assert cfg.dataset.name == "coco"
+    # the fair comparison's preset sets no digits-only key: it runs on one's own data as it is
+    cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
+    assert cfg.dataset.name == "coco" and cfg.protocol.tune
 
 
 def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):

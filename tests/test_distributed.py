@@ -332,6 +332,7 @@ def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
         "config.yaml",
         METRICS_FILE,
         "detections.json",
+        "ground_truth_val.json",  # the reported split's annotations, for the report's image bootstrap
         "train.log",
         "checkpoint.pt",
     }
