@@ -81,10 +81,12 @@ class BoxCoder:
 
 @dataclass
 class MatchResult:
-    """labels [B, A]: class index, BACKGROUND (-1) or IGNORE (-2); matched_boxes [B, A, 4]."""
+    """labels [B, A]: class index, BACKGROUND (-1) or IGNORE (-2) of every anchor; boxes [B, G, 4]:
+    the images' boxes (padded); best_gt [B, A]: the box of highest IoU of every anchor."""
 
     labels: Tensor
-    matched_boxes: Tensor
+    boxes: Tensor
+    best_gt: Tensor
 
     @property
     def positive(self) -> Tensor:
@@ -93,6 +95,16 @@ class MatchResult:
     @property
     def valid(self) -> Tensor:
         return self.labels != IGNORE
+
+    @property
+    def matched_boxes(self) -> Tensor:
+        """[B, A, 4]: every anchor's box of highest IoU (dense; training needs only :meth:`matched_boxes_at`)."""
+        return torch.gather(self.boxes, 1, self.best_gt[..., None].expand(-1, -1, 4))
+
+    def matched_boxes_at(self, flat_idx: Tensor) -> Tensor:
+        """[K, 4]: the matched boxes of the anchors at ``flat_idx`` into the flattened [B * A]."""
+        image = torch.div(flat_idx, self.best_gt.shape[1], rounding_mode="floor")
+        return self.boxes[image, self.best_gt.reshape(-1)[flat_idx]]
 
 
 def match_anchors(
@@ -109,6 +121,10 @@ def match_anchors(
     is < ``bg_iou``, ignored in between. With ``allow_low_quality`` each box also claims the
     anchors whose IoU with it equals its highest IoU (> 0), as in torchvision's Matcher.
 
+    The IoU is computed as [B, G, A] (boxes by anchors), so every reduction runs over a
+    contiguous axis and yields [B, A] without a transpose; matched boxes are not gathered for all
+    B x A anchors (training needs them at the positives only, :meth:`MatchResult.matched_boxes_at`).
+
     Args:
         anchors: [A, 4] xyxy.
         gt_boxes: per image [G_i, 4] xyxy.
@@ -118,28 +134,33 @@ def match_anchors(
         :class:`MatchResult`.
     """
     device = anchors.device
-    batch = len(gt_boxes)
-    num_anchors = anchors.shape[0]
+    batch, num_anchors = len(gt_boxes), anchors.shape[0]
     counts = [b.shape[0] for b in gt_boxes]
     gmax = max(counts + [1])
-    # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
-    gt_boxes = [b.to(device, torch.float32) for b in gt_boxes] + [torch.zeros(gmax, 4, device=device)]
-    boxes = pad_sequence(gt_boxes, batch_first=True)[:batch]
-    labels = pad_sequence([lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)], batch_first=True, padding_value=BACKGROUND)[:batch]
-    present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
-    iou = box_iou(anchors, boxes.reshape(-1, 4))  # [A, B * G]
-    iou.masked_fill_(~present.view(1, -1), -1.0)
-    iou = iou.view(num_anchors, batch, gmax)
-    best_iou, best_gt = iou.max(dim=2)  # [A, B]
-    best_iou, best_gt = best_iou.T, best_gt.T  # [B, A]
-    best_label = torch.gather(labels, 1, best_gt)
+    present = None
+    if all(c == gmax for c in counts):  # every image has G boxes (one digit per canvas): no padding
+        boxes = torch.stack([b.to(device, torch.float32) for b in gt_boxes])
+        labels = torch.stack([lab.to(device) for lab in gt_labels])
+    else:  # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
+        boxes = pad_sequence([b.to(device, torch.float32) for b in gt_boxes] + [anchors.new_zeros(gmax, 4)], batch_first=True)[:batch]
+        labels = pad_sequence([lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)], batch_first=True, padding_value=BACKGROUND)[:batch]
+        present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
+    iou = box_iou(boxes.reshape(-1, 4), anchors).view(batch, gmax, num_anchors)
+    if present is not None:
+        iou.masked_fill_(~present[..., None], -1.0)
+    if gmax == 1:
+        best_iou = iou[:, 0]
+        best_gt = torch.zeros(batch, num_anchors, dtype=torch.long, device=device)
+        best_label = labels.expand(batch, num_anchors)
+    else:
+        best_iou, best_gt = iou.max(dim=1)  # [B, A]
+        best_label = torch.gather(labels, 1, best_gt)
     assigned = torch.where(best_iou >= fg_iou, best_label, BACKGROUND)
     assigned.masked_fill_((best_iou >= bg_iou) & (best_iou < fg_iou), IGNORE)
     if allow_low_quality:
-        best_per_gt = iou.amax(dim=0)  # [B, G]
-        # a box with no positive IoU, or a padding slot, claims nothing: compare with +inf there
-        best_per_gt.masked_fill_(~((best_per_gt > 0) & present), float("inf"))
-        low_quality = (iou == best_per_gt).any(dim=2).T  # [B, A]
+        best_per_gt = iou.amax(dim=2, keepdim=True)  # [B, G, 1]
+        # a box with no positive IoU, or a padding slot (-1), claims nothing: compare with +inf there
+        best_per_gt.masked_fill_(best_per_gt <= 0, float("inf"))
+        low_quality = (iou == best_per_gt).any(dim=1)  # [B, A]
         assigned = torch.where(low_quality, best_label, assigned)
-    matched = torch.gather(boxes, 1, best_gt[..., None].expand(-1, -1, 4))
-    return MatchResult(assigned, matched)
+    return MatchResult(assigned, boxes, best_gt)

@@ -193,7 +193,7 @@ def detection_losses(
     # same sums and GHM-R statistics, over ~2% of the rows); the index costs one device sync,
     # which the training loop's per-step read of the losses makes anyway.
     pos_idx = positive.reshape(-1).nonzero().squeeze(1)
-    targets = coder.encode(match.matched_boxes.reshape(-1, 4)[pos_idx], out.anchors[pos_idx % num_anchors])
+    targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % num_anchors])
     loss_box = box_loss(
         out.box_deltas.reshape(-1, 4)[pos_idx],
         targets,

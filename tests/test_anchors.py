@@ -51,3 +51,32 @@ def test_box_coding_round_trip():
     deltas = coder.encode(boxes, anchors)
     torch.testing.assert_close(coder.decode(deltas, anchors), boxes, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(coder.encode(anchors, anchors), torch.zeros(100, 4))
+
+
+def test_batched_matching_equals_torchvision_matcher_per_image():
+    """The batched matching gives torchvision's Matcher's assignment image by image (boxes of
+    different counts per image, so padding is exercised), and the positives' matched boxes."""
+    from torchvision.models.detection._utils import Matcher
+    from torchvision.ops import box_iou
+
+    g = torch.Generator().manual_seed(3)
+    anchors, _ = make_anchors([(8, 8), (4, 4)], [(8, 8), (16, 16)], (12.0, 24.0), (1.0, 1.26), (0.5, 1.0, 2.0))
+    boxes, labels = [], []
+    for count in [3, 1, 0, 5, 2]:
+        xy = torch.rand(count, 2, generator=g) * 48
+        boxes.append(torch.cat([xy, xy + 6 + torch.rand(count, 2, generator=g) * 20], dim=1))
+        labels.append(torch.randint(0, 10, (count,), generator=g))
+    m = match_anchors(anchors, boxes, labels, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True)
+    matcher = Matcher(0.5, 0.4, allow_low_quality_matches=True)
+    for i, (b, lab) in enumerate(zip(boxes, labels)):
+        if b.shape[0] == 0:
+            assert (m.labels[i] == BACKGROUND).all()
+            continue
+        idx = matcher(box_iou(b, anchors))  # every box here overlaps some anchor, so no IoU-0 quirk
+        expected = torch.where(idx >= 0, lab[idx.clamp(min=0)], torch.where(idx == Matcher.BETWEEN_THRESHOLDS, IGNORE, BACKGROUND))
+        assert torch.equal(m.labels[i], expected)
+        pos = (idx >= 0).nonzero().squeeze(1)
+        torch.testing.assert_close(m.matched_boxes[i, pos], b[idx[pos]])
+    flat = m.positive.reshape(-1).nonzero().squeeze(1)
+    assert flat.numel() > 5
+    torch.testing.assert_close(m.matched_boxes_at(flat), m.matched_boxes.reshape(-1, 4)[flat])
