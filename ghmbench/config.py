@@ -24,9 +24,22 @@ class ConfigError(ValueError):
 
 
 def conf_dir() -> Path:
-    """The Hydra config folder: $GHMBENCH_CONF_DIR, else ``conf/`` beside the package."""
+    """The built-in Hydra configs: $GHMBENCH_CONF_DIR, else the package's ``ghmbench/conf/`` (an
+    installed wheel or sdist), else the repository's top-level ``conf/`` (a checkout or an editable
+    install).
+
+    Raises:
+        ConfigError: none of them holds a config.yaml.
+    """
     env = os.environ.get("GHMBENCH_CONF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    candidates = (package / "conf", package.parent / "conf")
+    for candidate in candidates:
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>")
 
 
 # ----------------------------------------------------------------------------- schema
