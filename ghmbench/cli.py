@@ -65,7 +65,8 @@ OVERRIDES are Hydra overrides, e.g.:
   `srun` with one task per GPU)
 
 Exit codes: 0 done (and, with `experiment=smoke`, the smoke check passed); 1 the run diverged or
-failed, or the smoke check failed; 2 a bad override, config or loss target (one line, nothing trained).
+failed, or the smoke check failed; 2 a bad override, config or loss target (one line, nothing trained), or the run
+folder is being trained by another process.
 
 The run folder `<paths.runs_dir>/<loss>-<regression>-s<seed>-<key>` holds config.yaml,
 metrics.json, detections.json (COCO results), train.log and checkpoint.pt. The key is derived

@@ -57,8 +57,12 @@ def semantic_config(cfg: DictConfig) -> dict:
                 data[key].pop(k, None)
     for key, targets in BUILTIN_TARGETS.items():
         node = data.get(key)
-        if isinstance(node, dict) and "_target_" in node and node["_target_"] == targets.get(node.get("name")):
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        if node["_target_"] == targets.get(node.get("name")):
             node.pop("_target_")
+        else:  # a loss of the user's own: untyped parameters, so 2 (command line) and 2.0 (YAML) are one run
+            data[key] = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in node.items()}
     return data
 
 

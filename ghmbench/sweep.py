@@ -91,7 +91,8 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
         try:
             cfgs.append(validate(compose_config([o for o in job if not _is_hydra(o)])))
         except ConfigError as e:
-            raise ConfigError(f"{e} (in the sweep job {' '.join(job)})") from None
+            shown = [o for o in job if _key(o) != "hydra.searchpath"]  # the --config-dir folders: not the job's settings
+            raise ConfigError(f"{e} (in the sweep job {' '.join(shown)})") from None
     return cfgs
 
 
