@@ -150,6 +150,15 @@ def test_own_loss_run_key_holds_its_target_and_parameters():
         key("loss.name=a b", "loss._target_=ghmbench.losses.FocalLoss")
 
 
+def test_regression_custom_builds_its_target_with_its_arguments():
+    from ghmbench.training import build_losses
+
+    cfg = validate(compose_config(["regression=custom", "regression.name=l1_x2", "regression._target_=ghmbench.losses.L1Loss", "+regression.loss_weight=2.0"]))
+    cls, box = build_losses(cfg)
+    assert type(cls) is L.FocalLoss and type(box) is L.L1Loss and box.loss_weight == 2.0
+    assert run_key(cfg) != run_key(validate(compose_config(["regression=l1", "regression.loss_weight=2.0"])))
+
+
 def _losses_before_targets(cfg):
     """training.build_losses before losses had a _target_ (the closed if/elif), the reference."""
     c, r = cfg.loss, cfg.regression
