@@ -1,3 +1,82 @@
-"""ghmbench: benchmark CE, Focal Loss and GHM on a RetinaNet-style detector."""
+"""ghmbench: benchmark CE, Focal Loss and GHM on a RetinaNet-style detector.
+
+The Python entry points run the same code as the ``ghmbench`` command (README "Use it from
+another project"):
+
+    import ghmbench
+
+    record = ghmbench.train(["experiment=smoke", "loss=custom", "loss._target_=my_pkg.MyLoss"])
+    result = ghmbench.report(["runs"])       # writes runs/report like `ghmbench report runs`
+    result.tables["summary"].numbers         # every table as a pandas DataFrame
+
+Importing ``ghmbench`` itself is cheap: torch, Hydra and pandas load on the first call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Union
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __version__ = "0.1.0"
+
+ConfigDirs = Union[str, Path, Iterable[Union[str, Path]]]
+
+
+def load_config(overrides: Iterable[str] = (), *, config_dir: ConfigDirs = ()) -> DictConfig:
+    """The validated config of ``ghmbench train [--config-dir DIR ...] OVERRIDES`` (``ghmbench.config``
+    is the config module).
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["loss=ghm", "seed=3"]``.
+        config_dir: your own config folder(s), searched after the built-in configs.
+
+    Raises:
+        ghmbench.config.ConfigError: a bad value, with the one-line message the command prints.
+    """
+    from ghmbench.config import compose_config, searchpath_overrides, validate
+
+    overrides = list(overrides)
+    dirs = [config_dir] if isinstance(config_dir, (str, Path)) else list(config_dir)
+    return validate(compose_config([*searchpath_overrides(dirs, overrides), *overrides]))
+
+
+def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = False, config_dir: ConfigDirs = ()) -> dict[str, Any]:
+    """Train, evaluate and record one configuration, as ``ghmbench train`` does.
+
+    Args:
+        overrides: Hydra overrides, or a config from :func:`load_config`.
+        force: retrain even when the run folder holds a complete record.
+        config_dir: your own config folder(s) (with overrides only).
+
+    Returns:
+        The run record (what the run folder's metrics.json holds): ``status``, ``metrics``,
+        ``history``, ``run_dir``, ...; ``skipped=True`` when an existing record was reused.
+        ``ghmbench.results.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
+
+    Raises:
+        ghmbench.config.ConfigError: a bad value or loss target (nothing was trained).
+        ghmbench.training.RunLocked: another process is training the same run folder.
+    """
+    from omegaconf import DictConfig
+
+    from ghmbench import distributed
+    from ghmbench.training import run
+
+    cfg = overrides if isinstance(overrides, DictConfig) else load_config(overrides, config_dir=config_dir)
+    try:
+        return run(cfg, force=force)
+    finally:
+        distributed.shutdown()
+
+
+def __getattr__(name: str) -> Any:
+    # ghmbench.report is the report module, callable as ghmbench.report(paths) (see its make_report);
+    # imported on first use so that `import ghmbench` stays cheap.
+    if name == "report":
+        import importlib
+
+        return importlib.import_module("ghmbench.report")
+    raise AttributeError(f"module 'ghmbench' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ghmbench.config import ConfigError, compose_config, validate
+from ghmbench.config import ConfigError, compose_config, searchpath_overrides, validate
 
 app = typer.Typer(
     add_completion=False,
@@ -20,9 +20,9 @@ app = typer.Typer(
     help=(
         "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
         "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
-        "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm), "
-        "`regression` (smooth_l1, l1, ghm), `model` (small, resnet18), `dataset` (digits, coco, voc), "
-        "`train`, plus `seed`, `device` and `paths.runs_dir`."
+        "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, custom), "
+        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18), `dataset` (digits, digits_sparse, coco, voc), "
+        "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and presets."
     ),
 )
 
@@ -53,9 +53,20 @@ OVERRIDES are Hydra overrides, e.g.:
 
 * `ghmbench train device=cuda train.amp=bf16 train.channels_last=true` (bfloat16 forward; losses and GHM weights stay float32)
 
+* `ghmbench train loss=custom loss._target_=my_pkg.MyLoss +loss.my_param=3 loss.name=my_loss` (a loss of
+  your own: a torch.nn.Module with `forward(pred, target, label_weight, avg_factor=None, level_ids=None)`, importable;
+  every key but `name` is passed to it; `regression=custom` likewise)
+
+* `ghmbench train --config-dir my_conf experiment=my_ci loss=my_loss` (your own presets and losses as
+  `my_conf/experiment/my_ci.yaml`, `my_conf/loss/my_loss.yaml`, beside the built-in ones)
+
 * `torchrun --nproc_per_node=4 -m ghmbench train device=cuda loss=ghm` (one run on 4 GPUs: the global batch
   `train.batch_size` is split over the processes, GHM counts its density over the global batch; also under
   `srun` with one task per GPU)
+
+Exit codes: 0 done (and, with `experiment=smoke`, the smoke check passed); 1 the run diverged or
+failed, or the smoke check failed; 2 a bad override, config or loss target (one line, nothing trained), or the run
+folder is being trained by another process.
 
 The run folder `<paths.runs_dir>/<loss>-<regression>-s<seed>-<key>` holds config.yaml,
 metrics.json, detections.json (COCO results), train.log and checkpoint.pt. The key is derived
@@ -107,30 +118,30 @@ def train(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, KEY=VALUE or GROUP=OPTION.", show_default=False),
     force: bool = typer.Option(False, "--force", help="Retrain even when a complete record exists."),
     print_config: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
+    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
     from omegaconf import OmegaConf
 
+    import ghmbench
     from ghmbench import distributed
 
     if not distributed.is_main():  # under torchrun / srun only rank 0 prints
         out.quiet = err.quiet = True
     try:
-        cfg = validate(compose_config(overrides or []))
+        cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])
     except ConfigError as e:
         _fail(str(e))
         return
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
-    from ghmbench.training import RunLocked, run
+    from ghmbench.training import RunLocked
 
     try:
-        record = run(cfg, force=force)
+        record = ghmbench.train(cfg, force=force)
     except (ConfigError, RunLocked) as e:
         _fail(str(e))
         return
-    finally:
-        distributed.shutdown()
     out.print(_summary(record))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != "completed":
@@ -162,6 +173,9 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 
 * `ghmbench sweep experiment=focal_grid` · `experiment=ghm_ablation` · `experiment=smoke loss=ce,focal,ghm`
 
+* `ghmbench sweep --config-dir my_conf experiment=smoke loss=focal,my_loss` (your loss beside Focal: its
+  YAML `my_conf/loss/my_loss.yaml` names its class with `_target_`; also in the protocol)
+
 * `ghmbench sweep experiment=loss_comparison budget=full` (the GPU-scale version of a preset)
 
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
@@ -182,12 +196,14 @@ Then `ghmbench report` turns the folder into tables and figures.
 def sweep(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides; comma lists are swept.", show_default=False),
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
+    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
     from ghmbench.results import is_complete, read_record, run_dir, smoke_failures
     from ghmbench.sweep import absolute_paths, expand_jobs, launch, protocol_of, run_protocol, validate_jobs
 
     try:
-        overrides = absolute_paths(list(overrides or []))
+        overrides = list(overrides or [])
+        overrides = absolute_paths([*searchpath_overrides(config_dir or [], overrides), *overrides])
         proto = protocol_of(overrides)
         if proto is not None:
             cfgs = run_protocol(overrides, proto, force, lambda text: out.print(text, highlight=False, soft_wrap=True))
@@ -242,23 +258,17 @@ def report(
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
 ) -> None:
-    from ghmbench.figures import make_figures
-    from ghmbench.report import ReportError, build_tables, load_runs, write_report
+    from ghmbench.report import ReportError, make_report
 
-    sources = list(runs_dirs or [Path("runs")])
-    out_dir = out_dir or sources[0] / "report"
     try:
-        df, hists = load_runs(sources)
-        tables = build_tables(df, metric, [c.strip() for c in group_by.split(",") if c.strip()] if group_by else None, bootstrap)
+        result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap)
     except ReportError as e:
         _fail(str(e))
         return
-    figures = make_figures(df, hists, metric, out_dir, tables)
-    path = write_report(df, tables, out_dir, figures, sources)
-    out.print(path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
-    for fig in figures:
+    out.print(result.path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
+    for fig in result.figures:
         out.print(f"figure: {fig}", highlight=False, soft_wrap=True)
-    out.print(f"report: {path} (tables as .md/.tex/.csv and runs.csv/.parquet beside it)", highlight=False, soft_wrap=True)
+    out.print(f"report: {result.path} (tables as .md/.tex/.csv and runs.csv/.parquet beside it)", highlight=False, soft_wrap=True)
 
 
 data_app = typer.Typer(
@@ -330,12 +340,14 @@ per image), the quantity these losses exist for. Invalid content is reported as 
 @data_app.command("check", help=CHECK_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def data_check(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides (dataset=..., dataset.*, model.*).", show_default=False),
+    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
+    import ghmbench
     from ghmbench import dataset_stats as S
     from ghmbench.training import build_datasets
 
     try:
-        cfg = validate(compose_config(overrides or []))
+        cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])
         train_split, val_split, test_split = build_datasets(cfg)
     except ConfigError as e:
         _fail(str(e))

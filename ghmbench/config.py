@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -24,9 +27,22 @@ class ConfigError(ValueError):
 
 
 def conf_dir() -> Path:
-    """The Hydra config folder: $GHMBENCH_CONF_DIR, else ``conf/`` beside the package."""
+    """The built-in Hydra configs: $GHMBENCH_CONF_DIR, else the package's ``ghmbench/conf/`` (an
+    installed wheel or sdist), else the repository's top-level ``conf/`` (a checkout or an editable
+    install).
+
+    Raises:
+        ConfigError: none of them holds a config.yaml.
+    """
     env = os.environ.get("GHMBENCH_CONF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    candidates = (package / "conf", package.parent / "conf")
+    for candidate in candidates:
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>")
 
 
 # ----------------------------------------------------------------------------- schema
@@ -98,6 +114,7 @@ class ModelCfg:
 @dataclass
 class CECfg:
     name: str = "ce"
+    _target_: str = "ghmbench.losses.CrossEntropyLoss"
     alpha: Optional[float] = 0.75
     loss_weight: float = 1.0
 
@@ -105,6 +122,7 @@ class CECfg:
 @dataclass
 class FocalCfg:
     name: str = "focal"
+    _target_: str = "ghmbench.losses.FocalLoss"
     alpha: Optional[float] = 0.25
     gamma: float = 2.0
     loss_weight: float = 1.0
@@ -113,6 +131,7 @@ class FocalCfg:
 @dataclass
 class GHMCCfg:
     name: str = "ghm"
+    _target_: str = "ghmbench.losses.GHMC"
     bins: int = 30
     momentum: float = 0.75
     loss_weight: float = 1.0
@@ -123,6 +142,7 @@ class GHMCCfg:
 @dataclass
 class SmoothL1Cfg:
     name: str = "smooth_l1"
+    _target_: str = "ghmbench.losses.SmoothL1Loss"
     beta: float = 0.11
     loss_weight: float = 1.0
 
@@ -130,12 +150,14 @@ class SmoothL1Cfg:
 @dataclass
 class L1Cfg:
     name: str = "l1"
+    _target_: str = "ghmbench.losses.L1Loss"
     loss_weight: float = 1.0
 
 
 @dataclass
 class GHMRCfg:
     name: str = "ghm"
+    _target_: str = "ghmbench.losses.GHMR"
     mu: float = 0.02
     bins: int = 10
     momentum: float = 0.7
@@ -218,6 +240,14 @@ SECTIONS: dict[str, dict[str, type]] = {
     "paths": {"": PathsCfg},
     "protocol": {"": ProtocolCfg},
 }
+LOSS_SECTIONS = ("loss", "regression")
+BUILTIN_TARGETS: dict[str, dict[str, str]] = {
+    section: {name: next(f.default for f in fields(schema) if f.name == "_target_") for name, schema in SECTIONS[section].items()} for section in LOSS_SECTIONS
+}
+"""The class each built-in loss name stands for (a built-in name keeps its class)."""
+LOSS_INTERFACE = "forward(pred, target, label_weight, avg_factor=None, level_ids=None)"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "test_images", "train_annotations", "val_annotations", "test_annotations")] + ["model.weights_path"]
 TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
 
@@ -368,10 +398,12 @@ def _typed_section(section: str, node: Any) -> DictConfig:
     schemas = SECTIONS[section]
     if not isinstance(node, DictConfig):
         raise ConfigError(f"{section} must be a mapping, got {node!r}")
+    name = node.get("name")
     if "" in schemas:
         schema = schemas[""]
+    elif section in LOSS_SECTIONS and name not in schemas:
+        return _custom_loss_section(section, node)
     else:
-        name = node.get("name")
         if name not in schemas:
             raise ConfigError(f"{section}.name={name!r} is not allowed; allowed: {', '.join(schemas)}")
         schema = schemas[name]
@@ -381,13 +413,40 @@ def _typed_section(section: str, node: Any) -> DictConfig:
             hint = ""
             if section == "dataset" and key in {f.name for f in fields(DigitsCfg)}:
                 hint = " (a digits-only key, e.g. from a budget or experiment preset: add budget=none, and dataset.max_images=N to subsample)"
-            raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(allowed)}{hint}")
+            if section in LOSS_SECTIONS:
+                hint = f" (a loss of your own with its own parameters: {section}=custom, see README \"Use it from another project\")"
+            shown = [k for k in allowed if k != "_target_"]  # a built-in loss's target is fixed
+            raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(shown)}{hint}")
     try:
-        return OmegaConf.merge(OmegaConf.structured(schema), node)
+        typed = OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or ""
         msg = str(e).splitlines()[0]
         raise ConfigError(f"{section}.{key}: {msg}") from None
+    if section in LOSS_SECTIONS and typed._target_ != BUILTIN_TARGETS[section][name]:
+        raise ConfigError(
+            f"{section}._target_={typed._target_} with {section}.name={name}: the built-in {name} is {BUILTIN_TARGETS[section][name]}; "
+            f"allowed: a target of your own under a name of your own ({section}=custom {section}.name=NAME {section}._target_=...; "
+            f"to sweep it beside {name}, a {section}/NAME.yaml in your --config-dir)"
+        )
+    return typed
+
+
+def _custom_loss_section(section: str, node: DictConfig) -> DictConfig:
+    """A loss of the user's own: a safe ``name`` and a ``_target_``; its other keys are its
+    parameters, checked by :func:`build_loss` (the class must accept them)."""
+    name, target = node.get("name"), node.get("_target_")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{section}.name={name!r} is not allowed; allowed: {', '.join(SECTIONS[section])}, or a name of your own for "
+            f"{section}=custom (letters, digits, _ . -; it names the run folders and the report's rows)"
+        )
+    example = f"{section}._target_=my_pkg.losses.My{'Box' if section == 'regression' else ''}Loss"
+    if target is None or target == "???":
+        raise ConfigError(f"{section}._target_ is not set ({section}.name={name}); allowed: the dotted path of your loss class, e.g. {example}")
+    if not isinstance(target, str) or not _TARGET.fullmatch(target):
+        raise ConfigError(f"{section}._target_={target!r} is not allowed; allowed: the dotted path of your loss class, e.g. {example}")
+    return node
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -420,7 +479,10 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError(f"{key}={value!r}: allowed: null or a string")
         out[key] = value
     typed = OmegaConf.create(out)
+    custom = tuple(f"{s}." for s in LOSS_SECTIONS if typed[s].name not in SECTIONS[s])  # their parameters are their own
     for key, ok, allowed in RANGES:
+        if key.startswith(custom):
+            continue
         present, value = _get(typed, key)
         if not present:
             continue
@@ -431,6 +493,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         if not good:
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
     _cross_checks(typed)
+    for section in LOSS_SECTIONS:  # the classes import and take their arguments, before any run starts
+        build_loss(section, typed[section])
     for key in PATH_KEYS:  # absolute, so sweep jobs running elsewhere (and run keys) agree
         present, value = _get(typed, key)
         if present and value:
@@ -439,8 +503,77 @@ def validate(cfg: DictConfig) -> DictConfig:
     return typed
 
 
+def build_loss(section: str, node: DictConfig) -> Any:
+    """The loss module of a validated ``loss`` / ``regression`` section: ``hydra.utils.instantiate``
+    of its ``_target_`` with every key but ``name`` as an argument.
+
+    Raises:
+        ConfigError: one line naming the target: it cannot be imported, does not accept the
+            arguments, is not a ``torch.nn.Module``, or its forward does not take
+            ``(pred, target, label_weight, avg_factor=None, level_ids=None)``.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from torch import nn
+
+    params = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(params, dict)
+    params.pop("name", None)
+    target = params["_target_"]
+    module_path, _, attr = target.rpartition(".")
+    try:
+        getattr(importlib.import_module(module_path), attr)
+    except Exception as e:  # the user's module may raise anything while importing
+        hint = " (is its module installed, or its folder on PYTHONPATH?)" if isinstance(e, ImportError) else ""
+        raise ConfigError(f"{section}._target_={target} cannot be imported: {_one_line(e)}{hint}") from None
+    args = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "_target_")
+    try:
+        module = instantiate(params, _convert_="all")
+    except Exception as e:
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+        raise ConfigError(f"{section}._target_={target} does not accept the arguments ({args}): {_one_line(cause)}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{section}._target_={target} made a {type(module).__name__}; allowed: a torch.nn.Module with {LOSS_INTERFACE}")
+    signature = inspect.signature(module.forward)
+    try:
+        signature.bind("pred", "target", "label_weight", avg_factor=None, level_ids=None)
+    except TypeError as e:
+        raise ConfigError(f"{section}._target_={target}: its forward{signature} cannot be called as {LOSS_INTERFACE}: {e}") from None
+    return module
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def searchpath_overrides(config_dirs: list[str] | list[Path] | tuple = (), overrides: list[str] | tuple = ()) -> list[str]:
+    """``hydra.searchpath=[...]`` for the user's config folders (``--config-dir``), [] for none.
+
+    The folders add config groups and presets (``loss/my_loss.yaml``, ``experiment/my_ci.yaml``)
+    beside the built-in ones; a name that exists in both is the built-in one.
+
+    Raises:
+        ConfigError: a folder that does not exist, or ``hydra.searchpath`` given as well.
+    """
+    if not config_dirs:
+        return []
+    if any(o.lstrip("+~").startswith("hydra.searchpath=") for o in overrides):
+        raise ConfigError("--config-dir and a hydra.searchpath override are both given; allowed: one of them")
+    paths = []
+    for folder in config_dirs:
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"--config-dir {folder}: no such folder; allowed: a folder of config groups (loss/, experiment/, ...)")
+        if '"' in str(path):
+            raise ConfigError(f"--config-dir {folder}: a path with a double quote is not allowed")
+        paths.append(f'"file://{path}"')
+    return [f"hydra.searchpath=[{','.join(paths)}]"]
+
+
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides (no validation).
+    """Compose ``conf/config.yaml`` with Hydra overrides (no validation); a ``hydra.searchpath``
+    override (:func:`searchpath_overrides`) adds the user's config folders.
 
     Raises:
         ConfigError: a malformed override or an unknown config group option.

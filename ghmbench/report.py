@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -517,3 +518,56 @@ def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list
     report = out / "report.md"
     report.write_text("\n".join(parts))
     return report
+
+
+@dataclass
+class Report:
+    """What :func:`make_report` made: the run table, the tables by name, the figures and report.md."""
+
+    runs: pd.DataFrame
+    tables: dict[str, Table]
+    figures: list[Path]
+    path: Path
+
+
+def make_report(
+    paths: str | Path | list[str | Path] = ("runs",),
+    out: str | Path | None = None,
+    metric: str = "AP",
+    group_by: str | list[str] | None = None,
+    bootstrap: int = 500,
+) -> Report:
+    """``ghmbench report``: read the run records under ``paths`` and write the tables, figures
+    and report.md to ``out`` (default: ``<first path>/report``). Also ``ghmbench.report(paths)``.
+
+    Args:
+        paths: runs folders (or run folders).
+        metric: the metric of the paper-shaped tables and figures.
+        group_by: the summary table's columns (a list or ``"loss,loss.gamma"``; default: loss,
+            regression and every config key that varies).
+        bootstrap: image bootstrap replicates for single-run intervals (0 = off).
+
+    Raises:
+        ReportError: no records, a bad option, or records of different protocols.
+    """
+    from ghmbench.figures import make_figures
+
+    sources = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)] or [Path("runs")]
+    out_dir = Path(out) if out is not None else sources[0] / "report"
+    columns = [c.strip() for c in group_by.split(",") if c.strip()] if isinstance(group_by, str) else group_by
+    df, hists = load_runs(sources)
+    tables = build_tables(df, metric, columns or None, bootstrap)
+    figures = make_figures(df, hists, metric, out_dir, tables)
+    path = write_report(df, tables, out_dir, figures, sources)
+    return Report(df, {t.name: t for t in tables}, figures, path)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``ghmbench.report(paths, ...)`` is :func:`make_report` (``ghmbench.report``
+    is both the Python entry point and the module, whose names import as before)."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return make_report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ghmbench.config import BUILTIN_TARGETS
+
 NON_SEMANTIC = {
     "paths": None,
     "protocol": None,
@@ -32,6 +34,8 @@ OMITTED_AT_DEFAULT = {
 }
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""
+# A loss's ``_target_`` (added after run keys were first recorded) is in the key only when it is not
+# the built-in class of the loss's name, i.e. for a loss of the user's own (``loss=custom``).
 COMPLETE_STATUSES = ("completed", "diverged")
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -51,6 +55,14 @@ def semantic_config(cfg: DictConfig) -> dict:
         for k, default in defaults.items():
             if isinstance(data.get(key), dict) and data[key].get(k, default) == default:
                 data[key].pop(k, None)
+    for key, targets in BUILTIN_TARGETS.items():
+        node = data.get(key)
+        if not isinstance(node, dict) or "_target_" not in node:
+            continue
+        if node["_target_"] == targets.get(node.get("name")):
+            node.pop("_target_")
+        else:  # a loss of the user's own: untyped parameters, so 2 (command line) and 2.0 (YAML) are one run
+            data[key] = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in node.items()}
     return data
 
 

@@ -22,8 +22,29 @@ KEEP_ENV = "GHMBENCH_KEEP"  # run keys that --force must not retrain again (trai
 
 
 def _is_hydra(override: str) -> bool:
+    """A launcher / Hydra-only override, left out when a job's config is composed and validated.
+
+    ``hydra.searchpath`` is not one: the user's config folders (``--config-dir``) are needed to
+    compose the jobs that name their presets and losses.
+    """
     key = override.lstrip("+~").split("=", 1)[0]
-    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+    return key != "hydra.searchpath" and (key == "hydra" or key.startswith(("hydra.", "hydra/")))
+
+
+def fixed_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that compose (no launcher settings) and are not swept: what every job shares.
+
+    Raises:
+        ConfigError: an override Hydra cannot parse.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not _is_hydra(o)])
+    except HydraException as e:
+        raise hydra_error(e) from None
+    return [o.input_line for o in parsed if not o.is_sweep_override()]
 
 
 def expand_jobs(overrides: list[str]) -> list[list[str]]:
@@ -70,13 +91,14 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
         try:
             cfgs.append(validate(compose_config([o for o in job if not _is_hydra(o)])))
         except ConfigError as e:
-            raise ConfigError(f"{e} (in the sweep job {' '.join(job)})") from None
+            shown = [o for o in job if _key(o) != "hydra.searchpath"]  # the --config-dir folders: not the job's settings
+            raise ConfigError(f"{e} (in the sweep job {' '.join(shown)})") from None
     return cfgs
 
 
 def absolute_paths(overrides: list[str]) -> list[str]:
     """Pin ``paths.runs_dir`` / ``paths.cache_dir`` to absolute paths (jobs may run elsewhere)."""
-    cfg = compose_config([o for o in overrides if not _is_hydra(o) and "," not in o])
+    cfg = compose_config(fixed_overrides(overrides))
     out = list(overrides)
     for key in ("runs_dir", "cache_dir"):
         given = [o for o in overrides if o.startswith(f"paths.{key}=")]
@@ -163,14 +185,7 @@ def _key(override: str) -> str:
 
 def protocol_of(overrides: list[str]) -> DictConfig | None:
     """The ``protocol`` section the sweep's fixed overrides compose to; None when ``tune`` is empty."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not _is_hydra(o)])
-    except HydraException as e:
-        raise hydra_error(e) from None
-    cfg = compose_config([o.input_line for o in parsed if not o.is_sweep_override()])
+    cfg = compose_config(fixed_overrides(overrides))
     if len(cfg.get("protocol", {}).get("tune") or []):
         validate(cfg)  # a malformed protocol is one line naming protocol.*, before Hydra parses its items
     proto = cfg.get("protocol")
@@ -184,10 +199,31 @@ def tuning_overrides(overrides: list[str], proto: DictConfig) -> list[str]:
     return [o for o in overrides if _key(o) not in keys] + list(own)
 
 
-def final_overrides(overrides: list[str], proto: DictConfig, loss: str, settings: list[str]) -> list[str]:
-    """Stage 2 for one loss: the preset's grid (seeds, regressions) at the loss's selected setting."""
+def final_overrides(overrides: list[str], proto: DictConfig, option: str | None, settings: list[str]) -> list[str]:
+    """Stage 2 for one loss: the preset's grid (seeds, regressions) at the loss's selected setting.
+
+    ``option``: the ``loss=`` config option of the loss (None: the config's default loss).
+    """
     keys = {_key(o) for o in proto.tune} | {"loss"}
-    return [o for o in overrides if _key(o) not in keys] + [f"loss={loss}", *settings]
+    return [o for o in overrides if _key(o) not in keys] + ([f"loss={option}"] if option is not None else []) + list(settings)
+
+
+def loss_options(jobs: list[list[str]], cfgs: list[DictConfig]) -> dict[str, str | None]:
+    """Each classification loss of the jobs (by ``loss.name``) -> the ``loss=`` option that gave it
+    (None when a job has none: the default loss). A user's ``loss/my_loss.yaml`` may name its loss
+    differently from its file.
+
+    Raises:
+        ConfigError: two options give the same name (the protocol selects, and the report shows,
+            each loss by its name).
+    """
+    options: dict[str, str | None] = {}
+    for job, cfg in zip(jobs, cfgs):
+        option = next((o.split("=", 1)[1] for o in reversed(job) if _key(o) == "loss" and "=" in o), None)
+        name = str(cfg.loss.name)
+        if options.setdefault(name, option) != option:
+            raise ConfigError(f"loss.name={name} is given by both loss={options[name]} and loss={option}; allowed: one name per loss (it selects the loss's setting and names its rows)")
+    return options
 
 
 def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> list[DictConfig]:
@@ -207,11 +243,13 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     from ghmbench.results import read_record, run_dir, run_key
 
     stage1 = tuning_overrides(overrides, proto)
-    tune_cfgs = validate_jobs(expand_jobs(stage1))
-    losses = list(dict.fromkeys(c.loss.name for c in tune_cfgs))
+    tune_jobs = expand_jobs(stage1)
+    tune_cfgs = validate_jobs(tune_jobs)
+    options = loss_options(tune_jobs, tune_cfgs)
+    losses = list(options)
     first = [o.split(",")[0] for o in proto.tune]
     for loss in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
-        validate_jobs(expand_jobs(final_overrides(overrides, proto, loss, first)))
+        validate_jobs(expand_jobs(final_overrides(overrides, proto, options[loss], first)))
     say(f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}")
     launch(stage1, force)
     trained = tuple(run_key(c) for c in tune_cfgs)
@@ -226,7 +264,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
             say(f"protocol: no completed tuning run for {loss}; its final runs are skipped")
             continue
         sel = selections[loss]
-        stage2 = final_overrides(overrides, proto, loss, sel.overrides())
+        stage2 = final_overrides(overrides, proto, options[loss], sel.overrides())
         cfgs = validate_jobs(expand_jobs(stage2))
         say(f"protocol stage 2 (final): {loss} at {sel.describe()} (best validation {sel.metric}): {len(cfgs)} runs")
         launch(stage2, force, keep=trained)

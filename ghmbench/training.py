@@ -21,9 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from ghmbench import distributed as D
-from ghmbench import losses as L
 from ghmbench.anchors import BoxCoder, match_anchors
-from ghmbench.config import ConfigError
+from ghmbench.config import ConfigError, build_loss
 from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
 from ghmbench.evaluation import coco_evaluate, predict
 from ghmbench.model import DetectorOutput, RetinaDetector
@@ -92,21 +91,9 @@ def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDe
 
 
 def build_losses(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """(classification loss, regression loss) modules of ``cfg.loss`` / ``cfg.regression``."""
-    c, r = cfg.loss, cfg.regression
-    if c.name == "ce":
-        cls: nn.Module = L.CrossEntropyLoss(alpha=c.alpha, loss_weight=c.loss_weight)
-    elif c.name == "focal":
-        cls = L.FocalLoss(alpha=c.alpha, gamma=c.gamma, loss_weight=c.loss_weight)
-    else:
-        cls = L.GHMC(bins=c.bins, momentum=c.momentum, loss_weight=c.loss_weight, per_level=c.per_level, sync=c.sync)
-    if r.name == "smooth_l1":
-        box: nn.Module = L.SmoothL1Loss(beta=r.beta, loss_weight=r.loss_weight)
-    elif r.name == "l1":
-        box = L.L1Loss(loss_weight=r.loss_weight)
-    else:
-        box = L.GHMR(mu=r.mu, bins=r.bins, momentum=r.momentum, loss_weight=r.loss_weight, per_level=r.per_level, sync=r.sync)
-    return cls, box
+    """(classification loss, regression loss) modules: ``cfg.loss`` / ``cfg.regression``
+    instantiated from their ``_target_`` (:func:`ghmbench.config.build_loss`), built-in or the user's own."""
+    return build_loss("loss", cfg.loss), build_loss("regression", cfg.regression)
 
 
 def build_optimizer(model: nn.Module, t: DictConfig) -> torch.optim.Optimizer:

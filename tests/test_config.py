@@ -36,7 +36,7 @@ def test_defaults_are_valid_and_groups_compose():
         (["+loss.foo=1"], "unknown key loss.foo; allowed keys: name, alpha, gamma, loss_weight"),
         (["+foo=1"], "unknown key foo; allowed keys:"),
         (["loss.gamma=abc"], "loss.gamma: Value 'abc' of type 'str' could not be converted to Float"),
-        (["loss=nope"], "Could not find 'loss/nope' Available options in 'loss': ce focal ghm"),
+        (["loss=nope"], "Could not find 'loss/nope' Available options in 'loss': ce custom focal ghm"),
         (["device=tpu"], "device='tpu' is not allowed; allowed: one of auto, cpu, cuda, cuda:N"),
         (["model.levels=[2,3]"], "model.anchor_sizes has 3 entries; allowed: one per entry of model.levels (2)"),
         (["train.optimizer=lbfgs"], "train.optimizer='lbfgs' is not allowed; allowed: one of adamw, sgd"),
