@@ -22,9 +22,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The main job: the fair loss comparison (tune every loss alike, select on validation, report test
-# AP with intervals; README "A fair comparison"), then its report. About 28 minutes on 2 cores.
+# AP with intervals; README "A fair comparison"), then its report. Runs go two at a time with one
+# torch thread each (on 2 cores 1.36x the images/s of one run on both cores; results/benchmarks.md).
+BENCH_JOBS ?= 2
 bench: $(STAMP)
-	$(BIN)/ghmbench sweep experiment=loss_comparison paths.runs_dir=runs/bench
+	$(BIN)/ghmbench sweep experiment=loss_comparison paths.runs_dir=runs/bench hydra/launcher=joblib hydra.launcher.n_jobs=$(BENCH_JOBS)
 	$(BIN)/ghmbench report runs/bench
 
 clean:

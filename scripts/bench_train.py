@@ -1,14 +1,26 @@
 #!/usr/bin/env python
-"""Training-step benchmark, measured side by side in one run (median of repeats).
+"""Training-step benchmark, measured side by side in one run (median of interleaved rounds).
 
-Prints:
-- the full ghmbench training step (forward, batched matching, losses, backward, AdamW step)
-  with Focal + smooth L1 and with GHM-C + GHM-R: target GHM / Focal <= 1.05;
+For each setting (``--setting``):
+- ``comparison``: the fair comparison's preset (``experiment=loss_comparison``: 160 px canvases,
+  ~1,300 negative anchors per positive, the ``sparse`` model with one conv per subnet), batch 8
+  (the batch the protocol selected for CE and GHM-C);
+- ``default``: ``ghmbench train``'s default 64 px setting with torchvision's head depth (4 convs
+  per subnet), batch 32, as measured in earlier rounds;
+
+it prints
+- the full ghmbench training step (forward, batched matching, losses, backward, AdamW step) with
+  Focal + smooth L1 and with GHM-C + GHM-R: target GHM / Focal <= 1.05;
 - the network's own forward + backward on the same batch: target step / network <= 1.10;
-- torchvision.models.detection.RetinaNet built from the same backbone, FPN, anchors, head
-  depth, image size and batch: target ghmbench images/s >= 1.3x torchvision's.
+- torchvision.models.detection.RetinaNet built from the same backbone, FPN, anchors, head depth,
+  image size and batch: target ghmbench images/s >= 1.3x torchvision's;
+- the time of each non-network part of a step (matching, targets, each loss's forward + backward,
+  the optimizer) and of post-processing one batch for evaluation;
+- the network under other execution settings, against eager float32 with torch's default threads:
+  channels-last, one thread against two (what two parallel sweep jobs with one thread each would
+  give at best), and with ``--compile`` torch.compile (inductor), its compile time included.
 
-Usage: python scripts/bench_train.py [--batch 32] [--repeats 15] [--head-convs 4]
+Usage: python scripts/bench_train.py [--setting comparison|default|both] [--repeats 15] [--compile]
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import platform
 import statistics
 import time
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 import torchvision
@@ -25,17 +38,23 @@ from torch import nn
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from ghmbench.anchors import BoxCoder
+from ghmbench.anchors import BoxCoder, match_anchors
 from ghmbench.config import compose_config, validate
 from ghmbench.data import iterate_batches
+from ghmbench.model import DetectorOutput, postprocess
 from ghmbench.training import build_datasets, build_losses, build_model, build_optimizer, detection_losses
 
+SETTINGS = {
+    "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),
+    "default": (["model.head_convs=4", "dataset.num_train=256", "dataset.num_val=8"], 32),
+}
 
-def interleaved(steps: dict, repeats: int, warmup: int = 3) -> dict[str, float]:
+
+def interleaved(steps: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
     """Median seconds per call of each step, measured in rounds that call each step once in turn.
 
-    The machine is shared: one step of each variant per round makes drift and bursts of load
-    hit every variant alike.
+    The machine is shared: one call of each variant per round makes drift and bursts of load hit
+    every variant alike.
     """
     for fn in steps.values():
         for _ in range(warmup):
@@ -60,23 +79,40 @@ class TvBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> OrderedDict:
         feats = self.model.backbone(x)
         pyramid = self.model.fpn(OrderedDict((str(lvl), feats[lvl]) for lvl in self.model.base_levels))
-        return OrderedDict((str(i), pyramid[str(lvl)]) for i, lvl in enumerate(self.model.levels))
+        names = list(pyramid.keys())
+        levels = self.model.base_levels + [6, 7][: len(names) - len(self.model.base_levels)]
+        by_level = {lvl: pyramid[names[i]] for i, lvl in enumerate(levels)}
+        return OrderedDict((str(i), by_level[lvl]) for i, lvl in enumerate(self.model.levels))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--head-convs", type=int, default=4, help="4 = torchvision's RetinaNet head depth")
-    args = ap.parse_args()
+def torchvision_retinanet(model, cfg, num_classes: int, image_size: int) -> RetinaNet:
+    """torchvision's RetinaNet around our backbone + FPN, with our anchors and head depth."""
+    m = cfg.model
+    sizes = tuple(tuple(s * k for k in m.anchor_scales) for s in m.anchor_sizes)
+    tv = RetinaNet(
+        TvBackbone(model),
+        num_classes=num_classes,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=[0.0],
+        image_std=[1.0],
+        anchor_generator=AnchorGenerator(sizes, (tuple(m.aspect_ratios),) * len(sizes)),
+    )
+    for head in (tv.head.classification_head, tv.head.regression_head):  # torchvision's depth is 4
+        head.conv = nn.Sequential(*list(head.conv)[: m.head_convs])
+    return tv
 
-    overrides = [f"model.head_convs={args.head_convs}", f"train.batch_size={args.batch}", "dataset.num_train=256", "dataset.num_val=8"]
+
+def bench_setting(name: str, args) -> None:
+    overrides, batch = SETTINGS[name]
+    batch = args.batch or batch
+    overrides = [*overrides, f"train.batch_size={batch}"]
     cfg_focal = validate(compose_config(overrides))
     cfg_ghm = validate(compose_config([*overrides, "loss=ghm", "regression=ghm"]))
     train = build_datasets(cfg_focal).train
-    images, boxes, labels, _ = next(iterate_batches(train, args.batch, shuffle=False))
+    images, boxes, labels, _ = next(iterate_batches(train, batch, shuffle=False))
     coder = BoxCoder()
-    results = {}
+    mcfg = cfg_focal.model
 
     def ours(cfg) -> tuple:
         torch.manual_seed(0)
@@ -91,29 +127,20 @@ def main() -> None:
             (lc + lb).backward()
             opt.step()
 
-        def network_only() -> None:
-            out = model(images)
+        return model, opt, (cls_loss, box_loss), step
+
+    model, opt, (focal, smooth_l1), step_focal = ours(cfg_focal)
+    _, _, (ghmc, ghmr), step_ghm = ours(cfg_ghm)
+
+    def network(net, x) -> Callable[[], None]:
+        def run() -> None:
+            out = net(x)
             opt.zero_grad(set_to_none=True)
             (out.cls_logits.float().mean() + out.box_deltas.float().mean()).backward()
 
-        return model, step, network_only
+        return run
 
-    model, step_focal, network_only = ours(cfg_focal)
-    _, step_ghm, _ = ours(cfg_ghm)
-
-    # torchvision RetinaNet around the same backbone + FPN and the same anchors
-    m = cfg_focal.model
-    sizes = tuple(tuple(s * k for k in m.anchor_scales) for s in m.anchor_sizes)
-    anchor_gen = AnchorGenerator(sizes, (tuple(m.aspect_ratios),) * len(sizes))
-    tv = RetinaNet(
-        TvBackbone(model),
-        num_classes=train.num_classes,
-        min_size=images.shape[-1],
-        max_size=images.shape[-1],
-        image_mean=[0.0],
-        image_std=[1.0],
-        anchor_generator=anchor_gen,
-    )
+    tv = torchvision_retinanet(model, cfg_focal, train.num_classes, images.shape[-1])
     tv_opt = build_optimizer(tv, cfg_focal.train)
     tv_images = list(images)
     tv_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
@@ -124,31 +151,150 @@ def main() -> None:
         sum(losses.values()).backward()
         tv_opt.step()
 
-    results = interleaved({"focal": step_focal, "ghm": step_ghm, "network": network_only, "torchvision": step_tv}, args.repeats)
+    # the non-network parts, on fixed network outputs (leaf tensors standing in for the heads)
+    with torch.no_grad():
+        out = model(images)
+    logits = out.cls_logits.detach().clone().requires_grad_()
+    deltas = out.box_deltas.detach().clone().requires_grad_()
+    num_classes = logits.shape[-1]
+    match = match_anchors(out.anchors, boxes, labels, mcfg.fg_iou, mcfg.bg_iou, mcfg.allow_low_quality)
+    onehot = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
+    valid = match.valid.reshape(-1).float()
+    level_ids = out.level_ids.repeat(batch)
+    num_pos = match.positive.sum()
+    pos_idx = match.positive.reshape(-1).nonzero().squeeze(1)
+    box_targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % out.anchors.shape[0]])
 
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    print(f"batch {args.batch} x 1 x {images.shape[-2]} x {images.shape[-1]}, head convs {args.head_convs}, {model.levels} FPN levels; median of {args.repeats} interleaved rounds\n")
-    print(f"| {'measurement':<52} | {'ms/step':>8} | {'img/s':>7} |")
-    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 9}|")
+    def part_match() -> None:
+        match_anchors(out.anchors, boxes, labels, mcfg.fg_iou, mcfg.bg_iou, mcfg.allow_low_quality)
+
+    def part_targets() -> None:
+        t = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
+        idx = match.positive.reshape(-1).nonzero().squeeze(1)
+        coder.encode(match.matched_boxes_at(idx), out.anchors[idx % out.anchors.shape[0]])
+        return t
+
+    def cls_part(loss) -> Callable[[], None]:
+        def run() -> None:
+            logits.grad = None
+            loss(logits.reshape(-1, num_classes), onehot.reshape(-1, num_classes), valid, avg_factor=num_pos, level_ids=level_ids).backward()
+
+        return run
+
+    def box_part(loss) -> Callable[[], None]:
+        def run() -> None:
+            deltas.grad = None
+            loss(deltas.reshape(-1, 4)[pos_idx], box_targets, box_targets.new_ones(pos_idx.numel()), avg_factor=num_pos, level_ids=level_ids[pos_idx]).backward()
+
+        return run
+
+    def part_optimizer() -> None:
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        opt.step()
+
+    def part_postprocess() -> None:
+        postprocess(out, coder, tuple(images.shape[-2:]), mcfg.score_thresh, mcfg.topk_candidates, mcfg.nms_thresh, mcfg.detections_per_img)
+
+    steps = {
+        "focal": step_focal,
+        "ghm": step_ghm,
+        "network": network(model, images),
+        "torchvision": step_tv,
+    }
+    results = interleaved(steps, args.repeats)
+    parts = interleaved(
+        {
+            "matching (batched IoU, assignment)": part_match,
+            "targets (one-hot, box encoding of positives)": part_targets,
+            "Focal loss, forward + backward": cls_part(focal),
+            "GHM-C loss, forward + backward": cls_part(ghmc),
+            "smooth L1 (positives), forward + backward": box_part(smooth_l1),
+            "GHM-R (positives), forward + backward": box_part(ghmr),
+            "AdamW step (fused)": part_optimizer,
+            "post-processing for evaluation (per batch)": part_postprocess,
+        },
+        args.repeats * 4,
+    )
+
+    # the network under other execution settings, against eager with torch's default threads
+    threads = torch.get_num_threads()
+    cl_model = build_model(cfg_focal, train.num_classes, 1).to(memory_format=torch.channels_last)
+    cl_images = images.contiguous(memory_format=torch.channels_last)
+    variants: dict[str, Callable[[], None]] = {"eager": network(model, images), "channels-last": network(cl_model, cl_images)}
+    if threads > 1:
+        eager = network(model, images)
+
+        def one_thread() -> None:
+            torch.set_num_threads(1)
+            try:
+                eager()
+            finally:
+                torch.set_num_threads(threads)
+
+        variants["1 thread"] = one_thread
+    compile_s = None
+    if args.compile:
+        compiled = torch.compile(model)
+        t0 = time.perf_counter()
+        first = network(compiled, images)
+        first()
+        compile_s = time.perf_counter() - t0
+        variants["torch.compile (inductor)"] = first
+    net_times = interleaved(variants, args.repeats)
+
+    print(f"\n## setting: {name} (`{' '.join(overrides)}`)\n")
+    print(f"batch {batch} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels {list(model.levels)}, head convs {mcfg.head_convs}, "
+          f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} interleaved rounds\n")
+    print(f"| {'measurement':<58} | {'ms/step':>8} | {'img/s':>7} |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 9}|")
     names = {
         "focal": "ghmbench step, Focal + smooth L1",
         "ghm": "ghmbench step, GHM-C + GHM-R",
         "network": "network forward + backward only",
-        "torchvision": "torchvision RetinaNet step (same backbone/FPN/anchors)",
+        "torchvision": "torchvision RetinaNet step (same backbone/FPN/anchors/head)",
     }
     for key, label in names.items():
         t = results[key]
-        print(f"| {label:<52} | {t * 1e3:8.1f} | {args.batch / t:7.1f} |")
+        print(f"| {label:<58} | {t * 1e3:8.2f} | {batch / t:7.1f} |")
+    print(f"\nNon-network parts ({args.repeats * 4} interleaved rounds):\n")
+    print(f"| {'part':<58} | {'ms/step':>8} | {'% of Focal step':>15} |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 17}|")
+    for label, t in parts.items():
+        print(f"| {label:<58} | {t * 1e3:8.2f} | {100 * t / results['focal']:14.1f}% |")
+    print(f"\nThe network's forward + backward under other settings (torch's default: {threads} threads):\n")
+    print(f"| {'variant':<58} | {'ms/step':>8} | {'vs eager':>8} |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 10}|")
+    for label, t in net_times.items():
+        print(f"| {label:<58} | {t * 1e3:8.2f} | {net_times['eager'] / t:7.3f}x |")
+    if "1 thread" in net_times:
+        gain = threads * net_times["eager"] / net_times["1 thread"]
+        print(f"\n{threads} parallel 1-thread jobs against one {threads}-thread job, at best (no contention between processes): {gain:.2f}x images/s")
+    if compile_s is not None:
+        print(f"torch.compile: first forward + backward (compilation) took {compile_s:.1f} s")
     print()
     ratios = [
         ("GHM-C+GHM-R step / Focal+smooth L1 step (<= 1.05)", results["ghm"] / results["focal"], results["ghm"] / results["focal"] <= 1.05),
         ("ghmbench img/s / torchvision img/s (>= 1.3)", results["torchvision"] / results["focal"], results["torchvision"] / results["focal"] >= 1.3),
         ("Focal step / network fwd+bwd (<= 1.10)", results["focal"] / results["network"], results["focal"] / results["network"] <= 1.10),
     ]
-    print(f"| {'ratio':<52} | {'value':>8} | met |")
-    print(f"|{'-' * 54}|{'-' * 10}|-----|")
+    print(f"| {'ratio':<58} | {'value':>8} | met |")
+    print(f"|{'-' * 60}|{'-' * 10}|-----|")
     for label, r, ok in ratios:
-        print(f"| {label:<52} | {r:8.3f} | {'yes' if ok else 'NO':>3} |")
+        print(f"| {label:<58} | {r:8.3f} | {'yes' if ok else 'NO':>3} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", choices=["comparison", "default", "both"], default="both")
+    ap.add_argument("--batch", type=int, default=0, help="batch size (0: the setting's own, 8 for comparison, 32 for default)")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of the network (compiles for a minute or more)")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
+    for name in (["comparison", "default"] if args.setting == "both" else [args.setting]):
+        bench_setting(name, args)
 
 
 if __name__ == "__main__":
