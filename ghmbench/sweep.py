@@ -163,13 +163,17 @@ def task(cfg: DictConfig) -> dict:
 
 
 def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> None:
-    """Run Hydra's multirun over ``overrides`` (already validated); ``keep``: run keys ``force`` spares."""
+    """Run Hydra's multirun over ``overrides`` (already validated); ``keep``: run keys ``force`` spares.
+
+    ``force`` and ``keep`` reach the jobs through ``hydra.job.env_set``, which Hydra applies in the
+    process that runs each job: joblib's workers outlive one launch (the protocol's stages), so
+    variables set in this process after they started would not reach them.
+    """
     import hydra
 
-    os.environ[FORCE_ENV] = "1" if force else "0"
-    os.environ[KEEP_ENV] = ",".join(keep)
+    env = [f"++hydra.job.env_set.{FORCE_ENV}={'1' if force else '0'}", f"++hydra.job.env_set.{KEEP_ENV}='{','.join(keep)}'"]
     argv = sys.argv
-    sys.argv = [argv[0], "--multirun", *overrides]
+    sys.argv = [argv[0], "--multirun", *overrides, *env]
     try:
         hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
     finally:

@@ -42,6 +42,10 @@ def test_protocol_tunes_selects_on_val_and_reports_test(tiny, tmp_path):
     assert "candidates" in text.lower() and "test split" in text.lower()
     again = ghmbench_cli("sweep", *PROTOCOL, *tiny)  # every run is found again (4 tuning + 2 x 2 final visits): nothing retrained
     assert again.returncode == 0 and again.stdout.count("[exists]") == 8 and "[completed]" not in again.stdout
+    # --force retrains each of the 6 runs once, also with joblib, whose workers serve both stages
+    forced = ghmbench_cli("sweep", "--force", *PROTOCOL, *tiny, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert forced.returncode == 0, forced.stderr + forced.stdout
+    assert forced.stdout.count("[completed]") == 6 and forced.stdout.count("[exists]") == 2
 
 
 def test_protocol_bad_override_is_one_line_exit_2(tiny):
