@@ -204,9 +204,10 @@ def tuning_overrides(overrides: list[str], proto: DictConfig) -> list[str]:
 
 
 def final_overrides(overrides: list[str], proto: DictConfig, option: str | None, settings: list[str]) -> list[str]:
-    """Stage 2 for one loss: the preset's grid (seeds, regressions) at the loss's selected setting.
+    """Stage 2 for one or more losses: the preset's grid (seeds, regressions) at their selected setting.
 
-    ``option``: the ``loss=`` config option of the loss (None: the config's default loss).
+    ``option``: the ``loss=`` config option(s) of the losses, comma-separated (None: the config's
+    default loss).
     """
     keys = {_key(o) for o in proto.tune} | {"loss"}
     return [o for o in overrides if _key(o) not in keys] + ([f"loss={option}"] if option is not None else []) + list(settings)
@@ -241,7 +242,8 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     validated before anything starts.
 
     Returns:
-        The configs of the final runs (stage 2), in grid order.
+        The configs of the final runs (stage 2), in grid order within each launch (losses that
+        selected the same setting are launched together).
     """
     from ghmbench.protocol import ProtocolError, select_settings
     from ghmbench.results import read_record, run_dir, run_key
@@ -262,15 +264,23 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         selections = select_settings(records)
     except ProtocolError as e:
         raise ConfigError(str(e)) from None
-    final_cfgs: list[DictConfig] = []
+    # losses that selected the same setting share one launch (``loss=a,b``): one multirun keeps
+    # every worker of a parallel launcher busy where per-loss launches leave a core idle at the end
+    # of each (and on SLURM it is one job array to wait for instead of one per loss)
+    groups: dict[tuple[tuple[str, ...], bool], list[str]] = {}
     for loss in losses:
         if loss not in selections:
             say(f"protocol: no completed tuning run for {loss}; its final runs are skipped")
             continue
         sel = selections[loss]
-        stage2 = final_overrides(overrides, proto, options[loss], sel.overrides())
+        say(f"protocol: {loss} at {sel.describe()} (best validation {sel.metric})")
+        groups.setdefault((tuple(sel.overrides()), options[loss] is None), []).append(loss)
+    final_cfgs: list[DictConfig] = []
+    for (settings, default_loss), group in groups.items():
+        option = None if default_loss else ",".join(str(options[loss]) for loss in group)
+        stage2 = final_overrides(overrides, proto, option, list(settings))
         cfgs = validate_jobs(expand_jobs(stage2))
-        say(f"protocol stage 2 (final): {loss} at {sel.describe()} (best validation {sel.metric}): {len(cfgs)} runs")
+        say(f"protocol stage 2 (final): {', '.join(group)} at {', '.join(settings)}: {len(cfgs)} runs")
         launch(stage2, force, keep=trained)
         final_cfgs += cfgs
     return final_cfgs

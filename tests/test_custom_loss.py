@@ -86,7 +86,8 @@ def test_protocol_tunes_and_selects_an_own_loss_beside_focal(tiny, tmp_path, pro
     assert len(records) == 4 and {r["loss"] for r in records} == {"focal", "scaled_x3"}
     tuning = {r["config"]["train"]["lr"]: r["val_metrics"]["AP"] for r in records if r["loss"] == "scaled_x3"}
     best = max(tuning, key=tuning.get)
-    assert f"protocol stage 2 (final): scaled_x3 at train.lr={best}" in result.stdout
+    assert f"protocol: scaled_x3 at train.lr={best}" in result.stdout
+    assert re.search(r"^protocol stage 2 \(final\): (focal, )?scaled_x3(, focal)? at ", result.stdout, flags=re.M)
     reported = ghmbench_cli("report", str(tmp_path / "runs"), "--bootstrap", "0")
     assert reported.returncode == 0, reported.stderr
     assert re.search(r"^\| scaled_x3 ", (tmp_path / "runs" / "report" / "candidates.md").read_text(), flags=re.M)

@@ -25,13 +25,16 @@ def test_protocol_tunes_selects_on_val_and_reports_test(tiny, tmp_path):
     assert "protocol stage 1 (tuning): 4 runs" in result.stdout
     records = [json.loads(p.read_text()) for p in runs.glob(f"*/{METRICS_FILE}")]
     assert len(records) == 6  # 2 losses x 2 lr at seed 0, then seed 1 at each loss's selected lr
+    selected = {}
     for loss in ("ce", "focal"):
         tuning = {r["config"]["train"]["lr"]: r for r in records if r["loss"] == loss and r["seed"] == 0}
         assert set(tuning) == {0.0005, 0.003}
-        best = max(tuning, key=lambda lr: tuning[lr]["val_metrics"]["AP"])
+        best = selected[loss] = max(tuning, key=lambda lr: tuning[lr]["val_metrics"]["AP"])
         finals = [r for r in records if r["loss"] == loss and r["seed"] == 1]
         assert len(finals) == 1 and finals[0]["config"]["train"]["lr"] == best
-        assert f"{loss} at train.lr={best}" in result.stdout
+        assert f"protocol: {loss} at train.lr={best}" in result.stdout
+    # losses that selected the same setting are launched together: one stage-2 launch per setting
+    assert result.stdout.count("protocol stage 2 (final):") == len(set(selected.values()))
     for r in records:  # test split reported, val kept for selection, learning curve recorded
         assert r["metrics_split"] == "test" and r["metrics"] == r["test_metrics"] and r["val_metrics"]["AP"] is not None
         assert [p["epoch"] for p in r["curve"]] == [1, 2] and r["curve"][-1]["AP"] == r["val_metrics"]["AP"]
