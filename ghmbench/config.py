@@ -88,6 +88,10 @@ class VocCfg(FileDatasetCfg):
     val_sets: list[str] = field(default_factory=lambda: ["2007-test"])
     test_sets: list[str] = field(default_factory=list)  # optional held-out split, e.g. [2007-test] with val_sets=[2007-val]
     download: bool = False
+    classes: Any = None  # null: from the annotations (PASCAL's 20 when all names are PASCAL's); a list; or pascal
+    val_fraction: float = 0.2  # without ImageSets (LabelImg exports): the seeded split's shares
+    test_fraction: float = 0.0
+    split_seed: int = 0
 
 
 @dataclass
@@ -300,7 +304,9 @@ RANGES: list[Check] = [
     ("dataset.seed", _nonneg, "an integer >= 0"),
     ("dataset.clutter", _nonneg, "an integer >= 0 (mean unannotated distractors per image)"),
     ("dataset.num_test", _nonneg, "an integer >= 0 (0 = no test split)"),
-    ("dataset.test_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("dataset.test_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("dataset.split_seed", _nonneg, "an integer >= 0"),
+    ("dataset.classes", lambda v: v is None or v == "pascal" or (isinstance(v, list) and len(v) >= 1 and len(set(map(str, v))) == len(v)), "null (from the annotations), pascal, or a non-empty list of distinct class names"),
     ("dataset.channels", lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
     ("dataset.on_invalid", lambda v: v in ("error", "skip"), "error or skip"),
     ("dataset.box_tolerance", _nonneg, "a number of pixels >= 0"),
@@ -371,10 +377,14 @@ def _cross_checks(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.max_objects={d.max_objects} must be >= dataset.min_objects={d.min_objects}")
         if not d.min_scale <= d.max_scale <= d.image_size:
             raise ConfigError(f"dataset.max_scale={d.max_scale} must be in [dataset.min_scale={d.min_scale}, dataset.image_size={d.image_size}]")
+        if d.num_test > 0 and d.test_fraction == 0:
+            raise ConfigError("dataset.test_fraction=0 with dataset.num_test > 0: no source digits for the test images; allowed: a number in (0, 1)")
         if d.num_test > 0 and d.val_fraction + d.test_fraction >= 0.9:
             raise ConfigError(f"dataset.test_fraction={d.test_fraction} with dataset.val_fraction={d.val_fraction} leaves too few training digits; allowed: a sum below 0.9")
     if d.name == "voc" and not d.root:
-        raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc)")
+        raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc) or a VOC-format export")
+    if d.name == "voc" and d.val_fraction + d.test_fraction >= 0.9:
+        raise ConfigError(f"dataset.val_fraction={d.val_fraction} + dataset.test_fraction={d.test_fraction} leaves too few training images; allowed: a sum below 0.9")
     if d.name == "coco":
         for split in ("train", "val"):
             for kind in ("images", "annotations"):
@@ -499,8 +509,26 @@ def validate(cfg: DictConfig) -> DictConfig:
         present, value = _get(typed, key)
         if present and value:
             OmegaConf.update(typed, key, str(Path(value).expanduser().resolve()))
+    _resolve_dataset(typed)
     OmegaConf.set_struct(typed, True)
     return typed
+
+
+def _resolve_dataset(cfg: DictConfig) -> None:
+    """Check the dataset's files and folders before any run folder is made, and fix what the run
+    key needs from them: a VOC-format folder's class names (``dataset.classes``, left null for
+    PASCAL VOC itself so its run keys stay as they were)."""
+    from ghmbench import datasets
+
+    d = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert isinstance(d, dict)
+    if d["name"] == "coco":
+        datasets.coco_paths(d)
+    elif d["name"] == "voc" and not d["download"]:
+        if d["classes"] is None:
+            cfg.dataset.classes = datasets.voc_class_names(d)
+        else:
+            datasets.voc_split_items(d)
 
 
 def build_loss(section: str, node: DictConfig) -> Any:

@@ -53,6 +53,7 @@ class SourceSpec:
     image_root: Path
     origin: str
     describe: dict[int, str] = field(default_factory=dict)
+    by_name: bool = False  # objects name their class (VOC, YOLO): messages list the class names
 
 
 # ----------------------------------------------------------------------------- validation
@@ -152,7 +153,11 @@ def validate_source(spec: SourceSpec, opts: FileDatasetCfg, categories: list[dic
                 v.bad("unknown_image", what, f"image_id {iid!r} is not in 'images'", "the id of an image of this file")
             continue  # its image was dropped (or cut by max_images): the annotation goes with it
         if cid not in cat_ids:
-            v.bad("unknown_category", what, f"category_id {cid!r} is not a known category", f"one of {sorted(cat_ids)}")
+            if spec.by_name:
+                names = ", ".join(str(c.get("name")) for c in cats)
+                v.bad("unknown_category", what, f"class {cid!r} is not one of the dataset's classes", f"one of {names} (dataset.classes)")
+            else:
+                v.bad("unknown_category", what, f"category_id {cid!r} is not a known category", f"one of {sorted(cat_ids)}")
             continue
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(x, (int, float)) for x in bbox)):
             v.bad("bad_box", what, f"bbox {bbox!r} is not 4 numbers", "[x, y, width, height]")
@@ -368,17 +373,17 @@ def _read_json(path: Path, key: str) -> Any:
         raise DatasetError(f"{key}={path}: not valid JSON ({e}); allowed: a COCO instances JSON file") from None
 
 
-def load_coco_detection(d: dict, cache_dir: Path | None) -> Splits:
-    """(train, val, test or None) of a COCO-format dataset described by the ``dataset`` config section.
+def coco_paths(d: dict) -> list[tuple[str, Path, Path]]:
+    """(split, image folder, annotation file) of train, val and the optional test split, checked to exist.
 
     Paths not given explicitly follow the COCO layout under ``root``: ``<root>/<split>/`` and
-    ``<root>/annotations/instances_<split>.json``. The test split is optional: given by
-    ``test_split`` (COCO layout) or ``test_images`` + ``test_annotations``.
+    ``<root>/annotations/instances_<split>.json``.
     """
-    opts = _options(d)
     root = Path(d["root"]).expanduser() if d["root"] else None
-    specs = []
+    if root is not None and not root.is_dir():
+        raise DatasetError(f"dataset.root={root}: folder does not exist; allowed: the folder holding the COCO layout (<split>/ and annotations/)")
     has_test = bool(d.get("test_split") or d.get("test_images") or d.get("test_annotations"))
+    out = []
     for split in ("train", "val", "test") if has_test else ("train", "val"):
         name = d[f"{split}_split"]
         if root is None and not (d[f"{split}_images"] and d[f"{split}_annotations"]):
@@ -387,7 +392,22 @@ def load_coco_detection(d: dict, cache_dir: Path | None) -> Splits:
         ann = Path(d[f"{split}_annotations"] or root / "annotations" / f"instances_{name}.json").expanduser()
         if not img.is_dir():
             raise DatasetError(f"dataset.{split}_images={img}: folder does not exist; allowed: the folder holding the split's images")
-        specs.append(SourceSpec(_read_json(ann, f"dataset.{split}_annotations"), img, str(ann)))
+        if not ann.is_file():
+            raise DatasetError(f"dataset.{split}_annotations={ann}: file does not exist; allowed: a COCO instances JSON file")
+        out.append((split, img, ann))
+    return out
+
+
+def load_coco_detection(d: dict, cache_dir: Path | None) -> Splits:
+    """(train, val, test or None) of a COCO-format dataset described by the ``dataset`` config section.
+
+    Paths not given explicitly follow the COCO layout under ``root``: ``<root>/<split>/`` and
+    ``<root>/annotations/instances_<split>.json``. The test split is optional: given by
+    ``test_split`` (COCO layout) or ``test_images`` + ``test_annotations``.
+    """
+    opts = _options(d)
+    specs = [SourceSpec(_read_json(ann, f"dataset.{split}_annotations"), img, str(ann)) for split, img, ann in coco_paths(d)]
+    has_test = len(specs) == 3
     train = build_split(specs[0], opts, cache_dir)
     cats = [{"id": c, "name": n} for c, n in zip(train.category_ids, train.class_names)]
     test = build_split(specs[2], opts, cache_dir, cats) if has_test else None
@@ -402,41 +422,165 @@ def _options(d: dict) -> FileDatasetCfg:
 
 # ----------------------------------------------------------------------------- VOC
 
+VOC_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
-def voc_source(root: Path, year: str, image_set: str, download: bool) -> SourceSpec:
-    """One VOC image set as a COCO dict, through torchvision's VOCDetection XML parsing.
 
-    Boxes: VOC's 1-based inclusive pixel corners become [xmin - 1, ymin - 1, xmax, ymax).
-    ``difficult`` objects become ``iscrowd=1``: not trained on, and ignored by the COCO
-    evaluation (detections matching them count neither as true nor as false positives).
-    """
+def _parse_voc_xml(xml: Path) -> dict:
     import xml.etree.ElementTree as ET
 
     from torchvision.datasets import VOCDetection
 
     try:
-        voc = VOCDetection(str(root), year=year, image_set=image_set, download=download)
-    except (RuntimeError, FileNotFoundError, ValueError) as e:
-        hint = "" if download else " (dataset.download=true fetches it, with network)"
-        raise DatasetError(f"dataset.root={root}: VOC{year} {image_set}: {str(e).splitlines()[0]}{hint}; allowed: a folder holding VOCdevkit/VOC{year}") from None
-    cats = [{"id": k + 1, "name": n} for k, n in enumerate(VOC_CLASSES)]
-    cat_id = {n: k + 1 for k, n in enumerate(VOC_CLASSES)}
+        return VOCDetection.parse_voc_xml(ET.parse(xml).getroot()).get("annotation") or {}
+    except (OSError, ET.ParseError) as e:
+        raise DatasetError(f"{xml}: cannot parse VOC annotation ({e}); allowed: a VOC XML file") from None
+
+
+def _voc_objects(node: dict) -> list[dict]:
+    objects = node.get("object", []) or []
+    return objects if isinstance(objects, list) else [objects]
+
+
+def _voc_base(root: Path, year: str) -> Path | None:
+    """The VOC folder: <root>/VOCdevkit/VOC<year>, <root>/VOC<year>, or root itself (Annotations/ or *.xml)."""
+    for base in (root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}"):
+        if base.is_dir():
+            return base
+    if (root / "Annotations").is_dir() or any(root.glob("*.xml")):
+        return root
+    return None
+
+
+def _voc_image(base: Path, xml: Path, node: dict) -> Path | None:
+    """The image of an annotation: its <filename>, else its stem, in JPEGImages/ or beside the XML."""
+    names = [str(node["filename"])] if node.get("filename") else []
+    names += [xml.stem + ext for ext in VOC_IMAGE_EXTS]
+    for folder in (base / "JPEGImages", xml.parent):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+@dataclass
+class VocItem:
+    xml: Path
+    image: Path | None
+
+
+def voc_split_items(d: dict) -> tuple[list[tuple[str, list[VocItem]]], bool]:
+    """The (origin, items) of each split (train, val[, test]) of a VOC-format folder, and whether
+    it is the listed (ImageSets) layout.
+
+    Listed: ``train_sets`` / ``val_sets`` / ``test_sets`` name ``ImageSets/Main/<set>.txt`` files.
+    Unlisted (LabelImg / CVAT exports without ImageSets): every annotation file with a matching
+    image, split at random (``split_seed``) by ``val_fraction`` and ``test_fraction``.
+    """
+    root = Path(d["root"]).expanduser()
+    year = str(d["train_sets"][0]).partition("-")[0]
+    if d.get("download"):
+        from torchvision.datasets import VOCDetection
+
+        for key in ("train_sets", "val_sets", "test_sets"):
+            for item in d.get(key) or []:
+                y, _, image_set = str(item).partition("-")
+                try:
+                    VOCDetection(str(root), year=y, image_set=image_set, download=True)
+                except (RuntimeError, FileNotFoundError, ValueError) as e:
+                    raise DatasetError(f"dataset.root={root}: VOC{y} {image_set}: {str(e).splitlines()[0]}; allowed: a folder holding VOCdevkit/VOC{y}") from None
+    base = _voc_base(root, year)
+    if base is None:
+        raise DatasetError(
+            f"dataset.root={root}: no VOC folder (VOCdevkit/VOC{year}, Annotations/ or *.xml files) (dataset.download=true fetches PASCAL VOC, with network); "
+            f"allowed: a folder holding VOCdevkit/VOC{year}, or a VOC-format export (Annotations/ + JPEGImages/, or images beside their XML files)"
+        )
+    ann_dir = base / "Annotations" if (base / "Annotations").is_dir() else base
+    if (base / "ImageSets" / "Main").is_dir():
+        keys = ("train_sets", "val_sets", "test_sets") if d.get("test_sets") else ("train_sets", "val_sets")
+        out = []
+        for key in keys:
+            items, origins = [], []
+            for entry in d[key]:
+                y, _, image_set = str(entry).partition("-")
+                b = _voc_base(root, y) or base
+                listing = b / "ImageSets" / "Main" / f"{image_set}.txt"
+                if not listing.is_file():
+                    raise DatasetError(f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file (dataset.download=true fetches PASCAL VOC{y})")
+                origins.append(str(listing))
+                a = b / "Annotations" if (b / "Annotations").is_dir() else b
+                for line in listing.read_text().split("\n"):
+                    if line.strip():
+                        xml = a / f"{line.split()[0]}.xml"
+                        items.append(VocItem(xml, None))
+            out.append((" + ".join(origins), items))
+        return out, True
+    xmls = sorted(ann_dir.glob("*.xml"))
+    items = [VocItem(x, None) for x in xmls]
+    if not items:
+        raise DatasetError(f"dataset.root={root}: no annotation files in {ann_dir}; allowed: VOC XML files (Annotations/*.xml or beside the images)")
+    for it in items:
+        it.image = _voc_image(base, it.xml, _parse_voc_xml(it.xml))
+    items = [it for it in items if it.image is not None]  # an annotation without its image is not part of the dataset
+    if not items:
+        raise DatasetError(f"dataset.root={root}: no annotation file in {ann_dir} has a matching image; allowed: images named as the XML's <filename> or stem, in JPEGImages/ or beside it")
+    order = np.random.default_rng(int(d.get("split_seed") or 0)).permutation(len(items)).tolist()
+    n = len(items)
+    n_val = max(1, round(n * float(d.get("val_fraction", 0.2))))
+    n_test = round(n * float(d.get("test_fraction") or 0.0))
+    if d.get("test_fraction"):
+        n_test = max(1, n_test)
+    if n - n_val - n_test < 1:
+        raise DatasetError(f"dataset.root={root}: {n} annotated images cannot be split by dataset.val_fraction / dataset.test_fraction; allowed: fractions leaving a training image")
+    parts = [sorted(order[n_val + n_test :]), sorted(order[:n_val])] + ([sorted(order[n_val : n_val + n_test])] if n_test else [])
+    names = ["train", "val", "test"]
+    return [(f"{ann_dir} ({names[k]} part of a dataset.split_seed={d.get('split_seed') or 0} split)", [items[i] for i in part]) for k, part in enumerate(parts)], False
+
+
+def voc_class_names(d: dict) -> list[str] | None:
+    """The label space of a VOC-format dataset: ``dataset.classes`` as given, PASCAL's 20 names
+    (``pascal``, or when every object of the training split has a PASCAL name; returned as None),
+    else the sorted union of the training split's object names."""
+    classes = d.get("classes")
+    if isinstance(classes, list):
+        return [str(c) for c in classes]
+    if classes == "pascal":
+        return None
+    (_, train), *_ = voc_split_items({**d, "download": False})[0]
+    names: set[str] = set()
+    for it in train:
+        if it.xml.is_file():
+            names.update(str(o.get("name")) for o in _voc_objects(_parse_voc_xml(it.xml)))
+    if not names or names <= set(VOC_CLASSES):
+        return None
+    return sorted(names)
+
+
+def voc_source(origin: str, items: list[VocItem], base_root: Path, classes: list[str]) -> SourceSpec:
+    """One VOC split as a COCO dict (category ids 1..K in ``classes`` order).
+
+    Boxes: VOC's 1-based inclusive pixel corners become [xmin - 1, ymin - 1, xmax, ymax).
+    ``difficult`` objects become ``iscrowd=1``: not trained on, and ignored by the COCO
+    evaluation (detections matching them count neither as true nor as false positives).
+    Objects of other classes keep their name as category id: invalid (error or dropped).
+    """
+    cats = [{"id": k + 1, "name": n} for k, n in enumerate(classes)]
+    cat_id = {n: k + 1 for k, n in enumerate(classes)}
     images, anns, describe = [], [], {}
-    for iid, (img, xml) in enumerate(zip(voc.images, voc.targets), start=1):
-        try:
-            node = VOCDetection.parse_voc_xml(ET.parse(xml).getroot())["annotation"]
-        except (OSError, ET.ParseError) as e:
-            raise DatasetError(f"{xml}: cannot parse VOC annotation ({e}); allowed: a VOC XML file") from None
-        rec: dict[str, Any] = {"id": iid, "file_name": img}
+    for iid, item in enumerate(items, start=1):
+        if not item.xml.is_file():
+            raise DatasetError(f"{origin}: annotation file {item.xml} does not exist; allowed: an Annotations/ID.xml for every listed ID")
+        node = _parse_voc_xml(item.xml)
+        image = item.image or _voc_image(item.xml.parent.parent if item.xml.parent.name == "Annotations" else item.xml.parent, item.xml, node)
+        rec: dict[str, Any] = {"id": iid, "file_name": str(image or item.xml.parent.parent / "JPEGImages" / f"{item.xml.stem}.jpg")}
         size = node.get("size") or {}
         try:
             rec["width"], rec["height"] = int(size["width"]), int(size["height"])
         except (KeyError, TypeError, ValueError):
             pass  # taken from the file
         images.append(rec)
-        for k, obj in enumerate(node.get("object", []) or [], start=1):
+        for k, obj in enumerate(_voc_objects(node), start=1):
             aid = len(anns) + 1
-            describe[aid] = f"{Path(xml).name}: object {k} ({obj.get('name')!r})"
+            describe[aid] = f"{item.xml.name}: object {k} ({obj.get('name')!r})"
             bb = obj.get("bndbox") or {}
             try:
                 x1, y1, x2, y2 = (float(bb[key]) for key in ("xmin", "ymin", "xmax", "ymax"))
@@ -444,42 +588,20 @@ def voc_source(root: Path, year: str, image_set: str, download: bool) -> SourceS
             except (KeyError, TypeError, ValueError):
                 bbox = None
             anns.append(
-                {"id": aid, "image_id": iid, "category_id": cat_id.get(obj.get("name"), obj.get("name")), "bbox": bbox, "iscrowd": int(obj.get("difficult", "0") == "1")}
+                {"id": aid, "image_id": iid, "category_id": cat_id.get(obj.get("name"), obj.get("name")), "bbox": bbox, "iscrowd": int(str(obj.get("difficult", "0")).strip() == "1")}
             )
-    origin = str(Path(root) / f"VOCdevkit/VOC{year}" / f"ImageSets/Main/{image_set}.txt")
-    return SourceSpec({"images": images, "annotations": anns, "categories": cats}, Path(root), origin, describe)
-
-
-def _merge(specs: list[SourceSpec]) -> SourceSpec:
-    """Several VOC image sets (e.g. 2007 + 2012 trainval) as one source with fresh ids."""
-    if len(specs) == 1:
-        return specs[0]
-    images, anns, describe = [], [], {}
-    for spec in specs:
-        offset_i, remap = len(images), {}
-        for rec in spec.gt["images"]:
-            remap[rec["id"]] = rec["id"] + offset_i
-            images.append({**rec, "id": rec["id"] + offset_i})
-        for a in spec.gt["annotations"]:
-            aid = len(anns) + 1
-            describe[aid] = spec.describe.get(a["id"], f"annotation id {a['id']}")
-            anns.append({**a, "id": aid, "image_id": remap.get(a["image_id"], a["image_id"])})
-    origin = " + ".join(s.origin for s in specs)
-    return SourceSpec({"images": images, "annotations": anns, "categories": specs[0].gt["categories"]}, specs[0].image_root, origin, describe)
+    return SourceSpec({"images": images, "annotations": anns, "categories": cats}, base_root, origin, describe, by_name=True)
 
 
 def load_voc_detection(d: dict, cache_dir: Path | None) -> Splits:
-    """(train, val, test or None) of Pascal VOC; ``*_sets`` are "YEAR-IMAGESET" strings (no test split when ``test_sets`` is empty)."""
+    """(train, val, test or None) of a VOC-format folder (see :func:`voc_split_items`); the label
+    space is :func:`voc_class_names` (PASCAL's 20 names when it returns None)."""
     opts = _options(d)
+    splits, _ = voc_split_items(d)
+    classes = voc_class_names({**d, "download": False}) or VOC_CLASSES
     root = Path(d["root"]).expanduser()
-    out = []
-    for key in ("train_sets", "val_sets", "test_sets") if d.get("test_sets") else ("train_sets", "val_sets"):
-        specs = []
-        for item in d[key]:
-            year, _, image_set = str(item).partition("-")
-            specs.append(voc_source(root, year, image_set, d["download"]))
-        out.append(build_split(_merge(specs), opts, cache_dir))
-    return Splits(*out)
+    out = [build_split(voc_source(origin, items, root, classes), opts, cache_dir) for origin, items in splits]
+    return Splits(*out) if len(out) == 3 else Splits(out[0], out[1], None)
 
 
 # ----------------------------------------------------------------------------- export

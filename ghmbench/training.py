@@ -456,6 +456,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         "train_images": len(train_split),
         "val_images": len(val_split),
         "test_images": len(test_split) if test_split is not None else 0,
+        "classes": train_split.class_names,
         "dropped": {"train": train_split.dropped, "val": val_split.dropped} | ({"test": test_split.dropped} if test_split else {}),  # dataset.on_invalid=skip
     }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
