@@ -95,6 +95,13 @@ class VocCfg(FileDatasetCfg):
 
 
 @dataclass
+class YoloCfg(FileDatasetCfg):
+    """An ultralytics-style YOLO dataset: ``root`` is its data.yaml (or the folder holding it)."""
+
+    name: str = "yolo"
+
+
+@dataclass
 class ModelCfg:
     backbone: str = "small"
     backbone_width: int = 16
@@ -235,7 +242,7 @@ class PathsCfg:
 
 
 SECTIONS: dict[str, dict[str, type]] = {
-    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg},
+    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg, "yolo": YoloCfg},
     "model": {"": ModelCfg},
     "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
     "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
@@ -385,6 +392,8 @@ def _cross_checks(cfg: DictConfig) -> None:
         raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc) or a VOC-format export")
     if d.name == "voc" and d.val_fraction + d.test_fraction >= 0.9:
         raise ConfigError(f"dataset.val_fraction={d.val_fraction} + dataset.test_fraction={d.test_fraction} leaves too few training images; allowed: a sum below 0.9")
+    if d.name == "yolo" and not d.root:
+        raise ConfigError("dataset.root is required for dataset=yolo; allowed: the dataset's data.yaml, or the folder holding it (dataset.root=/data/my_set/data.yaml)")
     if d.name == "coco":
         for split in ("train", "val"):
             for kind in ("images", "annotations"):
@@ -524,6 +533,11 @@ def _resolve_dataset(cfg: DictConfig) -> None:
     assert isinstance(d, dict)
     if d["name"] == "coco":
         datasets.coco_paths(d)
+    elif d["name"] == "yolo":
+        base, data, _ = datasets.yolo_data(d)
+        for split in ("train", "val", "test"):
+            if data.get(split):
+                datasets.yolo_images(base, data[split], split, datasets.yolo_data_file(d))
     elif d["name"] == "voc" and not d["download"]:
         if d["classes"] is None:
             cfg.dataset.classes = datasets.voc_class_names(d)

@@ -68,7 +68,9 @@ def build_datasets(cfg: DictConfig) -> Splits:
         return datasets.load_coco_detection(d, cache)
     if name == "voc":
         return datasets.load_voc_detection(d, cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc")
+    if name == "yolo":
+        return datasets.load_yolo_detection(d, cache)
+    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:

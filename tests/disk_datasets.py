@@ -102,3 +102,42 @@ def make_voc(root: Path, num_train: int = 40, num_val: int = 12, names: list[str
         if layout == "devkit":
             (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("\n".join(listed) + "\n")
     return root
+
+
+def make_yolo(root: Path, num_train: int = 40, num_val: int = 12, names_as_dict: bool = False, list_files: bool = False) -> Path:
+    """An ultralytics-style dataset under root: data.yaml, images/{train,val}/, labels/{train,val}/.
+
+    Images of several sizes, PNG and JPEG, grey and RGB; the last training image has no label
+    file (an image without objects). ``list_files``: train / val given as list files of image
+    paths (train.txt, val.txt) instead of folders. Class names ``digit0``..``digit9``.
+    """
+    train, val = _digits(num_train, num_val)
+    names = [f"digit{c}" for c in range(10)]
+    lines = {"path": str(root)}
+    for name, split in (("train", train), ("val", val)):
+        (root / "images" / name).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / name).mkdir(parents=True, exist_ok=True)
+        listed = []
+        for k in range(len(split)):
+            img, sx, sy = _resized(split.images[k], k)
+            file = root / "images" / name / f"{k:04d}.{'jpg' if k % 3 == 1 else 'png'}"
+            _save(img, file)
+            listed.append(f"./images/{name}/{file.name}")
+            if name == "train" and k == len(split) - 1:
+                continue  # no label file: no objects
+            h, w = img.shape[-2:]
+            rows = []
+            for (x1, y1, x2, y2), label in zip(split.boxes[k].tolist(), split.labels[k].tolist()):
+                x1, y1, x2, y2 = x1 * sx, y1 * sy, x2 * sx, y2 * sy
+                rows.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+            (root / "labels" / name / f"{file.stem}.txt").write_text("".join(rows))
+        if list_files:
+            (root / f"{name}.txt").write_text("\n".join(listed) + "\n")
+        lines[name] = f"{name}.txt" if list_files else f"images/{name}"
+    names_yaml = "\n".join(f"  {k}: {n}" for k, n in enumerate(names)) if names_as_dict else "\n".join(f"  - {n}" for n in names)
+    (root / "data.yaml").write_text("".join(f"{k}: {v}\n" for k, v in lines.items()) + f"names:\n{names_yaml}\n")
+    return root
+
+
+def yolo_overrides(root: Path) -> list[str]:
+    return ["dataset=yolo", f"dataset.root={root}", "dataset.image_size=64"]
