@@ -330,12 +330,14 @@ def data_export(
 
 CHECK_HELP = """Validate a dataset and print its statistics: images, objects per class, box sizes,
 and the anchor imbalance it gives the configured detector (positive : negative : ignored anchors
-per image), the quantity these losses exist for. Invalid content is reported as in training
+per image), the quantity these losses exist for. Warns (one line, as at the start of a run) when more
+than 20% of the training objects are matched only by the low-quality rule: the anchors do not fit
+the objects' sizes. Invalid content is reported as in training
 (one line naming the file and annotation, exit code 2; `dataset.on_invalid=skip` counts drops).
 
 * `ghmbench data check` (the embedded digits dataset)
 
-* `ghmbench data check dataset=coco dataset.root=/data/coco model=resnet18`
+* `ghmbench data check dataset=coco dataset.root=/data/coco model=retinanet_r18`
 
 * `ghmbench data check dataset=voc dataset.root=/data/voc dataset.on_invalid=skip`
 """
@@ -373,6 +375,9 @@ def data_check(
     for key, values in rows.items():
         overview.add_row(key, *values)
     out.print(overview)
+    warning = S.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     per_class = Table(title="objects per class")
     per_class.add_column("class")
     for split_name, _ in splits:

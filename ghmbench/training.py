@@ -337,6 +337,13 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     with D.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
+    if D.is_main():  # one line at the start of the run when the anchors do not fit the objects
+        from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
+
+        warning = anchor_fit_warning(train_split, detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1]), cfg.model, cfg.dataset.image_size)
+        if warning:
+            log.warning("%s", warning)
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
     if t.channels_last:
