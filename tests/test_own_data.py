@@ -99,3 +99,24 @@ def test_missing_dataset_path_is_one_line_and_writes_nothing(tmp_path, dataset):
     assert "nowhere" in r.stderr and not runs.exists()
     with pytest.raises(ConfigError, match="nowhere"):
         _cfg([f"dataset={dataset}", f"dataset.root={tmp_path / 'nowhere'}"])
+
+
+def test_readme_own_data_commands_validate_on_such_folders(tmp_path):
+    """The README's one command per format (VOC export, YOLO, COCO), pointed at tiny folders of that format."""
+    import re
+    import shlex
+
+    from conftest import README
+    from disk_datasets import make_coco, make_yolo
+
+    section = README.read_text().split("## Your own data")[1].split("**COCO and anything")[0]
+    commands = [shlex.split(c)[2:] for c in re.findall(r"^(ghmbench train .+)$", section, flags=re.M)]
+    assert [c[0] for c in commands] == ["dataset=voc", "dataset=yolo", "dataset=coco"]
+    coco = make_coco(tmp_path / "coco", num_train=4, num_val=2)
+    for split in ("train", "val"):  # the COCO 2017 layout the command relies on
+        (coco / split).rename(coco / f"{split}2017")
+        (coco / "annotations" / f"instances_{split}.json").rename(coco / "annotations" / f"instances_{split}2017.json")
+    roots = {"/data/my_voc_export": make_voc(tmp_path / "voc", 4, 2, names=NAMES, layout="labelimg"), "/data/my_yolo/data.yaml": make_yolo(tmp_path / "yolo", 4, 2) / "data.yaml", "/data/my_coco": coco}
+    for command in commands:
+        cfg = _cfg([o.split("=")[0] + "=" + str(roots.get(o.split("=", 1)[1], o.split("=", 1)[1])) for o in command])
+        assert cfg.model.backbone == "resnet18" and list(cfg.model.anchor_sizes) == [32, 64, 128, 256, 512] and cfg.dataset.image_size == 512
