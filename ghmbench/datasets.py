@@ -11,6 +11,7 @@ detections mapped back through its per-image scales evaluate against the files o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -446,6 +447,9 @@ def _voc_base(root: Path, year: str) -> Path | None:
     for base in (root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}"):
         if base.is_dir():
             return base
+    others = sorted(p for p in (root / "VOCdevkit").glob("VOC*") if p.is_dir())
+    if len(others) == 1:  # an export under another year's name
+        return others[0]
     if (root / "Annotations").is_dir() or any(root.glob("*.xml")):
         return root
     return None
@@ -472,9 +476,10 @@ def voc_split_items(d: dict) -> tuple[list[tuple[str, list[VocItem]]], bool]:
     """The (origin, items) of each split (train, val[, test]) of a VOC-format folder, and whether
     it is the listed (ImageSets) layout.
 
-    Listed: ``train_sets`` / ``val_sets`` / ``test_sets`` name ``ImageSets/Main/<set>.txt`` files.
-    Unlisted (LabelImg / CVAT exports without ImageSets): every annotation file with a matching
-    image, split at random (``split_seed``) by ``val_fraction`` and ``test_fraction``.
+    Listed (``ImageSets/Main/<first train set>.txt`` exists): ``train_sets`` / ``val_sets`` /
+    ``test_sets`` name ``ImageSets/Main/<set>.txt`` files. Unlisted (LabelImg exports without
+    ImageSets, CVAT's with only ``default.txt``): every annotation file with a matching image,
+    split at random (``split_seed``) by ``val_fraction`` and ``test_fraction``.
     """
     root = Path(d["root"]).expanduser()
     year = str(d["train_sets"][0]).partition("-")[0]
@@ -495,7 +500,8 @@ def voc_split_items(d: dict) -> tuple[list[tuple[str, list[VocItem]]], bool]:
             f"allowed: a folder holding VOCdevkit/VOC{year}, or a VOC-format export (Annotations/ + JPEGImages/, or images beside their XML files)"
         )
     ann_dir = base / "Annotations" if (base / "Annotations").is_dir() else base
-    if (base / "ImageSets" / "Main").is_dir():
+    first = str(d["train_sets"][0]).partition("-")[2]
+    if (base / "ImageSets" / "Main" / f"{first}.txt").is_file():  # else (no ImageSets, or CVAT's default.txt only): every annotation
         keys = ("train_sets", "val_sets", "test_sets") if d.get("test_sets") else ("train_sets", "val_sets")
         out = []
         for key in keys:
@@ -536,6 +542,18 @@ def voc_split_items(d: dict) -> tuple[list[tuple[str, list[VocItem]]], bool]:
     return [(f"{ann_dir} ({names[k]} part of a dataset.split_seed={d.get('split_seed') or 0} split)", [items[i] for i in part]) for k, part in enumerate(parts)], False
 
 
+@functools.lru_cache(maxsize=32)
+def _voc_found_names(key: str, stamp: int) -> tuple[str, ...]:
+    """Sorted object names of the training split of the VOC config ``key`` (JSON); ``stamp``
+    (the annotation folder's mtime) renews the cache when files are added or removed."""
+    (_, train), *_ = voc_split_items(json.loads(key))[0]
+    names: set[str] = set()
+    for it in train:
+        if it.xml.is_file():
+            names.update(str(o.get("name")) for o in _voc_objects(_parse_voc_xml(it.xml)))
+    return tuple(sorted(names))
+
+
 def voc_class_names(d: dict) -> list[str] | None:
     """The label space of a VOC-format dataset: ``dataset.classes`` as given, PASCAL's 20 names
     (``pascal``, or when every object of the training split has a PASCAL name; returned as None),
@@ -545,14 +563,14 @@ def voc_class_names(d: dict) -> list[str] | None:
         return [str(c) for c in classes]
     if classes == "pascal":
         return None
-    (_, train), *_ = voc_split_items({**d, "download": False})[0]
-    names: set[str] = set()
-    for it in train:
-        if it.xml.is_file():
-            names.update(str(o.get("name")) for o in _voc_objects(_parse_voc_xml(it.xml)))
-    if not names or names <= set(VOC_CLASSES):
+    keys = ("root", "train_sets", "val_sets", "test_sets", "val_fraction", "test_fraction", "split_seed")
+    root = Path(d["root"]).expanduser()
+    base = _voc_base(root, str(d["train_sets"][0]).partition("-")[0]) or root
+    stamp = max((p.stat().st_mtime_ns for p in (base, base / "Annotations") if p.is_dir()), default=0)
+    names = _voc_found_names(json.dumps({k: d.get(k) for k in keys} | {"download": False}, sort_keys=True), stamp)
+    if not names or set(names) <= set(VOC_CLASSES):
         return None
-    return sorted(names)
+    return list(names)
 
 
 def voc_source(origin: str, items: list[VocItem], base_root: Path, classes: list[str]) -> SourceSpec:

@@ -70,10 +70,18 @@ def test_classes_fix_the_order_and_other_classes_are_an_error_or_dropped(own_voc
     assert {int(x) for lab in train.labels for x in lab} == {0, 1}
 
 
-@pytest.mark.parametrize("layout", ["labelimg", "flat"])
+@pytest.mark.parametrize("layout", ["labelimg", "flat", "cvat"])
 def test_folder_without_imagesets_is_split_by_seed(tmp_path, layout):
-    root = make_voc(tmp_path / layout, num_train=16, num_val=4, names=["even", "odd"] * 5, layout=layout)  # every class in every split
-    (root / ("Annotations" if layout == "labelimg" else ".") / "orphan.xml").write_text("<annotation><filename>orphan.jpg</filename></annotation>")
+    root = make_voc(tmp_path / layout, num_train=16, num_val=4, names=["even", "odd"] * 5, layout="devkit" if layout == "cvat" else layout)  # every class in every split
+    if layout == "cvat":  # CVAT's export: ImageSets/Main/default.txt only, under another year
+        main = root / "VOCdevkit/VOC2007/ImageSets/Main"
+        (main / "default.txt").write_text((main / "trainval.txt").read_text() + (main / "test.txt").read_text())
+        (main / "trainval.txt").unlink()
+        (main / "test.txt").unlink()
+        (root / "VOCdevkit/VOC2007").rename(root / "VOCdevkit/VOC2012")
+    (root / ("Annotations" if layout == "labelimg" else "VOCdevkit/VOC2012/Annotations" if layout == "cvat" else ".") / "orphan.xml").write_text(
+        "<annotation><filename>orphan.jpg</filename></annotation>"
+    )
     base = ["dataset=voc", f"dataset.root={root}", "dataset.image_size=64", f"paths.cache_dir={tmp_path}", "dataset.val_fraction=0.25", "dataset.test_fraction=0.1"]
     train, val, test = build_datasets(_cfg(base))
     assert (len(train), len(val), len(test)) == (13, 5, 2)  # 20 annotated images (the orphan has none)
