@@ -21,7 +21,7 @@ app = typer.Typer(
         "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
         "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
         "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, custom), "
-        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18), `dataset` (digits, digits_sparse, coco, voc), "
+        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18, retinanet_r18), `dataset` (digits, digits_sparse, coco, voc, yolo), "
         "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and presets."
     ),
 )

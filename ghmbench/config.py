@@ -55,7 +55,7 @@ class DigitsCfg(DigitsParams):
 
 @dataclass
 class FileDatasetCfg:
-    """Knobs shared by the datasets read from disk (coco, voc)."""
+    """Knobs shared by the datasets read from disk (coco, voc, yolo)."""
 
     root: Optional[str] = None
     image_size: int = 512

@@ -442,11 +442,14 @@ def _voc_objects(node: dict) -> list[dict]:
     return objects if isinstance(objects, list) else [objects]
 
 
-def _voc_base(root: Path, year: str) -> Path | None:
-    """The VOC folder: <root>/VOCdevkit/VOC<year>, <root>/VOC<year>, or root itself (Annotations/ or *.xml)."""
+def _voc_base(root: Path, year: str, exact: bool = False) -> Path | None:
+    """The VOC folder: <root>/VOCdevkit/VOC<year> or <root>/VOC<year>; unless ``exact``, also the only
+    <root>/VOCdevkit/VOC* folder, or root itself (Annotations/ or *.xml files)."""
     for base in (root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}"):
         if base.is_dir():
             return base
+    if exact:
+        return None
     others = sorted(p for p in (root / "VOCdevkit").glob("VOC*") if p.is_dir())
     if len(others) == 1:  # an export under another year's name
         return others[0]
@@ -502,13 +505,17 @@ def voc_split_items(d: dict) -> tuple[list[tuple[str, list[VocItem]]], bool]:
     ann_dir = base / "Annotations" if (base / "Annotations").is_dir() else base
     first = str(d["train_sets"][0]).partition("-")[2]
     if (base / "ImageSets" / "Main" / f"{first}.txt").is_file():  # else (no ImageSets, or CVAT's default.txt only): every annotation
+        if base not in (root, _voc_base(root, year, exact=True)):  # PASCAL VOC of another year
+            raise DatasetError(f"dataset.root={root}: no VOCdevkit/VOC{year} (dataset.download=true fetches PASCAL VOC{year}, with network); allowed: dataset.train_sets / val_sets of the year there is, {base.name}")
         keys = ("train_sets", "val_sets", "test_sets") if d.get("test_sets") else ("train_sets", "val_sets")
         out = []
         for key in keys:
             items, origins = [], []
             for entry in d[key]:
                 y, _, image_set = str(entry).partition("-")
-                b = _voc_base(root, y) or base
+                b = _voc_base(root, y, exact=True) or (base if y == year else None)
+                if b is None:
+                    raise DatasetError(f"dataset.{key}: {entry}: no VOCdevkit/VOC{y} under dataset.root={root} (dataset.download=true fetches PASCAL VOC{y}, with network); allowed: sets of the VOC years there are")
                 listing = b / "ImageSets" / "Main" / f"{image_set}.txt"
                 if not listing.is_file():
                     raise DatasetError(f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file (dataset.download=true fetches PASCAL VOC{y})")

@@ -21,8 +21,19 @@ def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(t
     assert "model.anchor_sizes" in line and "model.levels" in line and "model=retinanet_r18" in line
     r = ghmbench_cli("data", "check", *LARGE, cache, "model=retinanet_r18")
     assert r.returncode == 0 and "anchor fit" not in r.stderr + r.stdout
-    r = ghmbench_cli("data", "check", cache, "dataset.num_train=16", "dataset.num_val=4")  # the digits fit the default detector
-    assert r.returncode == 0 and "anchor fit" not in r.stderr + r.stdout
+
+
+
+def test_the_digits_fit_the_default_detector(tmp_path):
+    from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
+    from ghmbench.training import build_datasets
+
+    cfg = validate(compose_config(["dataset.num_train=32", "dataset.num_val=4", f"paths.cache_dir={tmp_path}"]))
+    train = build_datasets(cfg)[0]
+    assert anchor_fit_warning(train, detector_anchors(cfg, train.num_classes, 1), cfg.model, cfg.dataset.image_size) is None
+    large = validate(compose_config([*LARGE, f"paths.cache_dir={tmp_path}"]))
+    big = build_datasets(large)[0]
+    assert "of 16 training objects" in anchor_fit_warning(big, detector_anchors(large, big.num_classes, 1), large.model, 256)
 
 
 def test_a_run_starts_with_the_warning_line(tmp_path):

@@ -128,3 +128,11 @@ def test_readme_own_data_commands_validate_on_such_folders(tmp_path):
     for command in commands:
         cfg = _cfg([o.split("=")[0] + "=" + str(roots.get(o.split("=", 1)[1], o.split("=", 1)[1])) for o in command])
         assert cfg.model.backbone == "resnet18" and list(cfg.model.anchor_sizes) == [32, 64, 128, 256, 512] and cfg.dataset.image_size == 512
+
+
+def test_pascal_sets_of_a_missing_year_are_one_line(tmp_path):
+    root = make_voc(tmp_path / "pascal", num_train=4, num_val=2)
+    with pytest.raises(ConfigError, match=r"no VOCdevkit/VOC2012 .*allowed: dataset.train_sets / val_sets of the year there is, VOC2007"):
+        _cfg(["dataset=voc", f"dataset.root={root}", "dataset.train_sets=[2012-trainval]", "dataset.val_sets=[2012-val]"])
+    with pytest.raises(ConfigError, match=r"dataset.val_sets: 2012-val: no VOCdevkit/VOC2012"):
+        _cfg(["dataset=voc", f"dataset.root={root}", "dataset.val_sets=[2012-val]"])
