@@ -99,6 +99,7 @@ class YoloCfg(FileDatasetCfg):
     """An ultralytics-style YOLO dataset: ``root`` is its data.yaml (or the folder holding it)."""
 
     name: str = "yolo"
+    classes: Any = None  # filled in from data.yaml's names when the config is validated (so they are in the run key)
 
 
 @dataclass
@@ -534,7 +535,10 @@ def _resolve_dataset(cfg: DictConfig) -> None:
     if d["name"] == "coco":
         datasets.coco_paths(d)
     elif d["name"] == "yolo":
-        base, data, _ = datasets.yolo_data(d)
+        base, data, names = datasets.yolo_data(d)
+        if d["classes"] is not None and [str(c) for c in d["classes"]] != names:
+            raise ConfigError(f"dataset.classes={d['classes']!r:.100} differs from the names of {datasets.yolo_data_file(d)}; allowed: null (they are read from data.yaml)")
+        cfg.dataset.classes = names
         for split in ("train", "val", "test"):
             if data.get(split):
                 datasets.yolo_images(base, data[split], split, datasets.yolo_data_file(d))

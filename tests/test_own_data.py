@@ -99,7 +99,7 @@ def test_labelimg_export_trains_through_the_cli(tmp_path):
     assert record["dataset"]["classes"] == sorted(NAMES)
 
 
-@pytest.mark.parametrize("dataset", ["coco", "voc"])
+@pytest.mark.parametrize("dataset", ["coco", "voc", "yolo"])
 def test_missing_dataset_path_is_one_line_and_writes_nothing(tmp_path, dataset):
     runs = tmp_path / "runs"
     r = ghmbench_cli("train", *TINY_TRAIN, f"dataset={dataset}", f"dataset.root={tmp_path / 'nowhere'}", f"paths.runs_dir={runs}", f"paths.cache_dir={tmp_path / 'c'}")

@@ -13,7 +13,7 @@ import torch
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import make_yolo, yolo_overrides
 
-from ghmbench.config import compose_config, validate
+from ghmbench.config import ConfigError, compose_config, validate
 from ghmbench.data import DigitsParams, load_digits_detection
 from ghmbench.datasets import DatasetError
 from ghmbench.training import build_datasets
@@ -35,6 +35,8 @@ def test_names_as_list_or_mapping_folders_or_list_files(tmp_path, names_as_dict,
     assert train.class_names == [f"digit{c}" for c in range(10)] and test is None
     assert (len(train), len(val)) == (8, 4) and len(train.boxes[-1]) == 0  # the image without a label file
     assert all(len(b) for b in train.boxes[:-1]) and train.dropped == {} and val.dropped == {}
+    with pytest.raises(ConfigError, match=r"dataset.classes=\['a'\] differs from the names of .*data.yaml"):
+        validate(compose_config([*yolo_overrides(root), "dataset.classes=[a]"]))
 
 
 def test_yolo_trains_through_the_cli(yolo_root, tmp_path):
@@ -43,6 +45,7 @@ def test_yolo_trains_through_the_cli(yolo_root, tmp_path):
     (folder,) = [p.parent for p in (tmp_path / "runs").glob("*/metrics.json")]
     record = json.loads((folder / "metrics.json").read_text())
     assert record["status"] == "completed" and record["dataset"]["classes"] == [f"digit{c}" for c in range(10)]
+    assert record["config"]["dataset"]["classes"] == record["dataset"]["classes"]  # the names are in the run key
     dets = json.loads((folder / "detections.json").read_text())
     assert dets and {d["category_id"] for d in dets} <= set(range(1, 11))
 
