@@ -340,6 +340,8 @@ the objects' sizes. Invalid content is reported as in training
 * `ghmbench data check dataset=coco dataset.root=/data/coco model=retinanet_r18`
 
 * `ghmbench data check dataset=voc dataset.root=/data/voc dataset.on_invalid=skip`
+
+* `ghmbench data check dataset=yolo dataset.root=/data/my_yolo/data.yaml model=retinanet_r18`
 """
 
 
