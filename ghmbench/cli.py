@@ -21,7 +21,7 @@ app = typer.Typer(
         "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
         "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
         "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, custom), "
-        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18), `dataset` (digits, digits_sparse, coco, voc), "
+        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18, retinanet_r18), `dataset` (digits, digits_sparse, coco, voc, yolo), "
         "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and presets."
     ),
 )
@@ -274,19 +274,23 @@ def report(
 data_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
-    help="Datasets: export the embedded one as COCO files, validate one and print its statistics.",
+    help="Datasets: export the embedded one as COCO or YOLO files, validate one and print its statistics.",
 )
 app.add_typer(data_app, name="data")
 
-EXPORT_HELP = """Write a dataset to disk in COCO format: `OUT/train/*.png`, `OUT/val/*.png` (and `OUT/test/` with `dataset.num_test`),
-`OUT/annotations/instances_{train,val[,test]}.json`.
+EXPORT_HELP = """Write a dataset to disk in COCO format (`--format coco`): `OUT/train/*.png`, `OUT/val/*.png` (and `OUT/test/`
+with `dataset.num_test`), `OUT/annotations/instances_{train,val[,test]}.json`; or in YOLO format (`--format yolo`):
+`OUT/images/{train,val[,test]}/*.png`, `OUT/labels/{train,val[,test]}/*.txt` and `OUT/data.yaml`.
 
 * `ghmbench data export digits --format coco /tmp/digits_coco`
+
+* `ghmbench data export digits --format yolo /tmp/digits_yolo`
 
 * `ghmbench data export digits --format coco /tmp/d dataset.num_train=500 dataset.class_freq=[10,1,1,1,1,1,1,1,1,1]`
 
 Train on the export with `ghmbench train dataset=coco dataset.root=OUT dataset.train_split=train
-dataset.val_split=val dataset.image_size=64 dataset.channels=1`.
+dataset.val_split=val dataset.image_size=64 dataset.channels=1` (COCO) or `ghmbench train dataset=yolo
+dataset.root=OUT dataset.image_size=64 dataset.channels=1` (YOLO).
 """
 
 
@@ -295,15 +299,15 @@ def data_export(
     name: str = typer.Argument(..., help="Dataset to export: digits."),
     out_dir: Path = typer.Argument(..., help="Output folder (created)."),
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides of dataset.* (e.g. dataset.num_train=500).", show_default=False),
-    fmt: str = typer.Option("coco", "--format", help="Output format: coco."),
+    fmt: str = typer.Option("coco", "--format", help="Output format: coco or yolo."),
 ) -> None:
-    from ghmbench.datasets import export_coco
+    from ghmbench.datasets import export_coco, export_yolo
     from ghmbench.training import build_datasets
 
     if name != "digits":
         _fail(f"data export {name}: unknown dataset; allowed: digits")
-    if fmt != "coco":
-        _fail(f"--format {fmt}: unknown format; allowed: coco")
+    if fmt not in ("coco", "yolo"):
+        _fail(f"--format {fmt}: unknown format; allowed: coco, yolo")
     try:
         cfg = validate(compose_config([f"dataset={name}", *(overrides or [])]))
         train_split, val_split, test_split = build_datasets(cfg)
@@ -313,27 +317,31 @@ def data_export(
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
         if split is None:
             continue
-        ann = export_coco(split, out_dir, split_name)
-        out.print(f"{split_name}: {len(split)} images, {sum(map(len, split.boxes))} objects -> {out_dir / split_name}/, {ann}", highlight=False, soft_wrap=True)
+        if fmt == "yolo":
+            written = export_yolo(split, out_dir, split_name, train_split.class_names)
+            where = f"{out_dir / 'images' / split_name}/, {out_dir / 'labels' / split_name}/, {written}"
+        else:
+            where = f"{out_dir / split_name}/, {export_coco(split, out_dir, split_name)}"
+        out.print(f"{split_name}: {len(split)} images, {sum(map(len, split.boxes))} objects -> {where}", highlight=False, soft_wrap=True)
     size, channels = train_split.images.shape[-1], train_split.images.shape[1]
-    out.print(
-        f"train on it: ghmbench train dataset=coco dataset.root={out_dir} dataset.train_split=train dataset.val_split=val "
-        f"dataset.image_size={size} dataset.channels={channels}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    dataset = f"dataset=yolo dataset.root={out_dir}" if fmt == "yolo" else f"dataset=coco dataset.root={out_dir} dataset.train_split=train dataset.val_split=val"
+    out.print(f"train on it: ghmbench train {dataset} dataset.image_size={size} dataset.channels={channels}", highlight=False, soft_wrap=True)
 
 
 CHECK_HELP = """Validate a dataset and print its statistics: images, objects per class, box sizes,
 and the anchor imbalance it gives the configured detector (positive : negative : ignored anchors
-per image), the quantity these losses exist for. Invalid content is reported as in training
+per image), the quantity these losses exist for. Warns (one line, as at the start of a run) when more
+than 20% of the training objects are matched only by the low-quality rule: the anchors do not fit
+the objects' sizes. Invalid content is reported as in training
 (one line naming the file and annotation, exit code 2; `dataset.on_invalid=skip` counts drops).
 
 * `ghmbench data check` (the embedded digits dataset)
 
-* `ghmbench data check dataset=coco dataset.root=/data/coco model=resnet18`
+* `ghmbench data check dataset=coco dataset.root=/data/coco model=retinanet_r18`
 
 * `ghmbench data check dataset=voc dataset.root=/data/voc dataset.on_invalid=skip`
+
+* `ghmbench data check dataset=yolo dataset.root=/data/my_yolo/data.yaml model=retinanet_r18`
 """
 
 
@@ -369,6 +377,9 @@ def data_check(
     for key, values in rows.items():
         overview.add_row(key, *values)
     out.print(overview)
+    warning = S.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     per_class = Table(title="objects per class")
     per_class.add_column("class")
     for split_name, _ in splits:

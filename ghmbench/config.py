@@ -55,7 +55,7 @@ class DigitsCfg(DigitsParams):
 
 @dataclass
 class FileDatasetCfg:
-    """Knobs shared by the datasets read from disk (coco, voc)."""
+    """Knobs shared by the datasets read from disk (coco, voc, yolo)."""
 
     root: Optional[str] = None
     image_size: int = 512
@@ -88,6 +88,18 @@ class VocCfg(FileDatasetCfg):
     val_sets: list[str] = field(default_factory=lambda: ["2007-test"])
     test_sets: list[str] = field(default_factory=list)  # optional held-out split, e.g. [2007-test] with val_sets=[2007-val]
     download: bool = False
+    classes: Any = None  # null: from the annotations (PASCAL's 20 when all names are PASCAL's); a list; or pascal
+    val_fraction: float = 0.2  # without ImageSets (LabelImg exports): the seeded split's shares
+    test_fraction: float = 0.0
+    split_seed: int = 0
+
+
+@dataclass
+class YoloCfg(FileDatasetCfg):
+    """An ultralytics-style YOLO dataset: ``root`` is its data.yaml (or the folder holding it)."""
+
+    name: str = "yolo"
+    classes: Any = None  # filled in from data.yaml's names when the config is validated (so they are in the run key)
 
 
 @dataclass
@@ -231,7 +243,7 @@ class PathsCfg:
 
 
 SECTIONS: dict[str, dict[str, type]] = {
-    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg},
+    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg, "yolo": YoloCfg},
     "model": {"": ModelCfg},
     "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
     "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
@@ -300,7 +312,9 @@ RANGES: list[Check] = [
     ("dataset.seed", _nonneg, "an integer >= 0"),
     ("dataset.clutter", _nonneg, "an integer >= 0 (mean unannotated distractors per image)"),
     ("dataset.num_test", _nonneg, "an integer >= 0 (0 = no test split)"),
-    ("dataset.test_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
+    ("dataset.test_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("dataset.split_seed", _nonneg, "an integer >= 0"),
+    ("dataset.classes", lambda v: v is None or v == "pascal" or (isinstance(v, list) and len(v) >= 1 and len(set(map(str, v))) == len(v)), "null (from the annotations), pascal, or a non-empty list of distinct class names"),
     ("dataset.channels", lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
     ("dataset.on_invalid", lambda v: v in ("error", "skip"), "error or skip"),
     ("dataset.box_tolerance", _nonneg, "a number of pixels >= 0"),
@@ -371,10 +385,16 @@ def _cross_checks(cfg: DictConfig) -> None:
             raise ConfigError(f"dataset.max_objects={d.max_objects} must be >= dataset.min_objects={d.min_objects}")
         if not d.min_scale <= d.max_scale <= d.image_size:
             raise ConfigError(f"dataset.max_scale={d.max_scale} must be in [dataset.min_scale={d.min_scale}, dataset.image_size={d.image_size}]")
+        if d.num_test > 0 and d.test_fraction == 0:
+            raise ConfigError("dataset.test_fraction=0 with dataset.num_test > 0: no source digits for the test images; allowed: a number in (0, 1)")
         if d.num_test > 0 and d.val_fraction + d.test_fraction >= 0.9:
             raise ConfigError(f"dataset.test_fraction={d.test_fraction} with dataset.val_fraction={d.val_fraction} leaves too few training digits; allowed: a sum below 0.9")
     if d.name == "voc" and not d.root:
-        raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc)")
+        raise ConfigError("dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc) or a VOC-format export")
+    if d.name == "voc" and d.val_fraction + d.test_fraction >= 0.9:
+        raise ConfigError(f"dataset.val_fraction={d.val_fraction} + dataset.test_fraction={d.test_fraction} leaves too few training images; allowed: a sum below 0.9")
+    if d.name == "yolo" and not d.root:
+        raise ConfigError("dataset.root is required for dataset=yolo; allowed: the dataset's data.yaml, or the folder holding it (dataset.root=/data/my_set/data.yaml)")
     if d.name == "coco":
         for split in ("train", "val"):
             for kind in ("images", "annotations"):
@@ -499,8 +519,34 @@ def validate(cfg: DictConfig) -> DictConfig:
         present, value = _get(typed, key)
         if present and value:
             OmegaConf.update(typed, key, str(Path(value).expanduser().resolve()))
+    _resolve_dataset(typed)
     OmegaConf.set_struct(typed, True)
     return typed
+
+
+def _resolve_dataset(cfg: DictConfig) -> None:
+    """Check the dataset's files and folders before any run folder is made, and fix what the run
+    key needs from them: a VOC-format folder's class names (``dataset.classes``, left null for
+    PASCAL VOC itself so its run keys stay as they were)."""
+    from ghmbench import datasets
+
+    d = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert isinstance(d, dict)
+    if d["name"] == "coco":
+        datasets.coco_paths(d)
+    elif d["name"] == "yolo":
+        base, data, names = datasets.yolo_data(d)
+        if d["classes"] is not None and [str(c) for c in d["classes"]] != names:
+            raise ConfigError(f"dataset.classes={d['classes']!r:.100} differs from the names of {datasets.yolo_data_file(d)}; allowed: null (they are read from data.yaml)")
+        cfg.dataset.classes = names
+        for split in ("train", "val", "test"):
+            if data.get(split):
+                datasets.yolo_images(base, data[split], split, datasets.yolo_data_file(d))
+    elif d["name"] == "voc" and not d["download"]:
+        if d["classes"] is None:
+            cfg.dataset.classes = datasets.voc_class_names(d)
+        else:
+            datasets.voc_split_items(d)
 
 
 def build_loss(section: str, node: DictConfig) -> Any:

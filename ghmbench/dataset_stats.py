@@ -54,7 +54,6 @@ def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: 
         that get a positive anchor only through the low-quality rule.
     """
     totals = torch.zeros(3, dtype=torch.float64)
-    objects = low_quality_only = 0
     for start in range(0, len(split), batch):
         idx = list(range(start, min(len(split), start + batch)))
         boxes, labels = [split.boxes[i] for i in idx], [split.labels[i] for i in idx]
@@ -62,11 +61,8 @@ def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: 
         totals += torch.tensor(
             [float(match.positive.sum()), float((match.labels == BACKGROUND).sum()), float((match.labels == IGNORE).sum())], dtype=torch.float64
         )
-        for b in boxes:
-            if len(b):
-                best = box_iou(b, anchors).max(dim=1).values
-                objects += len(b)
-                low_quality_only += int((best < m.fg_iou).sum())
+    objects, poorly_fit = low_quality_sides(split, anchors, m.fg_iou)
+    low_quality_only = len(poorly_fit)
     n = max(1, len(split))
     pos, neg, ign = (totals / n).tolist()
     entries = (pos + neg) * num_classes
@@ -81,11 +77,45 @@ def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: 
     }
 
 
+@torch.no_grad()
+def low_quality_sides(split: DetectionSplit, anchors: torch.Tensor, fg_iou: float) -> tuple[int, list[float]]:
+    """(objects, sqrt(area) in input pixels of those whose best anchor IoU is below ``fg_iou``):
+    the objects that get a positive anchor only through the low-quality rule."""
+    objects, sides = 0, []
+    for b in split.boxes:
+        if len(b):
+            best = box_iou(b, anchors).max(dim=1).values
+            objects += len(b)
+            poor = b[best < fg_iou]
+            sides += ((poor[:, 2] - poor[:, 0]).clamp(min=0) * (poor[:, 3] - poor[:, 1]).clamp(min=0)).sqrt().tolist()
+    return objects, sides
+
+
+ANCHOR_FIT_SHARE = 0.2  # above this share of training objects matched only by the low-quality rule, warn
+
+
+def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, m: DictConfig, image_size: int) -> str | None:
+    """One line when more than 20% of the (training) objects are matched only by the low-quality
+    rule: the share, those objects' size range and the model keys to change; None otherwise."""
+    objects, sides = low_quality_sides(split, anchors, m.fg_iou)
+    if not objects or len(sides) <= ANCHOR_FIT_SHARE * objects:
+        return None
+    low, high = min(m.anchor_sizes), max(m.anchor_sizes) * max(m.anchor_scales)
+    median = sorted(sides)[len(sides) // 2]
+    hint = "larger anchors on coarser levels, e.g. model=retinanet_r18 for real-size images" if median > high else "smaller anchors on finer levels" if median < low else "denser anchor_scales / aspect_ratios"
+    return (
+        f"anchor fit: {len(sides)} of {objects} training objects ({len(sides) / objects:.0%}) are matched only by the low-quality rule; "
+        f"their sizes (sqrt(area) at the {image_size} px input) span {min(sides):.0f}-{max(sides):.0f} px, the anchors {low:.0f}-{high:.0f} px; "
+        f"change model.anchor_sizes and model.levels (one size per level): {hint}"
+    )
+
+
 def detector_anchors(cfg: DictConfig, num_classes: int, channels: int) -> torch.Tensor:
-    """The configured detector's anchors at the dataset's input size (one forward of a blank image)."""
+    """The configured detector's anchors at the dataset's input size (one forward of a blank image;
+    torch's random state is left as it was)."""
     from ghmbench.training import build_model
 
-    model = build_model(cfg, num_classes, channels).eval()
-    size = cfg.dataset.image_size
-    with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model = build_model(cfg, num_classes, channels).eval()
+        size = cfg.dataset.image_size
         return model(torch.zeros(1, channels, size, size)).anchors

@@ -58,8 +58,9 @@ def find_records(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_records(paths: list[Path]) -> list[tuple[Path, dict]]:
-    """(file, record) of every readable run record; an unreadable one is skipped with a one-line warning."""
+def read_records(paths: list[Path], skipped: list[Path] | None = None) -> list[tuple[Path, dict]]:
+    """(file, record) of every readable run record; an unreadable or foreign one is skipped with a
+    one-line warning (and appended to ``skipped``)."""
     out = []
     for file in find_records(paths):
         try:
@@ -68,6 +69,8 @@ def read_records(paths: list[Path]) -> list[tuple[Path, dict]]:
                 raise ValueError("not a run record")
         except (OSError, ValueError) as e:
             print(f"warning: {file}: unreadable run record ({type(e).__name__}: {str(e).splitlines()[0][:80]}), skipped", file=sys.stderr)
+            if skipped is not None:
+                skipped.append(file)
             continue
         out.append((file, record))
     return out
@@ -109,10 +112,11 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
         (DataFrame, {run_key: {"g_hist", "config", "curve", "steps"}}) for the figures.
 
     Raises:
-        ReportError: no records, or records of different protocols.
+        ReportError: no records, or records of different protocols. Unreadable records are
+            skipped (``df.attrs["skipped"]`` lists them).
     """
-    rows, hists = [], {}
-    for file, record in read_records(paths):
+    rows, hists, skipped = [], {}, []
+    for file, record in read_records(paths, skipped):
         rows.append(_record_row(file, record))
         cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
         hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg, "curve": record.get("curve"), "steps": record.get("steps")}
@@ -126,6 +130,7 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df = df.sort_values(["loss", "regression", "seed"], key=order_key).reset_index(drop=True)
     df["final"] = final_mask(df, selections(df))
+    df.attrs["skipped"] = [str(f) for f in skipped]  # unreadable records, counted in the report's header
     return df, hists
 
 
@@ -504,6 +509,7 @@ def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list
         "# ghmbench report\n",
         f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
         + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
+        + (f"; {len(df.attrs['skipped'])} unreadable metrics.json skipped" if df.attrs.get("skipped") else "")
         + ". Cells: mean ± std over seeds (number of completed runs) unless a table says otherwise; best value per column in bold.\n",
         split_note(df) + "\n",
     ]

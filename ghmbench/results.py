@@ -34,6 +34,10 @@ OMITTED_AT_DEFAULT = {
 }
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""
+OMITTED_AT_DEFAULT_BY_DATASET = {
+    "voc": {"classes": None, "val_fraction": 0.2, "test_fraction": 0.0, "split_seed": 0},
+}
+"""Per dataset name, in place of OMITTED_AT_DEFAULT["dataset"] for the same keys."""
 # A loss's ``_target_`` (added after run keys were first recorded) is in the key only when it is not
 # the built-in class of the loss's name, i.e. for a loss of the user's own (``loss=custom``).
 COMPLETE_STATUSES = ("completed", "diverged")
@@ -52,6 +56,8 @@ def semantic_config(cfg: DictConfig) -> dict:
             for k in sub:
                 data[key].pop(k, None)
     for key, defaults in OMITTED_AT_DEFAULT.items():
+        if key == "dataset" and isinstance(data.get(key), dict):
+            defaults = {**defaults, **OMITTED_AT_DEFAULT_BY_DATASET.get(data[key].get("name"), {})}
         for k, default in defaults.items():
             if isinstance(data.get(key), dict) and data[key].get(k, default) == default:
                 data[key].pop(k, None)

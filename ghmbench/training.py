@@ -68,7 +68,9 @@ def build_datasets(cfg: DictConfig) -> Splits:
         return datasets.load_coco_detection(d, cache)
     if name == "voc":
         return datasets.load_voc_detection(d, cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc")
+    if name == "yolo":
+        return datasets.load_yolo_detection(d, cache)
+    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
@@ -335,6 +337,13 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     torch.use_deterministic_algorithms(True, warn_only=True)
     with D.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
+    if D.is_main():  # one line at the start of the run when the anchors do not fit the objects
+        from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
+
+        warning = anchor_fit_warning(train_split, detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1]), cfg.model, cfg.dataset.image_size)
+        if warning:
+            log.warning("%s", warning)
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
     if t.channels_last:
@@ -456,6 +465,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
         "train_images": len(train_split),
         "val_images": len(val_split),
         "test_images": len(test_split) if test_split is not None else 0,
+        "classes": train_split.class_names,
         "dropped": {"train": train_split.dropped, "val": val_split.dropped} | ({"test": test_split.dropped} if test_split else {}),  # dataset.on_invalid=skip
     }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]

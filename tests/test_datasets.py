@@ -202,7 +202,7 @@ def test_voc_unknown_class_names_the_xml_object(voc_root, tmp_path):
     xml = root / "VOCdevkit/VOC2007/Annotations/005003.xml"
     xml.write_text(xml.read_text().replace("<name>", "<name>x", 1))
     base = ["dataset=voc", f"dataset.root={root}", "dataset.image_size=64", f"paths.cache_dir={tmp_path}"]
-    with pytest.raises(DatasetError, match=r"005003\.xml: object 1 \('x\w+'\): category_id 'x\w+' is not a known category"):
+    with pytest.raises(DatasetError, match=r"005003\.xml: object 1 \('x\w+'\): class 'x\w+' is not one of the dataset's classes; allowed: one of aeroplane, bicycle, .*tvmonitor \(dataset.classes\)"):
         _load(base)
     assert _load([*base, "dataset.on_invalid=skip"])[1].dropped == {"unknown_category": 1}
 
@@ -260,7 +260,7 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
 
 def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
     monkeypatch.chdir(coco_root.parent)
-    cfg = validate(compose_config(["dataset=coco", f"dataset.root={coco_root.name}"]))
+    cfg = validate(compose_config(["dataset=coco", f"dataset.root={coco_root.name}", "dataset.train_split=train", "dataset.val_split=val"]))
     assert cfg.dataset.root == str(coco_root.resolve())  # sweep jobs may start elsewhere
 
 

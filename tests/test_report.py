@@ -291,6 +291,7 @@ def test_cli_report_protocol_runs(protocol_runs, tmp_path):
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and "broken-run" in warnings[0] and "skipped" in warnings[0] and "Traceback" not in result.stderr
+    assert "; 1 unreadable metrics.json skipped." in result.stdout  # counted in the report's header
     assert "Headline: test AP" in result.stdout and "held-out test split" in result.stdout and "(selected)" in result.stdout
     assert t_cell([0.20, 0.22, 0.24]) in result.stdout and "not converged" in result.stdout
     for name in ["headline.md", "headline.csv", "candidates.csv", "differences.csv", "learning_curves.png", "loss_comparison.png"]:
