@@ -700,14 +700,11 @@ def yolo_images(base: Path, entry: Any, key: str, origin: Path) -> tuple[list[Pa
     return images, folders
 
 
-def yolo_source(d: dict, split: str, opts: FileDatasetCfg) -> tuple[SourceSpec, dict[str, int]] | None:
-    """One split of a YOLO dataset as a COCO dict (category ids 1..K), and the label lines dropped
-    (``on_invalid=skip``) before the common validation; None when data.yaml has no such split."""
-    base, data, names = yolo_data(d)
-    origin = yolo_data_file(d)
-    if not data.get(split):
-        return None
-    images, folders = yolo_images(base, data[split], split, origin)
+def yolo_source(entry: Any, split: str, base: Path, names: list[str], origin: Path, opts: FileDatasetCfg) -> tuple[SourceSpec, dict[str, int]]:
+    """One split of a YOLO dataset (``entry``: its data.yaml value; ``base``, ``names``: from
+    :func:`yolo_data`) as a COCO dict (category ids 1..K), and the label lines dropped
+    (``on_invalid=skip``) before the common validation."""
+    images, folders = yolo_images(base, entry, split, origin)
     spec = SourceSpec({"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}, base, f"{origin} ({split})", {}, by_name=True)
     v = _Validator(spec, opts.on_invalid)
     stems = {p.with_suffix("") for p in images}
@@ -756,13 +753,14 @@ def yolo_source(d: dict, split: str, opts: FileDatasetCfg) -> tuple[SourceSpec, 
 def load_yolo_detection(d: dict, cache_dir: Path | None) -> Splits:
     """(train, val, test or None) of an ultralytics-style YOLO dataset (``dataset.root``: its data.yaml)."""
     opts = _options(d)
+    base, data, names = yolo_data(d)  # data.yaml read once for the three splits
+    origin = yolo_data_file(d)
     out = []
     for split in ("train", "val", "test"):
-        source = yolo_source(d, split, opts)
-        if source is None:
+        if not data.get(split):
             out.append(None)
             continue
-        spec, dropped = source
+        spec, dropped = yolo_source(data[split], split, base, names, origin, opts)
         built = build_split(spec, opts, cache_dir)
         for reason, n in dropped.items():
             built.dropped[reason] = built.dropped.get(reason, 0) + n
