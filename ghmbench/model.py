@@ -193,13 +193,17 @@ class RetinaDetector(nn.Module):
             self._anchor_cache[key] = make_anchors(shapes, strides, self.anchor_sizes, self.anchor_scales, self.aspect_ratios, device)
         return self._anchor_cache[key]
 
-    def forward(self, images: Tensor) -> DetectorOutput:
-        """Images [B, C, H, W] -> :class:`DetectorOutput`."""
+    def features(self, images: Tensor) -> list[Tensor]:
+        """Images [B, C, H, W] -> the FPN maps of ``self.levels``, in order (what the heads see)."""
         feats = self.backbone(images)
         pyramid = self.fpn(OrderedDict((str(lvl), feats[lvl]) for lvl in self.base_levels))
         names = list(pyramid.keys())  # base levels, then "pool"-style extra names for P6, P7
         by_level = {lvl: pyramid[names[i]] for i, lvl in enumerate(self.base_levels + [6, 7][: len(names) - len(self.base_levels)])}
-        selected = [by_level[lvl] for lvl in self.levels]
+        return [by_level[lvl] for lvl in self.levels]
+
+    def forward(self, images: Tensor) -> DetectorOutput:
+        """Images [B, C, H, W] -> :class:`DetectorOutput`."""
+        selected = self.features(images)
         anchors, level_ids = self._anchors([tuple(f.shape[-2:]) for f in selected], tuple(images.shape[-2:]), images.device)
         return DetectorOutput(self.cls_head(selected), self.box_head(selected), anchors, level_ids)
 

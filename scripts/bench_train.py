@@ -77,12 +77,7 @@ class TvBackbone(nn.Module):
         self.out_channels = model.fpn.layer_blocks[0].out_channels
 
     def forward(self, x: torch.Tensor) -> OrderedDict:
-        feats = self.model.backbone(x)
-        pyramid = self.model.fpn(OrderedDict((str(lvl), feats[lvl]) for lvl in self.model.base_levels))
-        names = list(pyramid.keys())
-        levels = self.model.base_levels + [6, 7][: len(names) - len(self.model.base_levels)]
-        by_level = {lvl: pyramid[names[i]] for i, lvl in enumerate(levels)}
-        return OrderedDict((str(i), by_level[lvl]) for i, lvl in enumerate(self.model.levels))
+        return OrderedDict((str(i), f) for i, f in enumerate(self.model.features(x)))
 
 
 def torchvision_retinanet(model, cfg, num_classes: int, image_size: int) -> RetinaNet:
