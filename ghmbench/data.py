@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ghmbench.fileio import atomic_write
+
 DIGIT_NAMES = [str(i) for i in range(10)]
 CACHE_VERSION = 1
 
@@ -348,10 +350,7 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> Spli
             si, sb, sl = _compose(p, p.num_test, test_pool, crops, targets, rng, label_noise=False)
             arrays |= {"test_images": si, "test_boxes": sb, "test_labels": sl}
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{np.random.default_rng().integers(1 << 30)}.npz")
-            np.savez_compressed(tmp, **arrays)
-            tmp.replace(path)
+            atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     train = _split_from_arrays(arrays["train_images"], arrays["train_boxes"], arrays["train_labels"])
     val = _split_from_arrays(arrays["val_images"], arrays["val_boxes"], arrays["val_labels"])
     test = _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"]) if "test_images" in arrays else None

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ghmbench.config import ConfigError, FileDatasetCfg
 from ghmbench.data import DetectionSplit, Splits
+from ghmbench.fileio import atomic_write, write_json
 
 CACHE_VERSION = 1
 VOC_CLASSES = [
@@ -321,10 +322,7 @@ def load_images(paths: list[Path], opts: FileDatasetCfg, cache_dir: Path | None)
     for idx, batch in zip(chunks, lazy.batches(chunks)):
         out[idx[0] : idx[-1] + 1] = batch
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, out.numpy())
-        tmp.replace(file)
+        atomic_write(file, lambda f: np.save(f, out.numpy()))
     return out
 
 
@@ -817,8 +815,5 @@ def export_coco(split: DetectionSplit, out: Path, name: str) -> Path:
         pixels = split.images[[k]][0].permute(1, 2, 0).numpy()
         Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(folder / rec["file_name"])
     ann = out / "annotations" / f"instances_{name}.json"
-    ann.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ann.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(gt))
-    tmp.replace(ann)
+    write_json(ann, gt, indent=None)
     return ann

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ghmbench.config import BUILTIN_TARGETS
+from ghmbench.fileio import atomic_write, write_json, write_text  # noqa: F401  (write_json / write_text: used by importers)
 
 NON_SEMANTIC = {
     "paths": None,
@@ -84,33 +83,9 @@ def run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.runs_dir).expanduser() / name
 
 
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    _atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=2, allow_nan=False).encode()))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write text atomically."""
-    _atomic(Path(path), lambda f: f.write(text.encode()))
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` atomically."""
-    _atomic(Path(path), lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -1,0 +1,36 @@
+"""Atomic file writes: a reader (another process of a sweep, a report) sees the old file or the
+new one, never a half-written one, and an interrupted write leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write JSON atomically (NaN and infinity refused: they are not JSON)."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent, allow_nan=False).encode()))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write text atomically."""
+    atomic_write(path, lambda f: f.write(text.encode()))
