@@ -15,6 +15,7 @@ from torchvision.ops import box_iou
 
 from ghmbench.anchors import BACKGROUND, IGNORE, match_anchors
 from ghmbench.data import DetectionSplit
+from ghmbench.model import build_model
 
 
 def class_counts(split: DetectionSplit) -> list[int]:
@@ -41,12 +42,12 @@ def box_sizes(split: DetectionSplit) -> dict:
 
 
 @torch.no_grad()
-def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: int, m: DictConfig, batch: int = 64) -> dict:
+def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: int, model_cfg: DictConfig, batch: int = 64) -> dict:
     """Positive / negative / ignored anchors per image for the configured matcher.
 
     Args:
         anchors: [A, 4] the detector's anchors at the input size.
-        m: the model config (fg_iou, bg_iou, allow_low_quality).
+        model_cfg: the model config (fg_iou, bg_iou, allow_low_quality).
 
     Returns:
         Means per image, the negative : positive ratio, the easy-entry ratio the classification
@@ -57,11 +58,11 @@ def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: 
     for start in range(0, len(split), batch):
         idx = list(range(start, min(len(split), start + batch)))
         boxes, labels = [split.boxes[i] for i in idx], [split.labels[i] for i in idx]
-        match = match_anchors(anchors, boxes, labels, m.fg_iou, m.bg_iou, m.allow_low_quality)
+        match = match_anchors(anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
         totals += torch.tensor(
             [float(match.positive.sum()), float((match.labels == BACKGROUND).sum()), float((match.labels == IGNORE).sum())], dtype=torch.float64
         )
-    objects, poorly_fit = low_quality_sides(split, anchors, m.fg_iou)
+    objects, poorly_fit = low_quality_sides(split, anchors, model_cfg.fg_iou)
     low_quality_only = len(poorly_fit)
     n = max(1, len(split))
     pos, neg, ign = (totals / n).tolist()
@@ -94,13 +95,13 @@ def low_quality_sides(split: DetectionSplit, anchors: torch.Tensor, fg_iou: floa
 ANCHOR_FIT_SHARE = 0.2  # above this share of training objects matched only by the low-quality rule, warn
 
 
-def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, m: DictConfig, image_size: int) -> str | None:
+def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, model_cfg: DictConfig, image_size: int) -> str | None:
     """One line when more than 20% of the (training) objects are matched only by the low-quality
     rule: the share, those objects' size range and the model keys to change; None otherwise."""
-    objects, sides = low_quality_sides(split, anchors, m.fg_iou)
+    objects, sides = low_quality_sides(split, anchors, model_cfg.fg_iou)
     if not objects or len(sides) <= ANCHOR_FIT_SHARE * objects:
         return None
-    low, high = min(m.anchor_sizes), max(m.anchor_sizes) * max(m.anchor_scales)
+    low, high = min(model_cfg.anchor_sizes), max(model_cfg.anchor_sizes) * max(model_cfg.anchor_scales)
     median = sorted(sides)[len(sides) // 2]
     hint = "larger anchors on coarser levels, e.g. model=retinanet_r18 for real-size images" if median > high else "smaller anchors on finer levels" if median < low else "denser anchor_scales / aspect_ratios"
     return (
@@ -113,8 +114,6 @@ def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, m: DictConf
 def detector_anchors(cfg: DictConfig, num_classes: int, channels: int) -> torch.Tensor:
     """The configured detector's anchors at the dataset's input size (one forward of a blank image;
     torch's random state is left as it was)."""
-    from ghmbench.training import build_model
-
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model = build_model(cfg, num_classes, channels).eval()
         size = cfg.dataset.image_size

@@ -1,17 +1,19 @@
 """RetinaNet-style detector: backbone, FPN (torchvision.ops), anchors, heads, post-processing.
 
-Anchor matching and box coding live in ``anchors.py``; the losses in ``losses.py``.
+Anchor matching and box coding live in ``anchors.py``; the losses in ``losses.py``, applied to a
+batch by ``criterion.py``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torchvision
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork, batched_nms
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
@@ -208,6 +210,25 @@ class RetinaDetector(nn.Module):
         return DetectorOutput(self.cls_head(selected), self.box_head(selected), anchors, level_ids)
 
 
+def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
+    """The detector of ``cfg.model``."""
+    model_cfg = cfg.model
+    return RetinaDetector(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        backbone=model_cfg.backbone,
+        backbone_width=model_cfg.backbone_width,
+        weights_path=model_cfg.weights_path,
+        levels=tuple(model_cfg.levels),
+        fpn_channels=model_cfg.fpn_channels,
+        head_convs=model_cfg.head_convs,
+        anchor_sizes=tuple(model_cfg.anchor_sizes),
+        anchor_scales=tuple(model_cfg.anchor_scales),
+        aspect_ratios=tuple(model_cfg.aspect_ratios),
+        prior_prob=model_cfg.prior_prob,
+    )
+
+
 @torch.no_grad()
 def postprocess(
     out: DetectorOutput,
@@ -256,4 +277,12 @@ def postprocess(
     return results
 
 
-__all__ = ["RetinaDetector", "SmallBackbone", "ResNet18Backbone", "Head", "DetectorOutput", "postprocess"]
+def amp_forward(net: nn.Module, images: Tensor, amp: str) -> DetectorOutput:
+    """The network's forward, in bfloat16 autocast when ``amp == "bf16"``; its outputs come back
+    in float32, so that the losses, their reductions and the GHM weights are float32."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        out = net(images)
+    return replace(out, cls_logits=out.cls_logits.float(), box_deltas=out.box_deltas.float())
+
+
+__all__ = ["RetinaDetector", "build_model", "amp_forward", "SmallBackbone", "ResNet18Backbone", "Head", "DetectorOutput", "postprocess"]
