@@ -1,48 +1,34 @@
-"""Building the pieces from a validated config, the training loop, and one whole run.
-
-``run(cfg)`` trains one configuration, evaluates it and writes its record; everything it needs
-comes from the config that :func:`ghmbench.config.validate` returned.
+"""One whole run: ``run(cfg)`` trains one configuration (a config :func:`ghmbench.config.validate`
+returned), evaluates it and writes its record. The detector is built by
+:func:`ghmbench.model.build_model`, its losses by :class:`ghmbench.criterion.DetectionCriterion`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
-import platform
 import sys
 import time
-from dataclasses import dataclass, field, replace
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from ghmbench import distributed as D
-from ghmbench.anchors import BoxCoder, match_anchors
-from ghmbench.config import ConfigError, build_loss
+from ghmbench import distributed, train_state
+from ghmbench.config import ConfigError
+from ghmbench.criterion import DetectionCriterion, anchor_stats
 from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
+from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
 from ghmbench.evaluation import coco_evaluate, predict
-from ghmbench.model import DetectorOutput, RetinaDetector
-from ghmbench.results import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    is_complete,
-    load_checkpoint,
-    read_record,
-    run_dir,
-    run_key,
-    save_checkpoint,
-    write_json,
-    write_text,
-)
+from ghmbench.loggers import NullLogger, make_logger
+from ghmbench.model import RetinaDetector, amp_forward, build_model
+from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, is_complete, read_record, run_dir, run_key, write_json, write_text
+from ghmbench.run_environment import RunLocked, folder_lock, library_versions, log_to_file, progress_bar
+from ghmbench.train_state import TrainState
 
 log = logging.getLogger("ghmbench")
-
-
-# ----------------------------------------------------------------------------- builders
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,179 +59,34 @@ def build_datasets(cfg: DictConfig) -> Splits:
     raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
 
 
-def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
-    """The detector of ``cfg.model``."""
-    m = cfg.model
-    return RetinaDetector(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        backbone=m.backbone,
-        backbone_width=m.backbone_width,
-        weights_path=m.weights_path,
-        levels=tuple(m.levels),
-        fpn_channels=m.fpn_channels,
-        head_convs=m.head_convs,
-        anchor_sizes=tuple(m.anchor_sizes),
-        anchor_scales=tuple(m.anchor_scales),
-        aspect_ratios=tuple(m.aspect_ratios),
-        prior_prob=m.prior_prob,
-    )
-
-
-def build_losses(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """(classification loss, regression loss) modules: ``cfg.loss`` / ``cfg.regression``
-    instantiated from their ``_target_`` (:func:`ghmbench.config.build_loss`), built-in or the user's own."""
-    return build_loss("loss", cfg.loss), build_loss("regression", cfg.regression)
-
-
-def build_optimizer(model: nn.Module, t: DictConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, train_cfg: DictConfig) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters."""
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum)
+    groups = [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
     # fused: one kernel per step instead of ~10 per parameter tensor (~1.4 ms of a ~100 ms step
     # on the CPU); the same AdamW update, equal to the for-loop implementation within float rounding
-    return torch.optim.AdamW(groups, lr=t.lr, fused=True)
+    return torch.optim.AdamW(groups, lr=train_cfg.lr, fused=True)
 
 
-def lr_factor(step: int, steps_per_epoch: int, t: DictConfig) -> float:
+def lr_factor(step: int, steps_per_epoch: int, train_cfg: DictConfig) -> float:
     """Multiplier of the base lr at ``step``: linear warmup, then cosine or step decay."""
-    total = max(1, t.epochs * steps_per_epoch)
-    if t.schedule == "cosine":
+    total = max(1, train_cfg.epochs * steps_per_epoch)
+    if train_cfg.schedule == "cosine":
         factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     else:
         epoch = step // max(1, steps_per_epoch)
-        factor = t.step_gamma ** sum(epoch >= e for e in t.step_epochs)
-    if step < t.warmup_iters:
-        alpha = step / t.warmup_iters
-        factor *= t.warmup_factor * (1 - alpha) + alpha
+        factor = train_cfg.step_gamma ** sum(epoch >= e for e in train_cfg.step_epochs)
+    if step < train_cfg.warmup_iters:
+        alpha = step / train_cfg.warmup_iters
+        factor *= train_cfg.warmup_factor * (1 - alpha) + alpha
     return factor
 
 
-# ----------------------------------------------------------------------------- losses
-
-
-def detection_losses(
-    out: DetectorOutput,
-    gt_boxes: list[Tensor],
-    gt_labels: list[Tensor],
-    cls_loss: nn.Module,
-    box_loss: nn.Module,
-    coder: BoxCoder,
-    m: DictConfig,
-    g_hist: Tensor | None = None,
-    anchor_counts: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Match anchors for the whole batch and apply both losses.
-
-    Args:
-        g_hist: optional [K] float64 histogram on [0, 1] to which the gradient norms
-            g = |sigmoid(x) - y| of this batch's valid anchor x class entries are added.
-        anchor_counts: optional [4] float64 to which (images, positive, negative, ignored
-            anchors) of this batch are added: the imbalance the classification loss faces.
-
-    Under torch.distributed the batch is this rank's shard of the global batch: the losses are
-    normalised by the global number of positives (GHM by its global tot), and what is returned
-    is this rank's share of the global-batch loss (the shares summed over ranks give its value).
-
-    Returns:
-        (classification loss, regression loss, number of positive anchors of the global batch), 0-dim tensors.
-    """
-    batch, num_anchors, num_classes = out.cls_logits.shape
-    match = match_anchors(out.anchors, gt_boxes, gt_labels, m.fg_iou, m.bg_iou, m.allow_low_quality)
-    positive = match.positive
-    onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
-    onehot.scatter_(2, match.labels.clamp(min=0)[..., None], positive[..., None].to(onehot.dtype))
-    num_pos = D.all_reduce_sum(positive.sum())
-    if anchor_counts is not None:
-        with torch.no_grad():
-            pos, valid = int(positive.sum()), int(match.valid.sum())  # this rank's shard
-            anchor_counts += torch.tensor([batch, pos, valid - pos, batch * num_anchors - valid], dtype=torch.float64)
-    level_ids = out.level_ids.repeat(batch)
-    loss_cls = cls_loss(
-        out.cls_logits.reshape(-1, num_classes),
-        onehot.reshape(-1, num_classes),
-        match.valid.reshape(-1).float(),
-        avg_factor=num_pos,
-        level_ids=level_ids,
-    )
-    if g_hist is not None:
-        with torch.no_grad():
-            g = (torch.sigmoid(out.cls_logits.detach().float()) - onehot).abs()
-            idx = (g * g_hist.numel()).long().clamp_(max=g_hist.numel() - 1)
-            valid = match.valid[..., None].expand_as(g)
-            g_hist.scatter_add_(0, idx.reshape(-1).cpu(), valid.reshape(-1).double().cpu())
-    # Only positive anchors are valid for the box losses, so they get the positive rows alone (the
-    # same sums and GHM-R statistics, over ~2% of the rows); the index costs one device sync,
-    # which the training loop's per-step read of the losses makes anyway.
-    pos_idx = positive.reshape(-1).nonzero().squeeze(1)
-    targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % num_anchors])
-    loss_box = box_loss(
-        out.box_deltas.reshape(-1, 4)[pos_idx],
-        targets,
-        targets.new_ones(pos_idx.numel()),
-        avg_factor=num_pos,
-        level_ids=level_ids[pos_idx],
-    )
-    return D.share_of_global(loss_cls, getattr(cls_loss, "sync", True)), D.share_of_global(loss_box, getattr(box_loss, "sync", True)), num_pos
-
-
 # ----------------------------------------------------------------------------- the run
-
-
-@dataclass
-class TrainState:
-    """What survives an epoch boundary (and so a checkpoint)."""
-
-    epoch: int = 0
-    step: int = 0
-    elapsed_s: float = 0.0
-    history: list[dict] = field(default_factory=list)
-    g_hist: list[float] | None = None
-    curve: list[dict] = field(default_factory=list)
-    anchors: dict | None = None
-    eval_s: float = 0.0
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that determine the numbers."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ["torch", "torchvision", "numpy", "faster-coco-eval", "hydra-core", "scikit-learn", "ghmbench"]:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _setup_logging(folder: Path) -> logging.Handler:
-    handler = logging.FileHandler(folder / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[losses]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-
-
-class RunLocked(RuntimeError):
-    """Another process is training the same configuration in the same folder."""
 
 
 def run(cfg: DictConfig, force: bool = False) -> dict:
@@ -266,48 +107,51 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
         The run record (what metrics.json holds), the same on every rank.
     """
     device = resolve_device(cfg.device)
-    D.init_from_env(device)
-    check_shardable(cfg.train.batch_size, D.world_size())
-    if D.is_distributed() and device.type == "cuda" and device.index is not None:
-        raise ConfigError(f"device={cfg.device} would put every process on one GPU; allowed with several processes: cuda (each takes cuda:LOCAL_RANK), cpu, auto")
-    if D.is_distributed() and device.type != "cuda" and cfg.model.backbone == "resnet18":
-        raise ConfigError("model.backbone=resnet18 has BatchNorm, synchronised across processes only on GPUs; allowed with several CPU processes: model=small")
+    distributed.init_from_env(device)
+    _check_distributed_launch(cfg, device)
     folder = run_dir(cfg)
-    if not D.is_main():
-        decision = D.broadcast_object(None)
-        if decision == "locked":
-            raise RunLocked(f"{folder} is being trained by another process")
-        return _skipped(folder) if decision == "skip" else _train_and_evaluate(cfg, folder)
+    if not distributed.is_main():
+        return _follow_main_rank(cfg, folder)
     if not force and is_complete(folder):
-        D.broadcast_object("skip")
+        distributed.broadcast_object("skip")
         return _skipped(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes (or the process dies)
-        except OSError:
-            D.broadcast_object("locked")
+    with folder_lock(folder) as acquired:
+        if not acquired:
+            distributed.broadcast_object("locked")
             raise RunLocked(f"{folder} is being trained by another process") from None
         if not force and is_complete(folder):  # finished while we were starting
-            D.broadcast_object("skip")
+            distributed.broadcast_object("skip")
             return _skipped(folder)
         if force:
             for name in (METRICS_FILE, CHECKPOINT_FILE, "detections.json"):
                 (folder / name).unlink(missing_ok=True)
-        D.broadcast_object("train")
+        distributed.broadcast_object("train")
         write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        handler = _setup_logging(folder)
-        try:
-            record = _train_and_evaluate(cfg, folder)
-        except Exception as e:  # recorded as failed, then re-raised for the caller to report
-            record = _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-            write_json(folder / METRICS_FILE, record)
-            log.exception("run failed")
-            raise
-        finally:
-            log.removeHandler(handler)
-            handler.close()
-    return record
+        with log_to_file(folder):
+            try:
+                return _train_and_evaluate(cfg, folder)
+            except Exception as e:  # recorded as failed, then re-raised for the caller to report
+                write_json(folder / METRICS_FILE, _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+                log.exception("run failed")
+                raise
+
+
+def _check_distributed_launch(cfg: DictConfig, device: torch.device) -> None:
+    """Config errors that only several processes make: an unshardable batch, one GPU for all, BatchNorm on CPUs."""
+    check_shardable(cfg.train.batch_size, distributed.world_size())
+    if distributed.is_distributed() and device.type == "cuda" and device.index is not None:
+        raise ConfigError(f"device={cfg.device} would put every process on one GPU; allowed with several processes: cuda (each takes cuda:LOCAL_RANK), cpu, auto")
+    if distributed.is_distributed() and device.type != "cuda" and cfg.model.backbone == "resnet18":
+        raise ConfigError("model.backbone=resnet18 has BatchNorm, synchronised across processes only on GPUs; allowed with several CPU processes: model=small")
+
+
+def _follow_main_rank(cfg: DictConfig, folder: Path) -> dict:
+    """A rank other than 0 does what rank 0 decided: give up (locked), skip, or train alongside it."""
+    decision = distributed.broadcast_object(None)
+    if decision == "locked":
+        raise RunLocked(f"{folder} is being trained by another process")
+    return _skipped(folder) if decision == "skip" else _train_and_evaluate(cfg, folder)
 
 
 def _skipped(folder: Path) -> dict:
@@ -329,138 +173,163 @@ def _base_record(cfg: DictConfig, folder: Path) -> dict:
     }
 
 
-def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
-    t = cfg.train
-    if t.num_threads > 0:
-        torch.set_num_threads(t.num_threads)
-    device = D.local_device(resolve_device(cfg.device))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    with D.main_first():  # rank 0 fills the dataset cache, the others read it
-        train_split, val_split, test_split = build_datasets(cfg)
-    if D.is_main():  # one line at the start of the run when the anchors do not fit the objects
-        from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
+@dataclass
+class Training:
+    """What a run trains and evaluates with, built once before its first epoch."""
 
-        warning = anchor_fit_warning(train_split, detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1]), cfg.model, cfg.dataset.image_size)
-        if warning:
-            log.warning("%s", warning)
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    cfg: DictConfig
+    folder: Path
+    device: torch.device
+    train_split: DetectionSplit
+    val_split: DetectionSplit
+    test_split: DetectionSplit | None
+    model: RetinaDetector  # the bare network: its state is what checkpoints hold
+    net: nn.Module  # ``model``, wrapped in DDP under torch.distributed
+    criterion: DetectionCriterion
+    optimizer: torch.optim.Optimizer
+    logger: NullLogger
+    steps_per_epoch: int
+
+
+def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
+    training, state = _set_up(cfg, folder)
+    started = time.perf_counter() - state.elapsed_s
+    diverged_at, last_validation = _train(training, state, started)
+    return _write_record(training, state, diverged_at, last_validation, started)
+
+
+def _set_up(cfg: DictConfig, folder: Path) -> tuple[Training, TrainState]:
+    """Datasets, detector, criterion and optimizer of ``cfg``, and the state to start from (the checkpoint's, if any)."""
+    train_cfg = cfg.train
+    if train_cfg.num_threads > 0:
+        torch.set_num_threads(train_cfg.num_threads)
+    device = distributed.local_device(resolve_device(cfg.device))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
+        train_split, val_split, test_split = build_datasets(cfg)
+    if distributed.is_main():
+        _warn_about_anchor_fit(cfg, train_split)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
-    if t.channels_last:
+    if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    cls_loss, box_loss = build_losses(cfg)
-    cls_loss.to(device)
-    box_loss.to(device)
-    optimizer = build_optimizer(model, t)
-    coder = BoxCoder()
-    steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
-    state = TrainState()
-    ckpt_path = folder / CHECKPOINT_FILE
-    if D.broadcast_object(ckpt_path.exists()):  # rank 0's view: every rank resumes from the same file
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        cls_loss.load_state_dict(ckpt["cls_loss"])
-        box_loss.load_state_dict(ckpt["box_loss"])
-        state = TrainState(
-            ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"), list(ckpt.get("curve", [])), ckpt.get("anchors"), ckpt.get("eval_s", 0.0)
-        )
-        log.info("resumed from %s at epoch %d", ckpt_path, state.epoch)
-    from ghmbench.loggers import NullLogger, make_logger
-
-    net = D.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
-    logger = make_logger(cfg, folder) if D.is_main() else NullLogger()
-    log.info(
-        "run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
-        folder.name, device, len(train_split), len(val_split), len(test_split) if test_split else "no", steps_per_epoch,
-    )
-    post = {k: cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
-
-    def evaluate(split: DetectionSplit) -> tuple[dict, list[dict]]:
-        detections = predict(model, split, coder, device, t.eval_batch_size, **post)
-        return coco_evaluate(split.coco_ground_truth(), detections), detections
-
-    val_eval: tuple[dict, list[dict]] | None = None  # the last epoch's, reused as the final validation
+    criterion = DetectionCriterion.from_config(cfg).to(device)
+    optimizer = build_optimizer(model, train_cfg)
+    steps_per_epoch = math.ceil(len(train_split) / train_cfg.batch_size)
+    state = train_state.resume(folder / CHECKPOINT_FILE, model, criterion, optimizer)
+    net = distributed.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
+    logger = make_logger(cfg, folder) if distributed.is_main() else NullLogger()
+    training = Training(cfg, folder, device, train_split, val_split, test_split, model, net, criterion, optimizer, logger, steps_per_epoch)
+    log.info("run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
+             folder.name, device, len(train_split), len(val_split), len(test_split) if test_split else "no", steps_per_epoch)
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
-        if split is None:
-            continue
-        if split.dropped:
+        if split is not None and split.dropped:
             log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
+    return training, state
 
-    started = time.perf_counter() - state.elapsed_s
-    status, diverged_at = "completed", None
-    with _progress(t.progress and D.is_main()) as progress:
-        task = progress.add_task(folder.name, total=t.epochs * steps_per_epoch, completed=state.step, losses="")
-        model.train()
-        while state.epoch < t.epochs and status == "completed":
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
-            sums = torch.zeros(3, dtype=torch.float64)
-            batches = 0
-            g_hist = torch.zeros(t.g_hist_bins, dtype=torch.float64) if state.epoch == t.epochs - 1 else None
-            counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
-            shard = {"rank": D.rank(), "world_size": D.world_size()}  # pinning happens once, in _to_device
-            for images, boxes, labels, _ in iterate_batches(train_split, t.batch_size, shuffle=True, generator=gen, **shard):
-                for group in optimizer.param_groups:
-                    group["lr"] = t.lr * lr_factor(state.step, steps_per_epoch, t)
-                out = amp_forward(net, _to_device(images, device, t), t.amp)
-                loss_cls, loss_box, num_pos = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model, g_hist, counts)
-                loss = loss_cls + loss_box
-                values = D.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
-                if not torch.isfinite(values).all():
-                    status, diverged_at = "diverged", state.step
-                    log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                (loss * D.backward_scale()).backward()  # DDP averages over ranks: this gives the global batch's gradient
-                if t.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                optimizer.step()
-                sums += values
-                batches += 1
-                state.step += 1
-                mean = sums / batches
-                progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}")
-                if state.step % t.log_every == 0:
-                    logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
-            if status != "completed":
-                break
-            mean = (sums / max(1, batches)).tolist()
-            state.epoch += 1
-            state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
-            if g_hist is not None:
-                state.g_hist = D.all_reduce_sum(g_hist).tolist()
-            if counts is not None:
-                state.anchors = anchor_stats(D.all_reduce_sum(counts))
-            log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, t.epochs, *mean)
-            if t.eval_every and (state.epoch % t.eval_every == 0 or state.epoch == t.epochs):
-                if D.is_main():  # the learning curve: validation AP during training
-                    eval_start = time.perf_counter()
-                    val_eval = evaluate(val_split)
-                    state.eval_s += time.perf_counter() - eval_start
-                    state.curve.append({"epoch": state.epoch, "step": state.step, "AP": val_eval[0]["AP"], "AP50": val_eval[0]["AP50"]})
-                    log.info("epoch %d: validation AP %.4f", state.epoch, val_eval[0]["AP"] or 0.0)
-                D.barrier()
+
+def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit) -> None:
+    """One line at the start of the run when the anchors do not fit the objects."""
+    anchors = detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
+    warning = anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    if warning:
+        log.warning("%s", warning)
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
+def _train(training: Training, state: TrainState, started: float) -> tuple[int | None, tuple[dict, list[dict]] | None]:
+    """The epochs from ``state.epoch`` on, each followed by the periodic validation and a checkpoint. Returns
+    (the step of a non-finite loss or None; the last periodic validation's (metrics, detections) on rank 0 or None)."""
+    train_cfg = training.cfg.train
+    last_validation: tuple[dict, list[dict]] | None = None
+    with progress_bar(train_cfg.progress and distributed.is_main()) as progress:
+        task = progress.add_task(training.folder.name, total=train_cfg.epochs * training.steps_per_epoch, completed=state.step, losses="")
+        training.model.train()
+        while state.epoch < train_cfg.epochs:
+            diverged_at = train_one_epoch(training, state, lambda mean: progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}"))
+            if diverged_at is not None:
+                return diverged_at, last_validation
+            if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
+                last_validation = _validate_during_training(training, state)
             state.elapsed_s = time.perf_counter() - started
-            if t.checkpoint and D.is_main():
-                save_checkpoint(
-                    ckpt_path,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "cls_loss": cls_loss.state_dict(),
-                        "box_loss": box_loss.state_dict(),
-                        "epoch": state.epoch,
-                        "step": state.step,
-                        "elapsed_s": state.elapsed_s,
-                        "history": state.history,
-                        "g_hist": state.g_hist,
-                        "curve": state.curve,
-                        "anchors": state.anchors,
-                        "eval_s": state.eval_s,
-                    },
-                )
+            if train_cfg.checkpoint and distributed.is_main():
+                train_state.save(training.folder / CHECKPOINT_FILE, training.model, training.criterion, training.optimizer, state)
+    return None, last_validation
 
-    record = _base_record(cfg, folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+
+def train_one_epoch(training: Training, state: TrainState, on_step) -> int | None:
+    """One epoch over the (this rank's shard of the) training split; its mean losses go to ``state.history``.
+
+    Args:
+        on_step: called after every step with the epoch's running mean (loss, cls, box) [3].
+
+    Returns:
+        The step at which the loss became non-finite (the run diverged, the epoch is not counted), else None.
+    """
+    train_cfg, optimizer = training.cfg.train, training.optimizer
+    gen = torch.Generator().manual_seed(training.cfg.seed * 100_003 + state.epoch)
+    sums = torch.zeros(3, dtype=torch.float64)
+    batches = 0
+    g_hist = torch.zeros(train_cfg.g_hist_bins, dtype=torch.float64) if state.epoch == train_cfg.epochs - 1 else None
+    counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
+    shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}  # pinning happens once, in _to_device
+    for images, boxes, labels, _ in iterate_batches(training.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
+        for group in optimizer.param_groups:
+            group["lr"] = train_cfg.lr * lr_factor(state.step, training.steps_per_epoch, train_cfg)
+        out = amp_forward(training.net, _to_device(images, training.device, train_cfg), train_cfg.amp)
+        loss_cls, loss_box, num_pos = training.criterion(out, boxes, labels, g_hist, counts)
+        loss = loss_cls + loss_box
+        values = distributed.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
+        if not torch.isfinite(values).all():
+            log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
+            return state.step
+        optimizer.zero_grad(set_to_none=True)
+        (loss * distributed.backward_scale()).backward()  # DDP averages over ranks: this gives the global batch's gradient
+        if train_cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(training.model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        sums += values
+        batches += 1
+        state.step += 1
+        on_step(sums / batches)
+        if state.step % train_cfg.log_every == 0:
+            training.logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
+    mean = (sums / max(1, batches)).tolist()
+    state.epoch += 1
+    state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
+    if g_hist is not None:
+        state.g_hist = distributed.all_reduce_sum(g_hist).tolist()
+    if counts is not None:
+        state.anchors = anchor_stats(distributed.all_reduce_sum(counts))
+    log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, train_cfg.epochs, *mean)
+    return None
+
+
+def evaluate(training: Training, split: DetectionSplit) -> tuple[dict, list[dict]]:
+    """(COCO metrics, detections) of the detector on ``split``, post-processed as ``cfg.model`` says."""
+    post = {k: training.cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
+    detections = predict(training.model, split, training.criterion.coder, training.device, training.cfg.train.eval_batch_size, **post)
+    return coco_evaluate(split.coco_ground_truth(), detections), detections
+
+
+def _validate_during_training(training: Training, state: TrainState) -> tuple[dict, list[dict]] | None:
+    """The learning curve: validation AP during training, on rank 0 (the others wait; None there)."""
+    validation = None
+    if distributed.is_main():
+        eval_start = time.perf_counter()
+        validation = evaluate(training, training.val_split)
+        state.eval_s += time.perf_counter() - eval_start
+        state.curve.append({"epoch": state.epoch, "step": state.step, "AP": validation[0]["AP"], "AP50": validation[0]["AP50"]})
+        log.info("epoch %d: validation AP %.4f", state.epoch, validation[0]["AP"] or 0.0)
+    distributed.barrier()
+    return validation
+
+
+def _write_record(training: Training, state: TrainState, diverged_at: int | None, last_validation: tuple[dict, list[dict]] | None, started: float) -> dict:
+    """The run's record: written to metrics.json by rank 0 after the final evaluation, returned on every rank."""
+    train_split, val_split, test_split = training.train_split, training.val_split, training.test_split
+    status = "completed" if diverged_at is None else "diverged"
+    record = _base_record(training.cfg, training.folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
     record["dataset"] = {
         "train_images": len(train_split),
         "val_images": len(val_split),
@@ -474,59 +343,57 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     record["metrics_split"] = "test" if test_split is not None else "val"
     if status == "diverged":
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
-    elif D.is_main():  # the other ranks wait for the record below
-        eval_start = time.perf_counter()
-        val_metrics, detections = val_eval if val_eval is not None and state.curve and state.curve[-1]["epoch"] == state.epoch else evaluate(val_split)
-        write_json(folder / "detections.json", detections)
-        val_metrics = dict(val_metrics)
-        record |= {"val_metrics": val_metrics, "val_per_class_AP": val_metrics.pop("per_class_AP"), "test_metrics": None}
-        reported, split = val_metrics, val_split
-        if test_split is not None:  # selection reads val_metrics; the reported numbers are the test split's
-            test_metrics, test_detections = evaluate(test_split)
-            write_json(folder / "detections_test.json", test_detections)
-            test_metrics = dict(test_metrics)
-            record |= {"test_metrics": test_metrics, "test_per_class_AP": test_metrics.pop("per_class_AP")}
-            reported, split = test_metrics, test_split
-        name = record["metrics_split"]
-        write_json(folder / f"ground_truth_{name}.json", split.coco_ground_truth())  # for the report's bootstrap over images
-        record["eval_files"] = {"split": name, "detections": "detections_test.json" if name == "test" else "detections.json", "ground_truth": f"ground_truth_{name}.json"}
-        record |= {"metrics": reported, "per_class_AP": record[f"{name}_per_class_AP"], "eval_time_s": time.perf_counter() - eval_start, "periodic_eval_time_s": state.eval_s}
-        log.info("%s AP %.4f AP50 %.4f AP75 %.4f", name, reported["AP"] or 0.0, reported["AP50"] or 0.0, reported["AP75"] or 0.0)
-    record["wall_time_s"] = time.perf_counter() - started
-    record["device"] = str(device)
-    record["world_size"] = D.world_size()
+    elif distributed.is_main():  # the other ranks wait for the record below
+        record |= _final_evaluation(training, state, last_validation, record["metrics_split"])
+    record |= _time_and_place(training, state, started)
+    if distributed.is_main():
+        write_json(training.folder / METRICS_FILE, record)
+        training.logger.finish(record)
+    return distributed.broadcast_object(record)
+
+
+def _final_evaluation(training: Training, state: TrainState, last_validation: tuple[dict, list[dict]] | None, reported_split: str) -> dict:
+    """Validation metrics (the last epoch's periodic validation when there is one), test metrics
+    when there is a test split, their detections and the ground truth of ``reported_split`` on disk."""
+    folder = training.folder
+    eval_start = time.perf_counter()
+    fresh = last_validation is not None and state.curve and state.curve[-1]["epoch"] == state.epoch
+    val_metrics, detections = last_validation if fresh else evaluate(training, training.val_split)
+    write_json(folder / "detections.json", detections)
+    val_metrics = dict(val_metrics)
+    record = {"val_metrics": val_metrics, "val_per_class_AP": val_metrics.pop("per_class_AP"), "test_metrics": None}
+    reported, split = val_metrics, training.val_split
+    if training.test_split is not None:  # selection reads val_metrics; the reported numbers are the test split's
+        test_metrics, test_detections = evaluate(training, training.test_split)
+        write_json(folder / "detections_test.json", test_detections)
+        test_metrics = dict(test_metrics)
+        record |= {"test_metrics": test_metrics, "test_per_class_AP": test_metrics.pop("per_class_AP")}
+        reported, split = test_metrics, training.test_split
+    name = reported_split
+    write_json(folder / f"ground_truth_{name}.json", split.coco_ground_truth())  # for the report's bootstrap over images
+    record["eval_files"] = {"split": name, "detections": "detections_test.json" if name == "test" else "detections.json", "ground_truth": f"ground_truth_{name}.json"}
+    record |= {"metrics": reported, "per_class_AP": record[f"{name}_per_class_AP"], "eval_time_s": time.perf_counter() - eval_start, "periodic_eval_time_s": state.eval_s}
+    log.info("%s AP %.4f AP50 %.4f AP75 %.4f", name, reported["AP"] or 0.0, reported["AP50"] or 0.0, reported["AP75"] or 0.0)
+    return record
+
+
+def _time_and_place(training: Training, state: TrainState, started: float) -> dict:
+    """Wall time, device, number of processes, training speed, GPU memory and the command of the run."""
+    place = {"wall_time_s": time.perf_counter() - started, "device": str(training.device), "world_size": distributed.world_size()}
     train_s = state.elapsed_s - state.eval_s  # periodic validation excluded
-    record["train_images_per_s"] = state.epoch * len(train_split) / train_s if train_s > 0 else None
-    if device.type == "cuda":  # how many runs fit on one GPU
-        record["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    record["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    if D.is_main():
-        write_json(folder / METRICS_FILE, record)
-        logger.finish(record)
-    return D.broadcast_object(record)
+    place["train_images_per_s"] = state.epoch * len(training.train_split) / train_s if train_s > 0 else None
+    if training.device.type == "cuda":  # how many runs fit on one GPU
+        place["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(training.device) / 2**20
+    place["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return place
 
 
-def anchor_stats(counts: Tensor) -> dict:
-    """(images, positive, negative, ignored) anchor counts [4] -> per-image means and neg : pos."""
-    images, pos, neg, ign = counts.tolist()
-    n = max(images, 1.0)
-    return {"positive_per_image": pos / n, "negative_per_image": neg / n, "ignored_per_image": ign / n, "neg_per_pos": neg / pos if pos else None}
-
-
-def _to_device(images: Tensor, device: torch.device, t: DictConfig) -> Tensor:
+def _to_device(images: Tensor, device: torch.device, train_cfg: DictConfig) -> Tensor:
     """A batch on the device: from pinned memory (asynchronous copy to CUDA), channels-last if asked."""
-    if t.pin_memory and device.type == "cuda":
+    if train_cfg.pin_memory and device.type == "cuda":
         images = images.pin_memory()
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
     return images.to(device, non_blocking=True, memory_format=fmt)
 
 
-def amp_forward(net: nn.Module, images: Tensor, amp: str) -> DetectorOutput:
-    """The network's forward, in bfloat16 autocast when ``amp == "bf16"``; its outputs come back
-    in float32, so that the losses, their reductions and the GHM weights are float32."""
-    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-        out = net(images)
-    return replace(out, cls_logits=out.cls_logits.float(), box_deltas=out.box_deltas.float())
-
-
-__all__ = ["run", "build_model", "build_losses", "build_datasets", "detection_losses", "amp_forward", "lr_factor", "resolve_device"]
+__all__ = ["run", "RunLocked", "build_datasets", "build_optimizer", "train_one_epoch", "evaluate", "lr_factor", "resolve_device"]

@@ -152,16 +152,17 @@ def test_own_loss_run_key_holds_its_target_and_parameters():
 
 
 def test_regression_custom_builds_its_target_with_its_arguments():
-    from ghmbench.training import build_losses
+    from ghmbench.criterion import DetectionCriterion
 
     cfg = validate(compose_config(["regression=custom", "regression.name=l1_x2", "regression._target_=ghmbench.losses.L1Loss", "+regression.loss_weight=2.0"]))
-    cls, box = build_losses(cfg)
+    criterion = DetectionCriterion.from_config(cfg)
+    cls, box = criterion.cls_loss, criterion.box_loss
     assert type(cls) is L.FocalLoss and type(box) is L.L1Loss and box.loss_weight == 2.0
     assert run_key(cfg) != run_key(validate(compose_config(["regression=l1", "regression.loss_weight=2.0"])))
 
 
 def _losses_before_targets(cfg):
-    """training.build_losses before losses had a _target_ (the closed if/elif), the reference."""
+    """The (classification, regression) losses before losses had a _target_ (the closed if/elif), the reference."""
     c, r = cfg.loss, cfg.regression
     if c.name == "ce":
         cls = L.CrossEntropyLoss(alpha=c.alpha, loss_weight=c.loss_weight)
@@ -183,10 +184,11 @@ def _losses_before_targets(cfg):
     [["loss=ce", "loss.alpha=null", "regression=l1"], ["loss=focal", "loss.gamma=0.5", "regression=smooth_l1", "regression.beta=0.2"], ["loss=ghm", "loss.per_level=true", "loss.sync=false", "regression=ghm", "regression.mu=0.05"]],
 )
 def test_builtin_losses_are_built_as_before(overrides):
-    from ghmbench.training import build_losses
+    from ghmbench.criterion import DetectionCriterion
 
     cfg = validate(compose_config(overrides))
-    for new, old in zip(build_losses(cfg), _losses_before_targets(cfg)):
+    criterion = DetectionCriterion.from_config(cfg)
+    for new, old in zip((criterion.cls_loss, criterion.box_loss), _losses_before_targets(cfg)):
         assert type(new) is type(old)
         plain = lambda m: {k: v for k, v in vars(m).items() if not k.startswith("_") and k != "training"}  # noqa: E731
         assert plain(new) == plain(old)
@@ -196,10 +198,12 @@ def test_builtin_losses_are_built_as_before(overrides):
 
 def test_builtin_losses_train_to_the_same_metrics_as_before(tiny, tmp_path, monkeypatch):
     from ghmbench import training
+    from ghmbench.criterion import DetectionCriterion
 
     overrides = [*tiny, "loss=ghm", "regression=ghm", "train.epochs=1", "train.num_threads=1"]
     now = training.run(validate(compose_config(overrides)))
-    monkeypatch.setattr(training, "build_losses", _losses_before_targets)
+    before_targets = lambda cls, cfg: cls(*_losses_before_targets(cfg), cfg.model.fg_iou, cfg.model.bg_iou, cfg.model.allow_low_quality)  # noqa: E731
+    monkeypatch.setattr(DetectionCriterion, "from_config", classmethod(before_targets))
     before = training.run(validate(compose_config([*overrides, f"paths.runs_dir={tmp_path / 'before'}"])))
     assert now["run_key"] == before["run_key"] and now["run_dir"] != before["run_dir"]
     assert now["history"] == before["history"] and now["metrics"] == before["metrics"] and now["g_hist"] == before["g_hist"]

@@ -19,19 +19,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ghmbench import distributed as D
-from ghmbench.anchors import BoxCoder
+from ghmbench import distributed
 from ghmbench.config import ConfigError, compose_config, validate
 from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
 from ghmbench.losses import GHMC, GHMR, ghm_weights
 from ghmbench.results import METRICS_FILE
-from ghmbench.training import (
-    amp_forward,
-    build_losses,
-    build_model,
-    detection_losses,
-    run,
-)
+from ghmbench.criterion import DetectionCriterion
+from ghmbench.model import amp_forward, build_model
+from ghmbench.training import run
 from tests.conftest import ghmbench_cli
 
 WORLD = 2
@@ -105,8 +100,8 @@ def _model_case(name: str, rank: int, world: int) -> dict:
     model = build_model(
         cfg, split.num_classes, 1
     ).double()  # float64: no rounding noise in the sums over the batch
-    net = D.data_parallel(model, torch.device("cpu"))
-    cls_loss, box_loss = build_losses(cfg)
+    net = distributed.data_parallel(model, torch.device("cpu"))
+    criterion = DetectionCriterion.from_config(cfg)
     batches = iterate_batches(
         split,
         BATCH,
@@ -117,11 +112,9 @@ def _model_case(name: str, rank: int, world: int) -> dict:
     )
     images, boxes, labels, idx = next(batches)
     out = amp_forward(net, images.double(), "none")
-    loss_cls, loss_box, num_pos = detection_losses(
-        out, boxes, labels, cls_loss, box_loss, BoxCoder(), cfg.model
-    )
-    (loss_cls + loss_box).mul(D.backward_scale()).backward()
-    values = D.all_reduce_sum(torch.stack([loss_cls.detach(), loss_box.detach()]))
+    loss_cls, loss_box, num_pos = criterion(out, boxes, labels)
+    (loss_cls + loss_box).mul(distributed.backward_scale()).backward()
+    values = distributed.all_reduce_sum(torch.stack([loss_cls.detach(), loss_box.detach()]))
     return {
         "values": values,
         "num_pos": num_pos,
@@ -261,7 +254,7 @@ def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
         or k in ("RANK", "WORLD_SIZE", "MASTER_PORT")
     ]:
         monkeypatch.delenv(key)
-    assert D.launch_env() is None
+    assert distributed.launch_env() is None
     job = {
         "SLURM_JOB_ID": "4242",
         "SLURM_NTASKS": "8",
@@ -275,9 +268,9 @@ def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
         "SLURM_JOB_NODELIST": "gpu[07-08]",
     }.items():
         monkeypatch.setenv(key, value)
-    assert D.launch_env() is None  # the batch script itself: not one of the tasks
+    assert distributed.launch_env() is None  # the batch script itself: not one of the tasks
     monkeypatch.setenv("SLURM_STEP_ID", "0")  # a task started by srun
-    launch = D.launch_env()
+    launch = distributed.launch_env()
     assert launch is not None and (
         launch.rank,
         launch.world_size,
@@ -288,7 +281,7 @@ def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
     monkeypatch.setenv("RANK", "3")  # torchrun inside the job step wins
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
-    assert D.launch_env() == D.LaunchEnv(3, 4, 3, "torchrun")
+    assert distributed.launch_env() == distributed.LaunchEnv(3, 4, 3, "torchrun")
 
 
 def _records(runs: Path) -> list[tuple[Path, dict]]:
@@ -464,12 +457,10 @@ def test_bf16_forward_gives_float32_outputs_and_losses():
         out16.cls_logits.dtype == out16.box_deltas.dtype == torch.float32
     )  # ...and off for the losses
     torch.testing.assert_close(out16.cls_logits, out32.cls_logits, rtol=0.05, atol=0.05)
-    cls_loss, box_loss = build_losses(cfg)
-    loss_cls, loss_box, _ = detection_losses(
-        out16, boxes, labels, cls_loss, box_loss, BoxCoder(), cfg.model
-    )
+    criterion = DetectionCriterion.from_config(cfg)
+    loss_cls, loss_box, _ = criterion(out16, boxes, labels)
     assert (
-        loss_cls.dtype == loss_box.dtype == cls_loss.acc_sum.dtype == torch.float32
+        loss_cls.dtype == loss_box.dtype == criterion.cls_loss.acc_sum.dtype == torch.float32
         and torch.isfinite(loss_cls + loss_box)
     )
 
