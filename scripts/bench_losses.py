@@ -18,8 +18,8 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 import torchvision
+from torch.nn import functional
 from torchvision.ops import sigmoid_focal_loss
 
 from ghmbench.losses import GHMC, GHMR
@@ -49,7 +49,7 @@ def loop_ghmc(pred, target, label_weight, acc, bins=30, momentum=0.75):
     g = (torch.sigmoid(pred.detach()) - target).abs()
     tot = max(valid.sum().item(), 1.0)
     w = loop_ghm(g, valid, edges, acc, momentum, tot)
-    return (F.binary_cross_entropy_with_logits(pred, target, reduction="none") * w).sum() / tot
+    return (functional.binary_cross_entropy_with_logits(pred, target, reduction="none") * w).sum() / tot
 
 
 def loop_ghmr(pred, target, label_weight, acc, mu=0.02, bins=10, momentum=0.7, loss_weight=10.0):
@@ -92,16 +92,9 @@ def fwd_bwd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     return step
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-cls", type=int, default=200_000)
-    ap.add_argument("--classes", type=int, default=80)
-    ap.add_argument("--n-reg", type=int, default=50_000)
-    ap.add_argument("--repeats", type=int, default=7)
-    args = ap.parse_args()
-
-    g = torch.Generator().manual_seed(0)
-    n, c = args.n_cls, args.classes
+def bench_classification(n: int, c: int, repeats: int, g: torch.Generator) -> tuple[list[tuple[str, float]], dict[str, float], int]:
+    """GHM-C against sigmoid_focal_loss and its per-bin loop on N x C logits (values checked equal
+    to the loop first): (table rows, median seconds by name, rounds of the loop)."""
     pred = (torch.randn(n, c, generator=g) * 2 - 4).requires_grad_(True)
     labels = torch.randint(-1, c, (n,), generator=g)
     target = torch.zeros(n, c)
@@ -117,24 +110,38 @@ def main() -> None:
         b = loop_ghmc(pred, target, weight, acc)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
-    rows = []
-    loops = max(3, args.repeats // 2)
+    loops = max(3, repeats // 2)
     t = interleaved(
         {
             "focal": fwd_bwd(lambda x: (sigmoid_focal_loss(x, target, reduction="none") * weight[:, None]).sum() / num_pos, pred),
             "ghmc": fwd_bwd(lambda x: ghmc(x, target, weight), pred),
             "loop": fwd_bwd(lambda x: loop_ghmc(x, target, weight, torch.zeros(30)), pred),
         },
-        {"focal": args.repeats, "ghmc": args.repeats, "loop": loops},
+        {"focal": repeats, "ghmc": repeats, "loop": loops},
     )
-    t_focal, t_ghmc, t_loop = t["focal"], t["ghmc"], t["loop"]
-    rows += [
-        (f"GHM-C fwd+bwd {n}x{c}", t_ghmc),
-        (f"sigmoid_focal_loss fwd+bwd {n}x{c}", t_focal),
-        (f"GHM-C per-bin loop fwd+bwd {n}x{c}", t_loop),
+    rows = [
+        (f"GHM-C fwd+bwd {n}x{c}", t["ghmc"]),
+        (f"sigmoid_focal_loss fwd+bwd {n}x{c}", t["focal"]),
+        (f"GHM-C per-bin loop fwd+bwd {n}x{c}", t["loop"]),
     ]
+    return rows, t, loops
 
-    m = args.n_reg
+
+def batch(fn: Callable[[], torch.Tensor], k: int = 20) -> Callable[[], torch.Tensor]:
+    """``k`` calls of ``fn`` as one: for small tensors, so that the timer's resolution and single
+    scheduler hiccups matter less."""
+
+    def run() -> torch.Tensor:
+        for _ in range(k):
+            out = fn()
+        return out
+
+    return run
+
+
+def bench_regression(m: int, repeats: int, g: torch.Generator) -> tuple[list[tuple[str, float]], dict[str, float]]:
+    """GHM-R against smooth L1 and its per-bin loop on N x 4 deltas (values checked equal to the
+    loop first): (table rows, median seconds per call by name)."""
     rp = (torch.randn(m, 4, generator=g) * 0.1).requires_grad_(True)
     rt = torch.randn(m, 4, generator=g) * 0.1
     rw = (torch.rand(m, generator=g) > 0.5).float()
@@ -143,29 +150,25 @@ def main() -> None:
     for _ in range(3):
         torch.testing.assert_close(ghmr(rp, rt, rw), loop_ghmr(rp, rt, rw, acc_r), rtol=1e-4, atol=1e-6)
     npos = rw.sum().clamp(min=1)
-    # small tensors: each measurement is a batch of calls, so the timer's resolution and single
-    # scheduler hiccups matter less
-    def batch(fn: Callable[[], torch.Tensor], k: int = 20) -> Callable[[], torch.Tensor]:
-        def run() -> torch.Tensor:
-            for _ in range(k):
-                out = fn()
-            return out
-
-        return run
-
     t = interleaved(
         {
-            "sl1": batch(fwd_bwd(lambda x: (F.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos, rp)),
+            "sl1": batch(fwd_bwd(lambda x: (functional.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos, rp)),
             "ghmr": batch(fwd_bwd(lambda x: ghmr(x, rt, rw), rp)),
             "loop": batch(fwd_bwd(lambda x: loop_ghmr(x, rt, rw, torch.zeros(10)), rp)),
         },
-        dict.fromkeys(["sl1", "ghmr", "loop"], args.repeats),
+        dict.fromkeys(["sl1", "ghmr", "loop"], repeats),
     )
-    t_sl1, t_ghmr, t_rloop = (t[k] / 20 for k in ("sl1", "ghmr", "loop"))
-    rows += [(f"GHM-R fwd+bwd {m}x4", t_ghmr), (f"smooth L1 fwd+bwd {m}x4", t_sl1), (f"GHM-R per-bin loop fwd+bwd {m}x4", t_rloop)]
+    per_call = {k: t[k] / 20 for k in ("sl1", "ghmr", "loop")}
+    rows = [(f"GHM-R fwd+bwd {m}x4", per_call["ghmr"]), (f"smooth L1 fwd+bwd {m}x4", per_call["sl1"]), (f"GHM-R per-bin loop fwd+bwd {m}x4", per_call["loop"])]
+    return rows, per_call
 
+
+def print_results(rows: list[tuple[str, float]], cls_times: dict[str, float], reg_times: dict[str, float], repeats: int, loops: int) -> None:
+    """The table of measurements and the ratios against their targets."""
+    t_focal, t_ghmc, t_loop = cls_times["focal"], cls_times["ghmc"], cls_times["loop"]
+    t_sl1, t_ghmr, t_rloop = reg_times["sl1"], reg_times["ghmr"], reg_times["loop"]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    print(f"median of {args.repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values checked equal to the loop references\n")
+    print(f"median of {repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values checked equal to the loop references\n")
     print(f"| {'measurement':<45} | {'ms':>9} |")
     print(f"|{'-' * 47}|{'-' * 11}|")
     for name, t in rows:
@@ -181,6 +184,20 @@ def main() -> None:
     print(f"|{'-' * 47}|{'-' * 11}|-----|")
     for name, r, ok in ratios:
         print(f"| {name:<45} | {r:9.2f} | {'yes' if ok else 'NO':>3} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-cls", type=int, default=200_000)
+    ap.add_argument("--classes", type=int, default=80)
+    ap.add_argument("--n-reg", type=int, default=50_000)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+
+    g = torch.Generator().manual_seed(0)
+    cls_rows, cls_times, loops = bench_classification(args.n_cls, args.classes, args.repeats, g)
+    reg_rows, reg_times = bench_regression(args.n_reg, args.repeats, g)
+    print_results(cls_rows + reg_rows, cls_times, reg_times, args.repeats, loops)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import platform
 import statistics
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -38,11 +39,12 @@ from torch import nn
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from ghmbench.anchors import BoxCoder, match_anchors
+from ghmbench.anchors import match_anchors
 from ghmbench.config import compose_config, validate
+from ghmbench.criterion import DetectionCriterion
 from ghmbench.data import iterate_batches
-from ghmbench.model import DetectorOutput, postprocess
-from ghmbench.training import build_datasets, build_losses, build_model, build_optimizer, detection_losses
+from ghmbench.model import DetectorOutput, build_model, postprocess
+from ghmbench.training import build_datasets, build_optimizer
 
 SETTINGS = {
     "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),
@@ -82,8 +84,8 @@ class TvBackbone(nn.Module):
 
 def torchvision_retinanet(model, cfg, num_classes: int, image_size: int) -> RetinaNet:
     """torchvision's RetinaNet around our backbone + FPN, with our anchors and head depth."""
-    m = cfg.model
-    sizes = tuple(tuple(s * k for k in m.anchor_scales) for s in m.anchor_sizes)
+    model_cfg = cfg.model
+    sizes = tuple(tuple(s * k for k in model_cfg.anchor_scales) for s in model_cfg.anchor_sizes)
     tv = RetinaNet(
         TvBackbone(model),
         num_classes=num_classes,
@@ -91,54 +93,57 @@ def torchvision_retinanet(model, cfg, num_classes: int, image_size: int) -> Reti
         max_size=image_size,
         image_mean=[0.0],
         image_std=[1.0],
-        anchor_generator=AnchorGenerator(sizes, (tuple(m.aspect_ratios),) * len(sizes)),
+        anchor_generator=AnchorGenerator(sizes, (tuple(model_cfg.aspect_ratios),) * len(sizes)),
     )
     for head in (tv.head.classification_head, tv.head.regression_head):  # torchvision's depth is 4
-        head.conv = nn.Sequential(*list(head.conv)[: m.head_convs])
+        head.conv = nn.Sequential(*list(head.conv)[: model_cfg.head_convs])
     return tv
 
 
-def bench_setting(name: str, args) -> None:
-    overrides, batch = SETTINGS[name]
-    batch = args.batch or batch
-    overrides = [*overrides, f"train.batch_size={batch}"]
-    cfg_focal = validate(compose_config(overrides))
-    cfg_ghm = validate(compose_config([*overrides, "loss=ghm", "regression=ghm"]))
-    train = build_datasets(cfg_focal).train
-    images, boxes, labels, _ = next(iterate_batches(train, batch, shuffle=False))
-    coder = BoxCoder()
-    mcfg = cfg_focal.model
+@dataclass
+class Batch:
+    """One training batch of the setting, and the number of classes of its dataset."""
 
-    def ours(cfg) -> tuple:
-        torch.manual_seed(0)
-        model = build_model(cfg, train.num_classes, 1)
-        cls_loss, box_loss = build_losses(cfg)
-        opt = build_optimizer(model, cfg.train)
+    images: torch.Tensor
+    boxes: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    num_classes: int
 
-        def step() -> None:
-            out = model(images)
-            lc, lb, _ = detection_losses(out, boxes, labels, cls_loss, box_loss, coder, cfg.model)
-            opt.zero_grad(set_to_none=True)
-            (lc + lb).backward()
-            opt.step()
 
-        return model, opt, (cls_loss, box_loss), step
+def ghmbench_step(cfg, batch: Batch) -> tuple:
+    """(model, optimizer, criterion, one full training step) of ghmbench under ``cfg``."""
+    torch.manual_seed(0)
+    model = build_model(cfg, batch.num_classes, 1)
+    criterion = DetectionCriterion.from_config(cfg)
+    opt = build_optimizer(model, cfg.train)
 
-    model, opt, (focal, smooth_l1), step_focal = ours(cfg_focal)
-    _, _, (ghmc, ghmr), step_ghm = ours(cfg_ghm)
+    def step() -> None:
+        out = model(batch.images)
+        lc, lb, _ = criterion(out, batch.boxes, batch.labels)
+        opt.zero_grad(set_to_none=True)
+        (lc + lb).backward()
+        opt.step()
 
-    def network(net, x) -> Callable[[], None]:
-        def run() -> None:
-            out = net(x)
-            opt.zero_grad(set_to_none=True)
-            (out.cls_logits.float().mean() + out.box_deltas.float().mean()).backward()
+    return model, opt, criterion, step
 
-        return run
 
-    tv = torchvision_retinanet(model, cfg_focal, train.num_classes, images.shape[-1])
-    tv_opt = build_optimizer(tv, cfg_focal.train)
-    tv_images = list(images)
-    tv_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
+def network_step(net, opt, x) -> Callable[[], None]:
+    """The network's own forward + backward on ``x``."""
+
+    def run() -> None:
+        out = net(x)
+        opt.zero_grad(set_to_none=True)
+        (out.cls_logits.float().mean() + out.box_deltas.float().mean()).backward()
+
+    return run
+
+
+def torchvision_step(model, cfg, batch: Batch) -> Callable[[], None]:
+    """One training step of torchvision's RetinaNet built around ``model``'s backbone + FPN."""
+    tv = torchvision_retinanet(model, cfg, batch.num_classes, batch.images.shape[-1])
+    tv_opt = build_optimizer(tv, cfg.train)
+    tv_images = list(batch.images)
+    tv_targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch.boxes, batch.labels)]
 
     def step_tv() -> None:
         losses = tv(tv_images, tv_targets)
@@ -146,22 +151,28 @@ def bench_setting(name: str, args) -> None:
         sum(losses.values()).backward()
         tv_opt.step()
 
-    # the non-network parts, on fixed network outputs (leaf tensors standing in for the heads)
+    return step_tv
+
+
+def non_network_parts(model, opt, cfg, batch: Batch, focal: DetectionCriterion, ghm: DetectionCriterion) -> tuple[dict[str, Callable[[], None]], DetectorOutput, torch.Tensor]:
+    """The non-network parts of a step, on fixed network outputs (leaf tensors standing in for the
+    heads): (the parts by label, the network's output, the number of positives of the batch)."""
+    images, boxes, labels = batch.images, batch.boxes, batch.labels
+    model_cfg, coder = cfg.model, focal.coder
     with torch.no_grad():
         out = model(images)
-    logits = out.cls_logits.detach().clone().requires_grad_()
-    deltas = out.box_deltas.detach().clone().requires_grad_()
+    logits, deltas = (head.detach().clone().requires_grad_() for head in (out.cls_logits, out.box_deltas))
     num_classes = logits.shape[-1]
-    match = match_anchors(out.anchors, boxes, labels, mcfg.fg_iou, mcfg.bg_iou, mcfg.allow_low_quality)
+    match = match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
     onehot = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
     valid = match.valid.reshape(-1).float()
-    level_ids = out.level_ids.repeat(batch)
+    level_ids = out.level_ids.repeat(images.shape[0])
     num_pos = match.positive.sum()
     pos_idx = match.positive.reshape(-1).nonzero().squeeze(1)
     box_targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % out.anchors.shape[0]])
 
     def part_match() -> None:
-        match_anchors(out.anchors, boxes, labels, mcfg.fg_iou, mcfg.bg_iou, mcfg.allow_low_quality)
+        match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
 
     def part_targets() -> None:
         t = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
@@ -190,36 +201,30 @@ def bench_setting(name: str, args) -> None:
         opt.step()
 
     def part_postprocess() -> None:
-        postprocess(out, coder, tuple(images.shape[-2:]), mcfg.score_thresh, mcfg.topk_candidates, mcfg.nms_thresh, mcfg.detections_per_img)
+        postprocess(out, coder, tuple(images.shape[-2:]), model_cfg.score_thresh, model_cfg.topk_candidates, model_cfg.nms_thresh, model_cfg.detections_per_img)
 
-    steps = {
-        "focal": step_focal,
-        "ghm": step_ghm,
-        "network": network(model, images),
-        "torchvision": step_tv,
+    parts = {
+        "matching (batched IoU, assignment)": part_match,
+        "targets (one-hot, box encoding of positives)": part_targets,
+        "Focal loss, forward + backward": cls_part(focal.cls_loss),
+        "GHM-C loss, forward + backward": cls_part(ghm.cls_loss),
+        "smooth L1 (positives), forward + backward": box_part(focal.box_loss),
+        "GHM-R (positives), forward + backward": box_part(ghm.box_loss),
+        "AdamW step (fused)": part_optimizer,
+        "post-processing for evaluation (per batch)": part_postprocess,
     }
-    results = interleaved(steps, args.repeats)
-    parts = interleaved(
-        {
-            "matching (batched IoU, assignment)": part_match,
-            "targets (one-hot, box encoding of positives)": part_targets,
-            "Focal loss, forward + backward": cls_part(focal),
-            "GHM-C loss, forward + backward": cls_part(ghmc),
-            "smooth L1 (positives), forward + backward": box_part(smooth_l1),
-            "GHM-R (positives), forward + backward": box_part(ghmr),
-            "AdamW step (fused)": part_optimizer,
-            "post-processing for evaluation (per batch)": part_postprocess,
-        },
-        args.repeats * 4,
-    )
+    return parts, out, num_pos
 
-    # the network under other execution settings, against eager with torch's default threads
-    threads = torch.get_num_threads()
-    cl_model = build_model(cfg_focal, train.num_classes, 1).to(memory_format=torch.channels_last)
+
+def network_variants(model, opt, cfg, batch: Batch, use_compile: bool, threads: int) -> tuple[dict[str, Callable[[], None]], float | None]:
+    """The network under other execution settings, against eager with torch's default threads:
+    (the variants by label, torch.compile's compile time or None)."""
+    images = batch.images
+    cl_model = build_model(cfg, batch.num_classes, 1).to(memory_format=torch.channels_last)
     cl_images = images.contiguous(memory_format=torch.channels_last)
-    variants: dict[str, Callable[[], None]] = {"eager": network(model, images), "channels-last": network(cl_model, cl_images)}
+    variants: dict[str, Callable[[], None]] = {"eager": network_step(model, opt, images), "channels-last": network_step(cl_model, opt, cl_images)}
     if threads > 1:
-        eager = network(model, images)
+        eager = network_step(model, opt, images)
 
         def one_thread() -> None:
             torch.set_num_threads(1)
@@ -230,18 +235,51 @@ def bench_setting(name: str, args) -> None:
 
         variants["1 thread"] = one_thread
     compile_s = None
-    if args.compile:
+    if use_compile:
         compiled = torch.compile(model)
         t0 = time.perf_counter()
-        first = network(compiled, images)
+        first = network_step(compiled, opt, images)
         first()
         compile_s = time.perf_counter() - t0
         variants["torch.compile (inductor)"] = first
+    return variants, compile_s
+
+
+def bench_setting(name: str, args) -> None:
+    overrides, batch_size = SETTINGS[name]
+    batch_size = args.batch or batch_size
+    overrides = [*overrides, f"train.batch_size={batch_size}"]
+    cfg_focal = validate(compose_config(overrides))
+    cfg_ghm = validate(compose_config([*overrides, "loss=ghm", "regression=ghm"]))
+    train = build_datasets(cfg_focal).train
+    images, boxes, labels, _ = next(iterate_batches(train, batch_size, shuffle=False))
+    batch = Batch(images, boxes, labels, train.num_classes)
+
+    model, opt, focal, step_focal = ghmbench_step(cfg_focal, batch)
+    _, _, ghm, step_ghm = ghmbench_step(cfg_ghm, batch)
+    steps = {
+        "focal": step_focal,
+        "ghm": step_ghm,
+        "network": network_step(model, opt, images),
+        "torchvision": torchvision_step(model, cfg_focal, batch),
+    }
+    parts, out, num_pos = non_network_parts(model, opt, cfg_focal, batch, focal, ghm)
+    results = interleaved(steps, args.repeats)
+    part_times = interleaved(parts, args.repeats * 4)
+    threads = torch.get_num_threads()
+    variants, compile_s = network_variants(model, opt, cfg_focal, batch, args.compile, threads)
     net_times = interleaved(variants, args.repeats)
 
     print(f"\n## setting: {name} (`{' '.join(overrides)}`)\n")
-    print(f"batch {batch} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels {list(model.levels)}, head convs {mcfg.head_convs}, "
+    print(f"batch {batch_size} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels {list(model.levels)}, head convs {cfg_focal.model.head_convs}, "
           f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} interleaved rounds\n")
+    print_steps(results, part_times, batch_size, args.repeats)
+    print_network_variants(net_times, threads, compile_s)
+    print_ratios(results)
+
+
+def print_steps(results: dict[str, float], part_times: dict[str, float], batch_size: int, repeats: int) -> None:
+    """The tables of whole steps and of the non-network parts."""
     print(f"| {'measurement':<58} | {'ms/step':>8} | {'img/s':>7} |")
     print(f"|{'-' * 60}|{'-' * 10}|{'-' * 9}|")
     names = {
@@ -252,12 +290,16 @@ def bench_setting(name: str, args) -> None:
     }
     for key, label in names.items():
         t = results[key]
-        print(f"| {label:<58} | {t * 1e3:8.2f} | {batch / t:7.1f} |")
-    print(f"\nNon-network parts ({args.repeats * 4} interleaved rounds):\n")
+        print(f"| {label:<58} | {t * 1e3:8.2f} | {batch_size / t:7.1f} |")
+    print(f"\nNon-network parts ({repeats * 4} interleaved rounds):\n")
     print(f"| {'part':<58} | {'ms/step':>8} | {'% of Focal step':>15} |")
     print(f"|{'-' * 60}|{'-' * 10}|{'-' * 17}|")
-    for label, t in parts.items():
+    for label, t in part_times.items():
         print(f"| {label:<58} | {t * 1e3:8.2f} | {100 * t / results['focal']:14.1f}% |")
+
+
+def print_network_variants(net_times: dict[str, float], threads: int, compile_s: float | None) -> None:
+    """The table of the network under other execution settings."""
     print(f"\nThe network's forward + backward under other settings (torch's default: {threads} threads):\n")
     print(f"| {'variant':<58} | {'ms/step':>8} | {'vs eager':>8} |")
     print(f"|{'-' * 60}|{'-' * 10}|{'-' * 10}|")
@@ -269,6 +311,10 @@ def bench_setting(name: str, args) -> None:
     if compile_s is not None:
         print(f"torch.compile: first forward + backward (compilation) took {compile_s:.1f} s")
     print()
+
+
+def print_ratios(results: dict[str, float]) -> None:
+    """The ratios against their targets."""
     ratios = [
         ("GHM-C+GHM-R step / Focal+smooth L1 step (<= 1.05)", results["ghm"] / results["focal"], results["ghm"] / results["focal"] <= 1.05),
         ("ghmbench img/s / torchvision img/s (>= 1.3)", results["torchvision"] / results["focal"], results["torchvision"] / results["focal"] >= 1.3),

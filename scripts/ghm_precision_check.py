@@ -39,8 +39,8 @@ def _weights(g: torch.Tensor, valid: torch.Tensor, bins: int) -> torch.Tensor:
     return ghm_weights(g, valid, bins, valid.sum().float().reshape(1), None, 0.0)[0]
 
 
-def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
-    """Checks 1 and 2; returns the failures."""
+def _random_inputs(device: torch.device, n: int, classes: int) -> tuple[torch.Tensor, ...]:
+    """(logits [N, C], one-hot target [N, C], label weight [N], deltas [N, 4], box target [N, 4]), seeded."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     logits = (torch.randn(n, classes, generator=gen) * 3 - 4).to(device)
     labels = torch.randint(-1, classes, (n,), generator=gen).to(device)
@@ -50,6 +50,12 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
     weight = (torch.rand(n, generator=gen) > 0.1).float().to(device)
     deltas = (torch.randn(n, 4, generator=gen) * 0.1).to(device)
     box_target = (torch.randn(n, 4, generator=gen) * 0.1).to(device)
+    return logits, target, weight, deltas, box_target
+
+
+def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
+    """Checks 1 and 2; returns the failures."""
+    logits, target, weight, deltas, box_target = _random_inputs(device, n, classes)
     failures = []
     with torch.autocast(device.type, dtype=torch.bfloat16):
         ghmc, ghmr = GHMC().to(device), GHMR().to(device)
@@ -64,59 +70,45 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
         )
         if not ok:
             failures.append(f"{name} is not float32 under autocast")
-    valid = (weight > 0)[:, None]
     cases = {
-        "GHM-C": (
-            GHMC,
-            logits,
-            target,
-            lambda x: (torch.sigmoid(x) - target).abs(),
-            30,
-        ),
-        "GHM-R": (
-            GHMR,
-            deltas,
-            box_target,
-            lambda x: (
-                (x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2)
-            ),
-            10,
-        ),
+        "GHM-C": (GHMC, logits, target, lambda x: (torch.sigmoid(x) - target).abs(), 30),
+        "GHM-R": (GHMR, deltas, box_target, lambda x: ((x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2)), 10),
     }
     for name, (cls, x, y, g_of, bins) in cases.items():
-        x16 = x.bfloat16().float()  # what the losses see after a bf16 forward
-        loss32, loss16 = (
-            cls().to(device)(x, y, weight),
-            cls().to(device)(x16, y, weight),
-        )
-        w32, w16 = (
-            _weights(g_of(x), valid.expand_as(x), bins),
-            _weights(g_of(x16), valid.expand_as(x), bins),
-        )
-        rel_loss = _rel(loss16, loss32)
-        rel_w = float((w16 - w32).abs().mean() / w32.abs().mean())
-        ok = rel_loss <= LOSS_RTOL and rel_w <= WEIGHT_RTOL
-        print(
-            f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} (<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
-        )
-        if not ok:
+        if not _bf16_matches_float32(device, name, cls, x, y, weight, g_of, bins):
             failures.append(f"{name} bf16 differs from float32 beyond tolerance")
     return failures
+
+
+def _bf16_matches_float32(device: torch.device, name: str, cls, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, g_of, bins: int) -> bool:
+    """Check 2 for one loss: its value and GHM weights on bf16-rounded inputs against float32; prints the result."""
+    valid = (weight > 0)[:, None]
+    x16 = x.bfloat16().float()  # what the losses see after a bf16 forward
+    loss32, loss16 = (
+        cls().to(device)(x, y, weight),
+        cls().to(device)(x16, y, weight),
+    )
+    w32, w16 = (
+        _weights(g_of(x), valid.expand_as(x), bins),
+        _weights(g_of(x16), valid.expand_as(x), bins),
+    )
+    rel_loss = _rel(loss16, loss32)
+    rel_w = float((w16 - w32).abs().mean() / w32.abs().mean())
+    ok = rel_loss <= LOSS_RTOL and rel_w <= WEIGHT_RTOL
+    print(
+        f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} (<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
+    )
+    return ok
 
 
 def check_model(device: torch.device) -> list[str]:
     """Check 3 on the small detector and a digits batch."""
     from omegaconf import OmegaConf
 
-    from ghmbench.anchors import BoxCoder
     from ghmbench.config import compose_config, validate
     from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
-    from ghmbench.training import (
-        amp_forward,
-        build_losses,
-        build_model,
-        detection_losses,
-    )
+    from ghmbench.criterion import DetectionCriterion
+    from ghmbench.model import amp_forward, build_model
 
     cfg = validate(compose_config(["loss=ghm", "regression=ghm"]))
     split = load_digits_detection(DigitsParams(num_train=32, num_val=1), None).train
@@ -126,14 +118,10 @@ def check_model(device: torch.device) -> list[str]:
     boxes, labels = [b.to(device) for b in boxes], [lab.to(device) for lab in labels]
     losses = {}
     for amp in ("none", "bf16"):
-        cls_loss, box_loss = (m.to(device) for m in build_losses(cfg))
+        criterion = DetectionCriterion.from_config(cfg).to(device)
         with torch.no_grad():
             out = amp_forward(model, images.to(device), amp)
-            losses[amp] = torch.stack(
-                detection_losses(
-                    out, boxes, labels, cls_loss, box_loss, BoxCoder(), cfg.model
-                )[:2]
-            )
+            losses[amp] = torch.stack(criterion(out, boxes, labels)[:2])
     rel = [_rel(losses["bf16"][i], losses["none"][i]) for i in range(2)]
     ok = max(rel) <= MODEL_RTOL and out.cls_logits.dtype == torch.float32
     print(
