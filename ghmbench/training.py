@@ -174,7 +174,7 @@ def _base_record(cfg: DictConfig, folder: Path) -> dict:
 
 
 @dataclass
-class Training:
+class TrainingSetup:
     """What a run trains and evaluates with, built once before its first epoch."""
 
     cfg: DictConfig
@@ -192,13 +192,13 @@ class Training:
 
 
 def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
-    training, state = _set_up(cfg, folder)
+    setup, state = _set_up(cfg, folder)
     started = time.perf_counter() - state.elapsed_s
-    diverged_at, last_validation = _train(training, state, started)
-    return _write_record(training, state, diverged_at, last_validation, started)
+    diverged_at, last_validation = _train(setup, state, started)
+    return _write_record(setup, state, diverged_at, last_validation, started)
 
 
-def _set_up(cfg: DictConfig, folder: Path) -> tuple[Training, TrainState]:
+def _set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     """Datasets, detector, criterion and optimizer of ``cfg``, and the state to start from (the checkpoint's, if any)."""
     train_cfg = cfg.train
     if train_cfg.num_threads > 0:
@@ -219,13 +219,13 @@ def _set_up(cfg: DictConfig, folder: Path) -> tuple[Training, TrainState]:
     state = train_state.resume(folder / CHECKPOINT_FILE, model, criterion, optimizer)
     net = distributed.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
     logger = make_logger(cfg, folder) if distributed.is_main() else NullLogger()
-    training = Training(cfg, folder, device, train_split, val_split, test_split, model, net, criterion, optimizer, logger, steps_per_epoch)
+    setup = TrainingSetup(cfg, folder, device, train_split, val_split, test_split, model, net, criterion, optimizer, logger, steps_per_epoch)
     log.info("run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
              folder.name, device, len(train_split), len(val_split), len(test_split) if test_split else "no", steps_per_epoch)
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
         if split is not None and split.dropped:
             log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
-    return training, state
+    return setup, state
 
 
 def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit) -> None:
@@ -237,27 +237,27 @@ def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit) -> None
         print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
-def _train(training: Training, state: TrainState, started: float) -> tuple[int | None, tuple[dict, list[dict]] | None]:
+def _train(setup: TrainingSetup, state: TrainState, started: float) -> tuple[int | None, tuple[dict, list[dict]] | None]:
     """The epochs from ``state.epoch`` on, each followed by the periodic validation and a checkpoint. Returns
     (the step of a non-finite loss or None; the last periodic validation's (metrics, detections) on rank 0 or None)."""
-    train_cfg = training.cfg.train
+    train_cfg = setup.cfg.train
     last_validation: tuple[dict, list[dict]] | None = None
     with progress_bar(train_cfg.progress and distributed.is_main()) as progress:
-        task = progress.add_task(training.folder.name, total=train_cfg.epochs * training.steps_per_epoch, completed=state.step, losses="")
-        training.model.train()
+        task = progress.add_task(setup.folder.name, total=train_cfg.epochs * setup.steps_per_epoch, completed=state.step, losses="")
+        setup.model.train()
         while state.epoch < train_cfg.epochs:
-            diverged_at = train_one_epoch(training, state, lambda mean: progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}"))
+            diverged_at = train_one_epoch(setup, state, lambda mean: progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}"))
             if diverged_at is not None:
                 return diverged_at, last_validation
             if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
-                last_validation = _validate_during_training(training, state)
+                last_validation = _validate_during_training(setup, state)
             state.elapsed_s = time.perf_counter() - started
             if train_cfg.checkpoint and distributed.is_main():
-                train_state.save(training.folder / CHECKPOINT_FILE, training.model, training.criterion, training.optimizer, state)
+                train_state.save(setup.folder / CHECKPOINT_FILE, setup.model, setup.criterion, setup.optimizer, state)
     return None, last_validation
 
 
-def train_one_epoch(training: Training, state: TrainState, on_step) -> int | None:
+def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step) -> int | None:
     """One epoch over the (this rank's shard of the) training split; its mean losses go to ``state.history``.
 
     Args:
@@ -266,18 +266,18 @@ def train_one_epoch(training: Training, state: TrainState, on_step) -> int | Non
     Returns:
         The step at which the loss became non-finite (the run diverged, the epoch is not counted), else None.
     """
-    train_cfg, optimizer = training.cfg.train, training.optimizer
-    gen = torch.Generator().manual_seed(training.cfg.seed * 100_003 + state.epoch)
+    train_cfg, optimizer = setup.cfg.train, setup.optimizer
+    gen = torch.Generator().manual_seed(setup.cfg.seed * 100_003 + state.epoch)
     sums = torch.zeros(3, dtype=torch.float64)
     batches = 0
     g_hist = torch.zeros(train_cfg.g_hist_bins, dtype=torch.float64) if state.epoch == train_cfg.epochs - 1 else None
     counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
     shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}  # pinning happens once, in _to_device
-    for images, boxes, labels, _ in iterate_batches(training.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
+    for images, boxes, labels, _ in iterate_batches(setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
         for group in optimizer.param_groups:
-            group["lr"] = train_cfg.lr * lr_factor(state.step, training.steps_per_epoch, train_cfg)
-        out = amp_forward(training.net, _to_device(images, training.device, train_cfg), train_cfg.amp)
-        loss_cls, loss_box, num_pos = training.criterion(out, boxes, labels, g_hist, counts)
+            group["lr"] = train_cfg.lr * lr_factor(state.step, setup.steps_per_epoch, train_cfg)
+        out = amp_forward(setup.net, _to_device(images, setup.device, train_cfg), train_cfg.amp)
+        loss_cls, loss_box, num_pos = setup.criterion(out, boxes, labels, g_hist, counts)
         loss = loss_cls + loss_box
         values = distributed.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
         if not torch.isfinite(values).all():
@@ -286,14 +286,14 @@ def train_one_epoch(training: Training, state: TrainState, on_step) -> int | Non
         optimizer.zero_grad(set_to_none=True)
         (loss * distributed.backward_scale()).backward()  # DDP averages over ranks: this gives the global batch's gradient
         if train_cfg.grad_clip is not None:
-            nn.utils.clip_grad_norm_(training.model.parameters(), train_cfg.grad_clip)
+            nn.utils.clip_grad_norm_(setup.model.parameters(), train_cfg.grad_clip)
         optimizer.step()
         sums += values
         batches += 1
         state.step += 1
         on_step(sums / batches)
         if state.step % train_cfg.log_every == 0:
-            training.logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
+            setup.logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
     mean = (sums / max(1, batches)).tolist()
     state.epoch += 1
     state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
@@ -305,19 +305,19 @@ def train_one_epoch(training: Training, state: TrainState, on_step) -> int | Non
     return None
 
 
-def evaluate(training: Training, split: DetectionSplit) -> tuple[dict, list[dict]]:
+def evaluate(setup: TrainingSetup, split: DetectionSplit) -> tuple[dict, list[dict]]:
     """(COCO metrics, detections) of the detector on ``split``, post-processed as ``cfg.model`` says."""
-    post = {k: training.cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
-    detections = predict(training.model, split, training.criterion.coder, training.device, training.cfg.train.eval_batch_size, **post)
+    post = {k: setup.cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
+    detections = predict(setup.model, split, setup.criterion.coder, setup.device, setup.cfg.train.eval_batch_size, **post)
     return coco_evaluate(split.coco_ground_truth(), detections), detections
 
 
-def _validate_during_training(training: Training, state: TrainState) -> tuple[dict, list[dict]] | None:
+def _validate_during_training(setup: TrainingSetup, state: TrainState) -> tuple[dict, list[dict]] | None:
     """The learning curve: validation AP during training, on rank 0 (the others wait; None there)."""
     validation = None
     if distributed.is_main():
         eval_start = time.perf_counter()
-        validation = evaluate(training, training.val_split)
+        validation = evaluate(setup, setup.val_split)
         state.eval_s += time.perf_counter() - eval_start
         state.curve.append({"epoch": state.epoch, "step": state.step, "AP": validation[0]["AP"], "AP50": validation[0]["AP50"]})
         log.info("epoch %d: validation AP %.4f", state.epoch, validation[0]["AP"] or 0.0)
@@ -325,11 +325,11 @@ def _validate_during_training(training: Training, state: TrainState) -> tuple[di
     return validation
 
 
-def _write_record(training: Training, state: TrainState, diverged_at: int | None, last_validation: tuple[dict, list[dict]] | None, started: float) -> dict:
+def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | None, last_validation: tuple[dict, list[dict]] | None, started: float) -> dict:
     """The run's record: written to metrics.json by rank 0 after the final evaluation, returned on every rank."""
-    train_split, val_split, test_split = training.train_split, training.val_split, training.test_split
+    train_split, val_split, test_split = setup.train_split, setup.val_split, setup.test_split
     status = "completed" if diverged_at is None else "diverged"
-    record = _base_record(training.cfg, training.folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+    record = _base_record(setup.cfg, setup.folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
     record["dataset"] = {
         "train_images": len(train_split),
         "val_images": len(val_split),
@@ -344,31 +344,31 @@ def _write_record(training: Training, state: TrainState, diverged_at: int | None
     if status == "diverged":
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
     elif distributed.is_main():  # the other ranks wait for the record below
-        record |= _final_evaluation(training, state, last_validation, record["metrics_split"])
-    record |= _time_and_place(training, state, started)
+        record |= _final_evaluation(setup, state, last_validation, record["metrics_split"])
+    record |= _time_and_place(setup, state, started)
     if distributed.is_main():
-        write_json(training.folder / METRICS_FILE, record)
-        training.logger.finish(record)
+        write_json(setup.folder / METRICS_FILE, record)
+        setup.logger.finish(record)
     return distributed.broadcast_object(record)
 
 
-def _final_evaluation(training: Training, state: TrainState, last_validation: tuple[dict, list[dict]] | None, reported_split: str) -> dict:
+def _final_evaluation(setup: TrainingSetup, state: TrainState, last_validation: tuple[dict, list[dict]] | None, reported_split: str) -> dict:
     """Validation metrics (the last epoch's periodic validation when there is one), test metrics
     when there is a test split, their detections and the ground truth of ``reported_split`` on disk."""
-    folder = training.folder
+    folder = setup.folder
     eval_start = time.perf_counter()
     fresh = last_validation is not None and state.curve and state.curve[-1]["epoch"] == state.epoch
-    val_metrics, detections = last_validation if fresh else evaluate(training, training.val_split)
+    val_metrics, detections = last_validation if fresh else evaluate(setup, setup.val_split)
     write_json(folder / "detections.json", detections)
     val_metrics = dict(val_metrics)
     record = {"val_metrics": val_metrics, "val_per_class_AP": val_metrics.pop("per_class_AP"), "test_metrics": None}
-    reported, split = val_metrics, training.val_split
-    if training.test_split is not None:  # selection reads val_metrics; the reported numbers are the test split's
-        test_metrics, test_detections = evaluate(training, training.test_split)
+    reported, split = val_metrics, setup.val_split
+    if setup.test_split is not None:  # selection reads val_metrics; the reported numbers are the test split's
+        test_metrics, test_detections = evaluate(setup, setup.test_split)
         write_json(folder / "detections_test.json", test_detections)
         test_metrics = dict(test_metrics)
         record |= {"test_metrics": test_metrics, "test_per_class_AP": test_metrics.pop("per_class_AP")}
-        reported, split = test_metrics, training.test_split
+        reported, split = test_metrics, setup.test_split
     name = reported_split
     write_json(folder / f"ground_truth_{name}.json", split.coco_ground_truth())  # for the report's bootstrap over images
     record["eval_files"] = {"split": name, "detections": "detections_test.json" if name == "test" else "detections.json", "ground_truth": f"ground_truth_{name}.json"}
@@ -377,13 +377,13 @@ def _final_evaluation(training: Training, state: TrainState, last_validation: tu
     return record
 
 
-def _time_and_place(training: Training, state: TrainState, started: float) -> dict:
+def _time_and_place(setup: TrainingSetup, state: TrainState, started: float) -> dict:
     """Wall time, device, number of processes, training speed, GPU memory and the command of the run."""
-    place = {"wall_time_s": time.perf_counter() - started, "device": str(training.device), "world_size": distributed.world_size()}
+    place = {"wall_time_s": time.perf_counter() - started, "device": str(setup.device), "world_size": distributed.world_size()}
     train_s = state.elapsed_s - state.eval_s  # periodic validation excluded
-    place["train_images_per_s"] = state.epoch * len(training.train_split) / train_s if train_s > 0 else None
-    if training.device.type == "cuda":  # how many runs fit on one GPU
-        place["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(training.device) / 2**20
+    place["train_images_per_s"] = state.epoch * len(setup.train_split) / train_s if train_s > 0 else None
+    if setup.device.type == "cuda":  # how many runs fit on one GPU
+        place["cuda_max_memory_mb"] = torch.cuda.max_memory_allocated(setup.device) / 2**20
     place["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return place
 
