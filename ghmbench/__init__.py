@@ -58,7 +58,7 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
 
     Raises:
         ghmbench.config.ConfigError: a bad value or loss target (nothing was trained).
-        ghmbench.training.RunLocked: another process is training the same run folder.
+        ghmbench.run_environment.RunLocked: another process is training the same run folder.
     """
     from omegaconf import DictConfig
 

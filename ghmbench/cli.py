@@ -135,7 +135,7 @@ def train(
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
-    from ghmbench.training import RunLocked
+    from ghmbench.run_environment import RunLocked
 
     try:
         record = ghmbench.train(cfg, force=force)

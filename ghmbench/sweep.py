@@ -131,7 +131,8 @@ def _threads_per_job() -> int:
 def task(cfg: DictConfig) -> dict:
     """One sweep job: validate, train into the keyed folder (or skip it), return a summary."""
     from ghmbench.results import smoke_failures
-    from ghmbench.training import RunLocked, run
+    from ghmbench.run_environment import RunLocked
+    from ghmbench.training import run
 
     from hydra.core.hydra_config import HydraConfig
 

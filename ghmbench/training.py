@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,7 +258,7 @@ def _train(setup: TrainingSetup, state: TrainState, started: float) -> tuple[int
     return None, last_validation
 
 
-def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step) -> int | None:
+def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[Tensor], object]) -> int | None:
     """One epoch over the (this rank's shard of the) training split; its mean losses go to ``state.history``.
 
     Args:
@@ -396,4 +397,4 @@ def _to_device(images: Tensor, device: torch.device, train_cfg: DictConfig) -> T
     return images.to(device, non_blocking=True, memory_format=fmt)
 
 
-__all__ = ["run", "RunLocked", "build_datasets", "build_optimizer", "train_one_epoch", "evaluate", "lr_factor", "resolve_device"]
+__all__ = ["run", "build_datasets", "build_optimizer", "train_one_epoch", "evaluate", "lr_factor", "resolve_device"]

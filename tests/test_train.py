@@ -82,7 +82,7 @@ def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
     import fcntl
 
     from ghmbench.results import run_dir
-    from ghmbench.training import RunLocked
+    from ghmbench.run_environment import RunLocked
 
     cfg = _cfg(*tiny)
     folder = run_dir(cfg)
