@@ -22,9 +22,10 @@ from torch import Tensor, nn
 
 from ghmbench import distributed as D
 from ghmbench.anchors import BoxCoder, match_anchors
-from ghmbench.config import ConfigError, build_loss
-from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
+from ghmbench.datasets import build_datasets
+from ghmbench.errors import ConfigError
 from ghmbench.evaluation import coco_evaluate, predict
+from ghmbench.losses import build_loss
 from ghmbench.model import DetectorOutput, RetinaDetector
 from ghmbench.results import (
     CHECKPOINT_FILE,
@@ -38,6 +39,7 @@ from ghmbench.results import (
     write_json,
     write_text,
 )
+from ghmbench.splits import DetectionSplit, check_shardable, iterate_batches
 
 log = logging.getLogger("ghmbench")
 
@@ -52,25 +54,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available here; allowed: auto, cpu")
     return torch.device(name)
-
-
-def build_datasets(cfg: DictConfig) -> Splits:
-    """(train, val, test or None) splits of the configured dataset."""
-    d = OmegaConf.to_container(cfg.dataset, resolve=True)
-    assert isinstance(d, dict)
-    name = d.pop("name")
-    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
-    if name == "digits":
-        return load_digits_detection(DigitsParams(**d), cache)
-    from ghmbench import datasets
-
-    if name == "coco":
-        return datasets.load_coco_detection(d, cache)
-    if name == "voc":
-        return datasets.load_voc_detection(d, cache)
-    if name == "yolo":
-        return datasets.load_yolo_detection(d, cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
 
 
 def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
@@ -94,7 +77,7 @@ def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDe
 
 def build_losses(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
     """(classification loss, regression loss) modules: ``cfg.loss`` / ``cfg.regression``
-    instantiated from their ``_target_`` (:func:`ghmbench.config.build_loss`), built-in or the user's own."""
+    instantiated from their ``_target_`` (:func:`ghmbench.losses.build_loss`), built-in or the user's own."""
     return build_loss("loss", cfg.loss), build_loss("regression", cfg.regression)
 
 
@@ -529,4 +512,4 @@ def amp_forward(net: nn.Module, images: Tensor, amp: str) -> DetectorOutput:
     return replace(out, cls_logits=out.cls_logits.float(), box_deltas=out.box_deltas.float())
 
 
-__all__ = ["run", "build_model", "build_losses", "build_datasets", "detection_losses", "amp_forward", "lr_factor", "resolve_device"]
+__all__ = ["run", "build_model", "build_losses", "detection_losses", "amp_forward", "lr_factor", "resolve_device"]

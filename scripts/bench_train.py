@@ -40,9 +40,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from ghmbench.anchors import BoxCoder, match_anchors
 from ghmbench.config import compose_config, validate
-from ghmbench.data import iterate_batches
 from ghmbench.model import DetectorOutput, postprocess
-from ghmbench.training import build_datasets, build_losses, build_model, build_optimizer, detection_losses
+from ghmbench.datasets import build_datasets
+from ghmbench.splits import iterate_batches
+from ghmbench.training import build_losses, build_model, build_optimizer, detection_losses
 
 SETTINGS = {
     "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),

@@ -110,7 +110,8 @@ def check_model(device: torch.device) -> list[str]:
 
     from ghmbench.anchors import BoxCoder
     from ghmbench.config import compose_config, validate
-    from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
+    from ghmbench.digits import DigitsParams, load_digits_detection
+    from ghmbench.splits import iterate_batches
     from ghmbench.training import (
         amp_forward,
         build_losses,

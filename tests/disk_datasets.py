@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ghmbench.data import DigitsParams, load_digits_detection
-from ghmbench.datasets import VOC_CLASSES
+from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.formats.voc import VOC_CLASSES
 
 SIZES = [(64, 64), (48, 96), (100, 60), (80, 80), (40, 120), (96, 72)]  # (height, width)
 

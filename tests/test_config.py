@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ghmbench.config import ConfigError, compose_config, validate
+from ghmbench.config import compose_config, validate
+from ghmbench.errors import ConfigError
 from tests.conftest import ghmbench_cli
 
 
