@@ -19,7 +19,7 @@ class DetectionSplit:
 
     Attributes:
         images: [N, C, H, W] uint8 in memory, or a lazy loader with the same ``shape`` whose
-            ``images[idx]`` decodes a batch (``ghmbench.datasets.LazyImages``).
+            ``images[idx]`` decodes a batch (``ghmbench.formats.images.LazyImages``).
         boxes: per image, [G, 4] float32 xyxy in input pixels.
         labels: per image, [G] int64 contiguous labels in [0, num_classes).
         class_names: name of each contiguous label.

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.nn.functional import smooth_l1_loss
 from torch import Tensor, nn
+from torch.nn.functional import smooth_l1_loss
 
 from ghmbench.losses.common import normaliser, valid_mask
 
