@@ -5,14 +5,17 @@ the built-in option's YAML), what each value may be (:data:`RANGES`), and the ch
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, make_dataclass
-from typing import Any, Optional, get_type_hints
+from types import UnionType
+from typing import Any, Optional, get_args, get_type_hints
 
 from omegaconf import DictConfig
 
 from ghmbench.digits import DigitsParams
 from ghmbench.errors import ConfigError
+from ghmbench.losses import GHMC, GHMR, CrossEntropyLoss, FocalLoss, L1Loss, SmoothL1Loss
 from ghmbench.ranges import (
     LOSS_PARAMETERS,
     Check,
@@ -96,59 +99,25 @@ class ModelCfg:
     detections_per_img: int
 
 
-@dataclass
-class CECfg:
-    name: str
-    _target_: str
-    alpha: Optional[float]
-    loss_weight: float
+def _loss_schema(schema_name: str, loss_class: type) -> type:
+    """A built-in loss's section: ``name``, ``_target_`` and the parameters of the class's
+    constructor, typed as it declares them (the values are the YAML's, e.g. conf/loss/ghm.yaml)."""
+    hints = get_type_hints(loss_class.__init__)
+    parameters = [name for name in inspect.signature(loss_class.__init__).parameters if name != "self"]
+    return make_dataclass(schema_name, [("name", str), ("_target_", str), *((name, _optional(hints[name])) for name in parameters)])
 
 
-@dataclass
-class FocalCfg:
-    name: str
-    _target_: str
-    alpha: Optional[float]
-    gamma: float
-    loss_weight: float
+def _optional(hint: Any) -> Any:
+    """``float | None`` as ``Optional[float]`` (the spelling OmegaConf reads)."""
+    return Optional[tuple(arg for arg in get_args(hint) if arg is not type(None))[0]] if isinstance(hint, UnionType) else hint
 
 
-@dataclass
-class GHMCCfg:
-    name: str
-    _target_: str
-    bins: int
-    momentum: float
-    loss_weight: float
-    per_level: bool
-    sync: bool
-
-
-@dataclass
-class SmoothL1Cfg:
-    name: str
-    _target_: str
-    beta: float
-    loss_weight: float
-
-
-@dataclass
-class L1Cfg:
-    name: str
-    _target_: str
-    loss_weight: float
-
-
-@dataclass
-class GHMRCfg:
-    name: str
-    _target_: str
-    mu: float
-    bins: int
-    momentum: float
-    loss_weight: float
-    per_level: bool
-    sync: bool
+BUILTIN_LOSSES: dict[str, dict[str, type]] = {
+    "loss": {"ce": CrossEntropyLoss, "focal": FocalLoss, "ghm": GHMC},
+    "regression": {"smooth_l1": SmoothL1Loss, "l1": L1Loss, "ghm": GHMR},
+}
+"""The class each built-in loss name stands for, by section (a built-in name keeps its class)."""
+LOSS_SCHEMAS = {section: {name: _loss_schema(f"{loss_class.__name__}Cfg", loss_class) for name, loss_class in losses.items()} for section, losses in BUILTIN_LOSSES.items()}
 
 
 @dataclass
@@ -218,8 +187,8 @@ class PathsCfg:
 SECTIONS: dict[str, dict[str, type]] = {
     "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg, "yolo": YoloCfg},
     "model": {"": ModelCfg},
-    "loss": {"ce": CECfg, "focal": FocalCfg, "ghm": GHMCCfg},
-    "regression": {"smooth_l1": SmoothL1Cfg, "l1": L1Cfg, "ghm": GHMRCfg},
+    "loss": LOSS_SCHEMAS["loss"],
+    "regression": LOSS_SCHEMAS["regression"],
     "train": {"": TrainCfg},
     "logger": {"none": LoggerCfg, "wandb": WandbCfg},
     "paths": {"": PathsCfg},
@@ -227,11 +196,8 @@ SECTIONS: dict[str, dict[str, type]] = {
 }
 """Each section's schema by its ``name`` ("": one schema whatever the name)."""
 LOSS_SECTIONS = ("loss", "regression")
-BUILTIN_TARGETS: dict[str, dict[str, str]] = {
-    "loss": {"ce": "ghmbench.losses.CrossEntropyLoss", "focal": "ghmbench.losses.FocalLoss", "ghm": "ghmbench.losses.GHMC"},
-    "regression": {"smooth_l1": "ghmbench.losses.SmoothL1Loss", "l1": "ghmbench.losses.L1Loss", "ghm": "ghmbench.losses.GHMR"},
-}
-"""The class each built-in loss name stands for (a built-in name keeps its class)."""
+BUILTIN_TARGETS: dict[str, dict[str, str]] = {section: {name: f"ghmbench.losses.{loss_class.__name__}" for name, loss_class in losses.items()} for section, losses in BUILTIN_LOSSES.items()}
+"""The ``_target_`` of each built-in loss name (run keys leave these out)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TARGET_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "test_images", "train_annotations", "val_annotations", "test_annotations")] + ["model.weights_path"]
