@@ -40,8 +40,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 
 from ghmbench.anchors import BoxCoder, match_anchors
 from ghmbench.config import compose_config, validate
-from ghmbench.model import DetectorOutput, postprocess
 from ghmbench.datasets import build_datasets
+from ghmbench.model import DetectorOutput, postprocess
 from ghmbench.splits import iterate_batches
 from ghmbench.training import build_losses, build_model, build_optimizer, detection_losses
 

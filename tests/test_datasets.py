@@ -12,9 +12,9 @@ from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import coco_overrides, make_coco, make_voc
 
 from ghmbench.config import compose_config, validate
-from ghmbench.evaluation import coco_evaluate, coco_results
 from ghmbench.datasets import build_datasets
 from ghmbench.errors import DatasetError
+from ghmbench.evaluation import coco_evaluate, coco_results
 
 
 @pytest.fixture(scope="module")
