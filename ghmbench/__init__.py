@@ -34,7 +34,7 @@ def load_config(overrides: Iterable[str] = (), *, config_dir: ConfigDirs = ()) -
         config_dir: your own config folder(s), searched after the built-in configs.
 
     Raises:
-        ghmbench.config.ConfigError: a bad value, with the one-line message the command prints.
+        ghmbench.errors.ConfigError: a bad value, with the one-line message the command prints.
     """
     from ghmbench.config import compose_config, searchpath_overrides, validate
 
@@ -57,7 +57,7 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
         ``ghmbench.results.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
 
     Raises:
-        ghmbench.config.ConfigError: a bad value or loss target (nothing was trained).
+        ghmbench.errors.ConfigError: a bad value or loss target (nothing was trained).
         ghmbench.run_environment.RunLocked: another process is training the same run folder.
     """
     from omegaconf import DictConfig

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ghmbench.config import ConfigError, compose_config, searchpath_overrides, validate
+from ghmbench.config import compose_config, searchpath_overrides, validate
+from ghmbench.errors import ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -301,8 +302,8 @@ def data_export(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides of dataset.* (e.g. dataset.num_train=500).", show_default=False),
     fmt: str = typer.Option("coco", "--format", help="Output format: coco or yolo."),
 ) -> None:
-    from ghmbench.datasets import export_coco, export_yolo
-    from ghmbench.training import build_datasets
+    from ghmbench.datasets import build_datasets
+    from ghmbench.formats.export import export_coco, export_yolo
 
     if name != "digits":
         _fail(f"data export {name}: unknown dataset; allowed: digits")
@@ -352,7 +353,7 @@ def data_check(
 ) -> None:
     import ghmbench
     from ghmbench import dataset_stats as S
-    from ghmbench.training import build_datasets
+    from ghmbench.datasets import build_datasets
 
     try:
         cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ghmbench import distributed
 from ghmbench.anchors import BoxCoder, match_anchors
-from ghmbench.config import build_loss
+from ghmbench.losses import build_loss
 from ghmbench.model import DetectorOutput
 
 
@@ -59,7 +59,7 @@ class DetectionCriterion(nn.Module):
     @classmethod
     def from_config(cls, cfg: DictConfig) -> DetectionCriterion:
         """The criterion of a validated config: ``cfg.loss`` / ``cfg.regression`` instantiated from
-        their ``_target_`` (:func:`ghmbench.config.build_loss`), built-in or the user's own, and
+        their ``_target_`` (:func:`ghmbench.losses.build_loss`), built-in or the user's own, and
         the matcher thresholds of ``cfg.model``."""
         model_cfg = cfg.model
         return cls(

@@ -14,8 +14,8 @@ from omegaconf import DictConfig
 from torchvision.ops import box_iou
 
 from ghmbench.anchors import BACKGROUND, IGNORE, match_anchors
-from ghmbench.data import DetectionSplit
 from ghmbench.model import build_model
+from ghmbench.splits import DetectionSplit
 
 
 def class_counts(split: DetectionSplit) -> list[int]:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ghmbench.anchors import BoxCoder
-from ghmbench.data import DetectionSplit, iterate_batches
+from ghmbench.splits import DetectionSplit, iterate_batches
 from ghmbench.model import postprocess
 
 METRIC_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]

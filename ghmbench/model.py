@@ -1,6 +1,6 @@
 """RetinaNet-style detector: backbone, FPN (torchvision.ops), anchors, heads, post-processing.
 
-Anchor matching and box coding live in ``anchors.py``; the losses in ``losses.py``, applied to a
+Anchor matching and box coding live in ``anchors.py``; the losses in ``losses/``, applied to a
 batch by ``criterion.py``.
 """
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ghmbench.config import BUILTIN_TARGETS
+from ghmbench.schema import BUILTIN_TARGETS
 from ghmbench.fileio import atomic_write, write_json, write_text  # noqa: F401  (write_json / write_text: used by importers)
 
 NON_SEMANTIC = {

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ghmbench.config import ConfigError, compose_config, conf_dir, hydra_error, validate
+from ghmbench.config import compose_config, conf_dir, hydra_error, validate
+from ghmbench.errors import ConfigError
 
 FORCE_ENV = "GHMBENCH_FORCE"
 KEEP_ENV = "GHMBENCH_KEEP"  # run keys that --force must not retrain again (trained earlier in this sweep)

@@ -18,15 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from ghmbench import distributed, train_state
-from ghmbench.config import ConfigError
 from ghmbench.criterion import DetectionCriterion, anchor_stats
-from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
 from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
+from ghmbench.datasets import build_datasets
+from ghmbench.errors import ConfigError
 from ghmbench.evaluation import coco_evaluate, predict
 from ghmbench.loggers import NullLogger, make_logger
 from ghmbench.model import RetinaDetector, amp_forward, build_model
 from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, is_complete, read_record, run_dir, run_key, write_json, write_text
 from ghmbench.run_environment import RunLocked, folder_lock, library_versions, log_to_file, progress_bar
+from ghmbench.splits import DetectionSplit, check_shardable, iterate_batches
 from ghmbench.train_state import TrainState
 
 log = logging.getLogger("ghmbench")
@@ -39,25 +40,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available here; allowed: auto, cpu")
     return torch.device(name)
-
-
-def build_datasets(cfg: DictConfig) -> Splits:
-    """(train, val, test or None) splits of the configured dataset."""
-    d = OmegaConf.to_container(cfg.dataset, resolve=True)
-    assert isinstance(d, dict)
-    name = d.pop("name")
-    cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
-    if name == "digits":
-        return load_digits_detection(DigitsParams(**d), cache)
-    from ghmbench import datasets
-
-    if name == "coco":
-        return datasets.load_coco_detection(d, cache)
-    if name == "voc":
-        return datasets.load_voc_detection(d, cache)
-    if name == "yolo":
-        return datasets.load_yolo_detection(d, cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
 
 
 def build_optimizer(model: nn.Module, train_cfg: DictConfig) -> torch.optim.Optimizer:
@@ -397,4 +379,4 @@ def _to_device(images: Tensor, device: torch.device, train_cfg: DictConfig) -> T
     return images.to(device, non_blocking=True, memory_format=fmt)
 
 
-__all__ = ["run", "build_datasets", "build_optimizer", "train_one_epoch", "evaluate", "lr_factor", "resolve_device"]
+__all__ = ["run", "build_optimizer", "train_one_epoch", "evaluate", "lr_factor", "resolve_device"]

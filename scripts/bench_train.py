@@ -42,9 +42,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from ghmbench.anchors import match_anchors
 from ghmbench.config import compose_config, validate
 from ghmbench.criterion import DetectionCriterion
-from ghmbench.data import iterate_batches
+from ghmbench.datasets import build_datasets
 from ghmbench.model import DetectorOutput, build_model, postprocess
-from ghmbench.training import build_datasets, build_optimizer
+from ghmbench.splits import iterate_batches
+from ghmbench.training import build_optimizer
 
 SETTINGS = {
     "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),

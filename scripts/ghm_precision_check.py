@@ -106,9 +106,10 @@ def check_model(device: torch.device) -> list[str]:
     from omegaconf import OmegaConf
 
     from ghmbench.config import compose_config, validate
-    from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
     from ghmbench.criterion import DetectionCriterion
+    from ghmbench.digits import DigitsParams, load_digits_detection
     from ghmbench.model import amp_forward, build_model
+    from ghmbench.splits import iterate_batches
 
     cfg = validate(compose_config(["loss=ghm", "regression=ghm"]))
     split = load_digits_detection(DigitsParams(num_train=32, num_val=1), None).train

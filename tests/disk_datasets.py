@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
+from torch.nn import functional
 
-from ghmbench.data import DigitsParams, load_digits_detection
-from ghmbench.datasets import VOC_CLASSES
+from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.formats.voc import VOC_CLASSES
 
 SIZES = [(64, 64), (48, 96), (100, 60), (80, 80), (40, 120), (96, 72)]  # (height, width)
 
@@ -26,7 +26,7 @@ def _digits(num_train: int, num_val: int):
 
 def _resized(image: torch.Tensor, k: int) -> tuple[torch.Tensor, float, float]:
     h, w = SIZES[k % len(SIZES)]
-    out = F.interpolate(image[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+    out = functional.interpolate(image[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
     out = out.round().clamp(0, 255).to(torch.uint8)
     if k % 2:
         out = out.expand(3, -1, -1).contiguous()  # an RGB file

@@ -26,7 +26,7 @@ def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(t
 
 def test_the_digits_fit_the_default_detector(tmp_path):
     from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
-    from ghmbench.training import build_datasets
+    from ghmbench.datasets import build_datasets
 
     cfg = validate(compose_config(["dataset.num_train=32", "dataset.num_val=4", f"paths.cache_dir={tmp_path}"]))
     train = build_datasets(cfg)[0]

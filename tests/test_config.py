@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from ghmbench.config import ConfigError, compose_config, validate
+import pytest
+from omegaconf import OmegaConf
+
+from ghmbench.config import compose_config, conf_dir, validate
+from ghmbench.errors import ConfigError
 from tests.conftest import ghmbench_cli
 
 
@@ -55,3 +59,38 @@ def test_cli_bad_value_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert result.stderr.strip() == "error: loss.momentum=1.5 is not allowed; allowed: a number in [0, 1)"
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+COMPOSED_SNAPSHOT = Path(__file__).parent / "data" / "composed_configs.txt"
+
+
+def composed_configs() -> dict[str, str]:
+    """Every built-in option of every config group, and the budgets with each variant, composed
+    (no validation) as YAML: the variants build on their bases (model/resnet18 on model/small,
+    dataset/digits_sparse on dataset/digits, ...) and must compose to exactly the configs they
+    always did. Regenerate the snapshot after a deliberate change with
+    ``python -c "from tests.test_config import write_composed_snapshot; write_composed_snapshot()"``."""
+    overrides = [[f"{group.name}={option.stem}"] for group in sorted(p for p in conf_dir().iterdir() if p.is_dir() and p.name != "hydra") for option in sorted(group.glob("*.yaml"))]
+    overrides += [[f"budget={budget}", variant] for budget in ("quick", "short", "full") for variant in ("model=sparse", "dataset=digits_sparse", "model=retinanet_r18")]
+    return {" ".join(o): OmegaConf.to_yaml(compose_config(o)) for o in overrides}
+
+
+def write_composed_snapshot() -> None:
+    COMPOSED_SNAPSHOT.write_text("".join(f"### {name}\n{text}" for name, text in composed_configs().items()))
+
+
+def test_every_option_composes_to_its_snapshot():
+    _, *blocks = COMPOSED_SNAPSHOT.read_text().split("### ")
+    expected = dict(block.split("\n", 1) for block in blocks)
+    composed = composed_configs()
+    assert list(composed) == list(expected)
+    for name, text in composed.items():
+        assert text == expected[name], name
+
+
+def test_a_key_a_config_leaves_out_gets_the_builtin_yaml_value():
+    """The YAML configs are the one place defaults are written: a section without a key (a config
+    of the user's own in --config-dir) gets the built-in option's value."""
+    cfg = _validate("~train.lr", "loss=ghm", "~loss.bins", "regression=ghm", "~regression.mu", "~dataset.noise", "~model.fpn_channels")
+    assert (cfg.train.lr, cfg.loss.bins, cfg.regression.mu, cfg.dataset.noise, cfg.model.fpn_channels) == (0.001, 30, 0.02, 0.05, 64)
+    assert _validate("model=resnet18", "~model.fpn_channels").model.fpn_channels == 64  # model/small.yaml, the default option

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ghmbench import losses as L
-from ghmbench.config import ConfigError, compose_config, validate
+from ghmbench.config import compose_config, validate
+from ghmbench.errors import ConfigError
 from ghmbench.results import METRICS_FILE, run_key
 from tests.conftest import README, ghmbench_cli, write_readme_project
 

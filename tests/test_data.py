@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ghmbench.data import DigitsParams, load_digits_detection, params_key, source_split, source_split3
+from ghmbench.digits import DigitsParams, load_digits_detection, params_key, source_split, source_split3
 
 SMALL = dict(num_train=40, num_val=10, image_size=64)
 
 
 def test_same_params_same_data_and_cache(tmp_path):
-    p = DigitsParams(**SMALL)
-    a_train, a_val, a_test = load_digits_detection(p, None)
-    b_train, b_val, _ = load_digits_detection(p, tmp_path)
-    c_train, _, _ = load_digits_detection(p, tmp_path)  # from the cache file
+    params = DigitsParams(**SMALL)
+    a_train, a_val, a_test = load_digits_detection(params, None)
+    b_train, b_val, _ = load_digits_detection(params, tmp_path)
+    c_train, _, _ = load_digits_detection(params, tmp_path)  # from the cache file
     assert len(list(tmp_path.glob("digits-*.npz"))) == 1
     for x in (b_train, c_train):
         assert torch.equal(a_train.images, x.images)
@@ -35,8 +35,8 @@ def test_train_and_val_come_from_disjoint_digits():
 
 
 def test_boxes_inside_image_and_knobs():
-    p = DigitsParams(**SMALL, min_objects=2, max_objects=2, min_scale=16, max_scale=16, class_freq=[1] + [0] * 9)
-    train, val, _ = load_digits_detection(p, None)
+    params = DigitsParams(**SMALL, min_objects=2, max_objects=2, min_scale=16, max_scale=16, class_freq=[1] + [0] * 9)
+    train, val, _ = load_digits_detection(params, None)
     for boxes, labels in zip(train.boxes, train.labels):
         assert len(boxes) <= 2 and (labels == 0).all()
         assert (boxes >= 0).all() and (boxes <= 64).all()
@@ -59,10 +59,10 @@ def test_three_way_split_is_disjoint_and_deterministic(tmp_path):
     assert not (train_pool & val_pool or train_pool & test_pool or val_pool & test_pool)
     assert len(train_pool) + len(val_pool) + len(test_pool) == 300 and len(test_pool) == 60
     assert set(targets[list(test_pool)]) == set(range(10))
-    p = DigitsParams(**SMALL, num_test=12)
-    a = load_digits_detection(p, tmp_path)
-    b = load_digits_detection(p, tmp_path)  # from the cache file
-    c = load_digits_detection(p, None)
+    params = DigitsParams(**SMALL, num_test=12)
+    a = load_digits_detection(params, tmp_path)
+    b = load_digits_detection(params, tmp_path)  # from the cache file
+    c = load_digits_detection(params, None)
     assert a.test is not None and len(a.test) == 12 and sum(map(len, a.test.boxes)) >= 12
     for x in (b, c):
         assert torch.equal(a.test.images, x.test.images) and torch.equal(a.train.images, x.train.images)
@@ -77,9 +77,9 @@ def test_new_knobs_at_default_keep_old_data_and_key():
 
 
 def test_clutter_draws_unannotated_ink_away_from_objects():
-    p = dict(SMALL, image_size=96, min_objects=1, max_objects=1, min_scale=12, max_scale=16, noise=0.0)
-    clean = load_digits_detection(DigitsParams(**p), None).train
-    cluttered = load_digits_detection(DigitsParams(**p, clutter=3), None).train
+    params = dict(SMALL, image_size=96, min_objects=1, max_objects=1, min_scale=12, max_scale=16, noise=0.0)
+    clean = load_digits_detection(DigitsParams(**params), None).train
+    cluttered = load_digits_detection(DigitsParams(**params, clutter=3), None).train
     assert sum(map(len, cluttered.boxes)) == sum(map(len, clean.boxes))  # clutter is never annotated
     def ink_outside_boxes(split):
         counts = []

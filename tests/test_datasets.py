@@ -12,9 +12,9 @@ from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import coco_overrides, make_coco, make_voc
 
 from ghmbench.config import compose_config, validate
-from ghmbench.datasets import DatasetError
+from ghmbench.datasets import build_datasets
+from ghmbench.errors import DatasetError
 from ghmbench.evaluation import coco_evaluate, coco_results
-from ghmbench.training import build_datasets
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_voc_unknown_class_names_the_xml_object(voc_root, tmp_path):
 
 
 def test_lazy_loading_with_workers_matches_the_cache(coco_root, tmp_path):
-    from ghmbench.data import iterate_batches
+    from ghmbench.splits import iterate_batches
 
     base = [*coco_overrides(coco_root), f"paths.cache_dir={tmp_path}"]
     cached = _load(base)[0]
@@ -247,7 +247,7 @@ def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
 
 
 def test_digits_sized_presets_point_to_budget_none(coco_root):
-    from ghmbench.config import ConfigError
+    from ghmbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"unknown key dataset\.num_train.*add budget=none"):
         validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root)]))
@@ -267,7 +267,7 @@ def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
 def test_broken_file_found_while_decoding_in_a_worker_is_one_line(coco_root, tmp_path):
     import shutil
 
-    from ghmbench.data import iterate_batches
+    from ghmbench.splits import iterate_batches
 
     root = tmp_path / "coco"
     shutil.copytree(coco_root, root)

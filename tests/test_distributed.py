@@ -20,12 +20,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ghmbench import distributed
-from ghmbench.config import ConfigError, compose_config, validate
-from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
+from ghmbench.config import compose_config, validate
+from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.errors import ConfigError
 from ghmbench.losses import GHMC, GHMR, ghm_weights
 from ghmbench.results import METRICS_FILE
 from ghmbench.criterion import DetectionCriterion
 from ghmbench.model import amp_forward, build_model
+from ghmbench.splits import iterate_batches
 from ghmbench.training import run
 from tests.conftest import ghmbench_cli
 

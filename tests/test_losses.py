@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torchvision.ops import sigmoid_focal_loss
 
 from ghmbench.losses import GHMC, GHMR, CrossEntropyLoss, FocalLoss, L1Loss, SmoothL1Loss
@@ -47,7 +47,7 @@ def test_focal_gamma0_is_alpha_balanced_ce_and_avg_factor():
     ce = CrossEntropyLoss(alpha=0.75)(pred, target, weight, avg_factor=7)
     torch.testing.assert_close(focal, ce)
     # avg_factor replaces the number of positives
-    ref = (F.binary_cross_entropy_with_logits(pred, target, reduction="none") * (0.75 * target + 0.25 * (1 - target)) * weight[:, None]).sum() / 7
+    ref = (functional.binary_cross_entropy_with_logits(pred, target, reduction="none") * (0.75 * target + 0.25 * (1 - target)) * weight[:, None]).sum() / 7
     torch.testing.assert_close(ce, ref)
 
 
@@ -57,7 +57,7 @@ def test_ce_equals_bce_with_per_entry_weights():
     pred.requires_grad_(True)
     loss = CrossEntropyLoss(loss_weight=2.0)(pred, target, weight)
     num_pos = ((target > 0) & (weight > 0)).any(1).sum().clamp(min=1)
-    ref = 2.0 * F.binary_cross_entropy_with_logits(pred, target, weight=weight, reduction="sum") / num_pos
+    ref = 2.0 * functional.binary_cross_entropy_with_logits(pred, target, weight=weight, reduction="sum") / num_pos
     torch.testing.assert_close(loss, ref)
     (grad,) = torch.autograd.grad(loss, pred)
     expected = 2.0 * (torch.sigmoid(pred) - target) * weight / num_pos
@@ -83,7 +83,7 @@ def test_confidently_wrong_logits_give_finite_exact_losses(make):
     if isinstance(make(), FocalLoss):
         torch.testing.assert_close(loss, sigmoid_focal_loss(pred.detach().double(), target.double(), 0.25, 2.0, "sum").float())
     elif isinstance(make(), CrossEntropyLoss):
-        torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(pred.detach(), target, reduction="sum"))
+        torch.testing.assert_close(loss, functional.binary_cross_entropy_with_logits(pred.detach(), target, reduction="sum"))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
@@ -227,7 +227,7 @@ def test_smooth_l1_and_l1_against_torch():
     pred, target = torch.randn(40, 4, generator=g), torch.randn(40, 4, generator=g)
     weight = (torch.rand(40, generator=g) > 0.5).float()
     npos = weight.sum().clamp(min=1)
-    ref = (F.smooth_l1_loss(pred, target, beta=0.11, reduction="none") * weight[:, None]).sum() / npos
+    ref = (functional.smooth_l1_loss(pred, target, beta=0.11, reduction="none") * weight[:, None]).sum() / npos
     torch.testing.assert_close(SmoothL1Loss(beta=0.11)(pred, target, weight), ref)
     ref_l1 = ((pred - target).abs() * weight[:, None]).sum() / npos
     torch.testing.assert_close(L1Loss()(pred, target, weight), ref_l1)

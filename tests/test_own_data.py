@@ -10,10 +10,11 @@ import pytest
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import make_voc
 
-from ghmbench.config import ConfigError, compose_config, validate
-from ghmbench.datasets import VOC_CLASSES, DatasetError
+from ghmbench.config import compose_config, validate
+from ghmbench.datasets import build_datasets
+from ghmbench.errors import ConfigError, DatasetError
+from ghmbench.formats.voc import VOC_CLASSES
 from ghmbench.results import run_key
-from ghmbench.training import build_datasets
 
 NAMES = ["zebra", "apple", "kiwi", "mango", "lemon", "fig", "plum", "pear", "lime", "date"]  # digit -> class name
 

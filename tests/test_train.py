@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from ghmbench.config import compose_config, validate
+from ghmbench.datasets import build_datasets
 from ghmbench.evaluation import coco_evaluate
 from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
-from ghmbench.training import build_datasets, run
+from ghmbench.training import run
 from tests.conftest import ghmbench_cli
 
 

@@ -13,10 +13,10 @@ import torch
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import make_yolo, yolo_overrides
 
-from ghmbench.config import ConfigError, compose_config, validate
-from ghmbench.data import DigitsParams, load_digits_detection
-from ghmbench.datasets import DatasetError
-from ghmbench.training import build_datasets
+from ghmbench.config import compose_config, validate
+from ghmbench.datasets import build_datasets
+from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.errors import ConfigError, DatasetError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The embedded ``digits`` detection dataset and the in-memory batch iterator.
+"""The embedded ``digits`` detection dataset.
 
 Images are composed from the handwritten digits that scikit-learn ships (the UCI optical
 digits, 1,797 8x8 images, 10 classes): no download. Train, validation and (optionally) test
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Optional
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ghmbench.fileio import atomic_write
+from ghmbench.splits import DetectionSplit, Splits
 
 DIGIT_NAMES = [str(i) for i in range(10)]
 CACHE_VERSION = 1
@@ -46,90 +46,6 @@ class DigitsParams:
     num_test: int = 0  # held-out test images (0 = no test split)
     test_fraction: float = 0.2  # share of the source digits reserved for test images (when num_test > 0)
 
-
-@dataclass
-class DetectionSplit:
-    """One split, every image at the network's input size.
-
-    Attributes:
-        images: [N, C, H, W] uint8 in memory, or a lazy loader with the same ``shape`` whose
-            ``images[idx]`` decodes a batch (``ghmbench.datasets.LazyImages``).
-        boxes: per image, [G, 4] float32 xyxy in input pixels.
-        labels: per image, [G] int64 contiguous labels in [0, num_classes).
-        class_names: name of each contiguous label.
-        image_ids: COCO image id of each image.
-        category_ids: COCO category id of each contiguous label.
-        scales: [N, 2] float64 (scale_x, scale_y) from original to input pixels; None = 1.
-        orig_sizes: per image (height, width) of the original file; None = the input size.
-        ground_truth: the original COCO annotations to evaluate against; None = built from boxes.
-        dropped: invalid items dropped while loading (``dataset.on_invalid=skip``), by reason.
-    """
-
-    images: Any
-    boxes: list[Tensor]
-    labels: list[Tensor]
-    class_names: list[str]
-    image_ids: list[int] = field(default_factory=list)
-    category_ids: list[int] = field(default_factory=list)
-    scales: Optional[Tensor] = None
-    orig_sizes: Optional[list[tuple[int, int]]] = None
-    ground_truth: Optional[dict] = None
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.image_ids:
-            self.image_ids = list(range(1, len(self.boxes) + 1))
-        if not self.category_ids:
-            self.category_ids = list(range(1, len(self.class_names) + 1))
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def to_original(self, k: int, boxes: Tensor) -> Tensor:
-        """Boxes [D, 4] xyxy of image ``k`` from input pixels back to its original pixels (clipped)."""
-        if self.scales is None:
-            return boxes
-        sx, sy = self.scales[k].tolist()
-        h, w = self.orig_sizes[k] if self.orig_sizes else self.images.shape[-2:]
-        out = boxes.double() / torch.tensor([sx, sy, sx, sy], dtype=torch.float64)
-        out[:, 0::2] = out[:, 0::2].clamp(0, w)
-        out[:, 1::2] = out[:, 1::2].clamp(0, h)
-        return out.float()
-
-    def coco_ground_truth(self) -> dict:
-        """The split's annotations as a COCO instances dict (boxes in xywh, original pixels)."""
-        if self.ground_truth is not None:
-            return self.ground_truth
-        h, w = self.images.shape[-2:]
-        images = [{"id": i, "width": int(w), "height": int(h), "file_name": f"{i:06d}.png"} for i in self.image_ids]
-        cats = [{"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names)]
-        anns = []
-        for img_id, boxes, labels in zip(self.image_ids, self.boxes, self.labels):
-            for box, label in zip(boxes.tolist(), labels.tolist()):
-                x1, y1, x2, y2 = box
-                anns.append(
-                    {
-                        "id": len(anns) + 1,
-                        "image_id": img_id,
-                        "category_id": self.category_ids[label],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
-                    }
-                )
-        return {"images": images, "annotations": anns, "categories": cats}
-
-
-class Splits(NamedTuple):
-    """The splits of a dataset: train, validation, and the held-out test split or None."""
-
-    train: DetectionSplit
-    val: DetectionSplit
-    test: Optional[DetectionSplit] = None
 
 
 def _tight_digits() -> tuple[list[np.ndarray], np.ndarray]:
@@ -164,27 +80,27 @@ def _box_iou_max(box: np.ndarray, others: list[np.ndarray]) -> float:
 
 
 def _compose(
-    p: DigitsParams, n: int, pool: list[int], crops: list[np.ndarray], targets: np.ndarray, rng: np.random.Generator, label_noise: bool
+    params: DigitsParams, n: int, pool: list[int], crops: list[np.ndarray], targets: np.ndarray, rng: np.random.Generator, label_noise: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Compose ``n`` images from the source digits in ``pool``.
 
     Returns:
         images [n, S, S] uint8, boxes [K, 5] float32 (image index, x1, y1, x2, y2), labels [K] int64.
     """
-    s = p.image_size
+    s = params.image_size
     pool_arr = np.asarray(pool)
     by_class = [pool_arr[targets[pool_arr] == c] for c in range(10)]
-    freq = np.ones(10) if p.class_freq is None else np.asarray(p.class_freq, dtype=np.float64)
+    freq = np.ones(10) if params.class_freq is None else np.asarray(params.class_freq, dtype=np.float64)
     freq = freq / freq.sum()
     images = np.empty((n, s, s), dtype=np.uint8)
     all_boxes, all_labels = [], []
     for i in range(n):
-        canvas = np.clip(rng.normal(0.0, p.noise, size=(s, s)), 0.0, 1.0) if p.noise > 0 else np.zeros((s, s))
+        canvas = np.clip(rng.normal(0.0, params.noise, size=(s, s)), 0.0, 1.0) if params.noise > 0 else np.zeros((s, s))
         placed: list[np.ndarray] = []
-        for _ in range(int(rng.integers(p.min_objects, p.max_objects + 1))):
+        for _ in range(int(rng.integers(params.min_objects, params.max_objects + 1))):
             cls = int(rng.choice(10, p=freq))
             crop = crops[int(rng.choice(by_class[cls]))]
-            scale = int(rng.integers(p.min_scale, p.max_scale + 1))
+            scale = int(rng.integers(params.min_scale, params.max_scale + 1))
             ch, cw = crop.shape
             h = max(2, round(scale * ch / max(ch, cw)))
             w = max(2, round(scale * cw / max(ch, cw)))
@@ -192,25 +108,25 @@ def _compose(
                 x = int(rng.integers(0, s - w + 1))
                 y = int(rng.integers(0, s - h + 1))
                 box = np.array([x, y, x + w, y + h], dtype=np.float32)
-                if _box_iou_max(box, placed) <= p.max_overlap:
+                if _box_iou_max(box, placed) <= params.max_overlap:
                     break
             else:
                 continue
             patch = np.clip(_resize(crop, h, w), 0.0, 1.0)
             canvas[y : y + h, x : x + w] = np.maximum(canvas[y : y + h, x : x + w], patch)
             placed.append(box)
-            if label_noise and rng.random() < p.unannotated_rate:
+            if label_noise and rng.random() < params.unannotated_rate:
                 continue  # drawn but left unannotated
             all_boxes.append([i, *box.tolist()])
             all_labels.append(cls)
-        if p.clutter > 0:
-            for _ in range(int(rng.integers(0, 2 * p.clutter + 1))):
-                _draw_clutter(canvas, placed, p, pool_arr, crops, rng)
+        if params.clutter > 0:
+            for _ in range(int(rng.integers(0, 2 * params.clutter + 1))):
+                _draw_clutter(canvas, placed, params, pool_arr, crops, rng)
         images[i] = np.round(canvas * 255).astype(np.uint8)
     return images, np.asarray(all_boxes, dtype=np.float32).reshape(-1, 5), np.asarray(all_labels, dtype=np.int64)
 
 
-def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], p: DigitsParams, pool: np.ndarray, crops: list[np.ndarray], rng: np.random.Generator) -> None:
+def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], params: DigitsParams, pool: np.ndarray, crops: list[np.ndarray], rng: np.random.Generator) -> None:
     """Draw one unannotated distractor on ``canvas`` [S, S] (in place), clear of the objects.
 
     Half are *fragments*: a random window of 30-60% of the height and width of a source digit
@@ -225,12 +141,12 @@ def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], p: DigitsParams
         fh, fw = (max(2, int(round(n * rng.uniform(0.3, 0.6)))) for n in (ch, cw))
         y0, x0 = int(rng.integers(0, ch - fh + 1)), int(rng.integers(0, cw - fw + 1))
         frag = crop[y0 : y0 + fh, x0 : x0 + fw]
-        scale = rng.uniform(p.min_scale, p.max_scale) * rng.uniform(0.4, 0.8)
+        scale = rng.uniform(params.min_scale, params.max_scale) * rng.uniform(0.4, 0.8)
         h = max(2, round(scale * fh / max(fh, fw)))
         w = max(2, round(scale * fw / max(fh, fw)))
         patch = np.clip(_resize(frag, h, w), 0.0, 1.0)
     else:
-        length = rng.uniform(p.min_scale * 0.5, p.max_scale)
+        length = rng.uniform(params.min_scale * 0.5, params.max_scale)
         angle = rng.uniform(0, np.pi)
         h = max(2, int(np.ceil(abs(np.sin(angle)) * length)) + 2)
         w = max(2, int(np.ceil(abs(np.cos(angle)) * length)) + 2)
@@ -298,10 +214,10 @@ NEW_KEYS_DEFAULTS = {"clutter": 0, "num_test": 0, "test_fraction": 0.2}
 the images of existing settings (and their run keys) do not change."""
 
 
-def params_key(p: DigitsParams) -> str:
+def params_key(params: DigitsParams) -> str:
     """Stable short hash of the generation parameters."""
-    params = {k: v for k, v in asdict(p).items() if not (k in NEW_KEYS_DEFAULTS and v == NEW_KEYS_DEFAULTS[k])}
-    blob = json.dumps({"v": CACHE_VERSION, **params}, sort_keys=True)
+    keyed = {k: v for k, v in asdict(params).items() if not (k in NEW_KEYS_DEFAULTS and v == NEW_KEYS_DEFAULTS[k])}
+    blob = json.dumps({"v": CACHE_VERSION, **keyed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -319,35 +235,35 @@ def _split_from_arrays(images: np.ndarray, boxes: np.ndarray, labels: np.ndarray
     )
 
 
-def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> Splits:
+def load_digits_detection(params: DigitsParams, cache_dir: str | Path | None) -> Splits:
     """Build (or load from the cache) the train, validation and test splits.
 
     With ``num_test == 0`` there is no test split and the train / val images are those of the
     two-way source split (the same images as before test splits existed).
 
     Args:
-        p: generation parameters.
+        params: generation parameters.
         cache_dir: folder for the ``digits-<key>.npz`` cache, or None to skip caching.
 
     Returns:
         (train, val, test or None).
     """
-    path = Path(cache_dir) / f"digits-{params_key(p)}.npz" if cache_dir else None
+    path = Path(cache_dir) / f"digits-{params_key(params)}.npz" if cache_dir else None
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     else:
         crops, targets = _tight_digits()
-        rng = np.random.default_rng(p.seed)
-        if p.num_test > 0:
-            train_pool, val_pool, test_pool = source_split3(targets, p.val_fraction, p.test_fraction, rng)
+        rng = np.random.default_rng(params.seed)
+        if params.num_test > 0:
+            train_pool, val_pool, test_pool = source_split3(targets, params.val_fraction, params.test_fraction, rng)
         else:
-            (train_pool, val_pool), test_pool = source_split(targets, p.val_fraction, rng), []
-        ti, tb, tl = _compose(p, p.num_train, train_pool, crops, targets, rng, label_noise=True)
-        vi, vb, vl = _compose(p, p.num_val, val_pool, crops, targets, rng, label_noise=False)
+            (train_pool, val_pool), test_pool = source_split(targets, params.val_fraction, rng), []
+        ti, tb, tl = _compose(params, params.num_train, train_pool, crops, targets, rng, label_noise=True)
+        vi, vb, vl = _compose(params, params.num_val, val_pool, crops, targets, rng, label_noise=False)
         arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
-        if p.num_test > 0:
-            si, sb, sl = _compose(p, p.num_test, test_pool, crops, targets, rng, label_noise=False)
+        if params.num_test > 0:
+            si, sb, sl = _compose(params, params.num_test, test_pool, crops, targets, rng, label_noise=False)
             arrays |= {"test_images": si, "test_boxes": sb, "test_labels": sl}
         if path is not None:
             atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
@@ -356,53 +272,3 @@ def load_digits_detection(p: DigitsParams, cache_dir: str | Path | None) -> Spli
     test = _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"]) if "test_images" in arrays else None
     return Splits(train, val, test)
 
-
-def check_shardable(batch_size: int, world_size: int) -> None:
-    """A global batch must split into equal shards, one per process.
-
-    Raises:
-        ConfigError: ``batch_size`` is not a multiple of ``world_size``.
-    """
-    if batch_size % world_size:
-        from ghmbench.config import ConfigError  # config imports this module
-
-        raise ConfigError(f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of {world_size}")
-
-
-def iterate_batches(
-    split: DetectionSplit,
-    batch_size: int,
-    shuffle: bool,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-    *,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], list[int]]]:
-    """Yield (images [B, C, H, W] float in [0, 1], boxes list, labels list, indices).
-
-    Images held in memory are sliced; a lazy split decodes its batches in worker processes.
-
-    With ``world_size`` > 1 every rank draws the same order (pass generators seeded alike) and
-    yields only its contiguous shard of each global batch of ``batch_size`` images, so ranks
-    0..W-1 together see exactly the single-process batches. A smaller last batch is split as
-    evenly as possible, and skipped on every rank when it has fewer images than ranks (a rank
-    cannot step on an empty shard).
-
-    Raises:
-        ConfigError: ``batch_size`` is not a multiple of ``world_size`` (at the first ``next``).
-    """
-    check_shardable(batch_size, world_size)
-    n = len(split)
-    order = torch.randperm(n, generator=generator).tolist() if shuffle else list(range(n))
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    batches = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
-    if world_size > 1:  # this rank's shard of each global batch
-        batches = [np.array_split(np.asarray(idx), world_size)[rank].tolist() for idx in batches if len(idx) >= world_size]
-    if isinstance(split.images, Tensor):
-        pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
-    else:
-        pixels = split.images.batches(batches)
-    for idx, raw in zip(batches, pixels):
-        images = raw.float().div_(255.0)
-        yield images, [split.boxes[i] for i in idx], [split.labels[i] for i in idx], idx

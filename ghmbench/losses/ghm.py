@@ -1,178 +1,17 @@
-"""Classification and box-regression losses: CE, Focal, GHM-C; smooth L1, L1, GHM-R.
-
-Every loss here is a ``torch.nn.Module`` that can be dropped into another detector.
-
-Classification losses take
-    ``pred`` [N, C] logits, ``target`` [N, C] one-hot floats (background rows are all zero),
-    ``label_weight`` [N] or [N, C]; entries whose weight is > 0 are valid, the rest are ignored.
-Regression losses take
-    ``pred`` [N, 4] box deltas, ``target`` [N, 4] encoded targets, ``label_weight`` [N] or [N, 4].
-
-Each returns a scalar: the summed loss, normalised (CE / focal / L1 / smooth L1 by
-``max(1, positive anchors)`` or the ``avg_factor`` the caller passes; GHM-C and GHM-R by ``tot``,
-as in Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019), times
-``loss_weight``.
-
-GHM semantics (docs/losses.md): the gradient norm ``g`` of each valid entry is binned into
-``bins`` unit regions; a bin's weight is ``tot / R_j`` (or ``tot / S_j`` with the running count
-``S_j <- m S_j + (1 - m) R_j`` when ``momentum > 0``), divided by the number of non-empty bins.
-The computation is vectorised (one scatter-add per call, no loop over bins, no host sync) and
-the running counts are module buffers, so they travel with ``state_dict`` and checkpoints.
-"""
+"""GHM-C and GHM-R (Li, Liu & Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019):
+the gradient-density weights, vectorised over entries and bins, and the two losses."""
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ghmbench.losses.common import PrecomputedGrad, signed_logits, valid_rows
+from ghmbench.ranges import BINS, MOMENTUM, MU, require
 
 MAX_LEVELS = 8
 """Upper bound on FPN levels for the per-level GHM density (P2..P7 needs 6)."""
-
-__all__ = [
-    "CrossEntropyLoss",
-    "FocalLoss",
-    "GHMC",
-    "SmoothL1Loss",
-    "L1Loss",
-    "GHMR",
-    "ghm_weights",
-]
-
-
-def _valid_mask(label_weight: Tensor, shape: torch.Size) -> Tensor:
-    """Boolean [N, K] mask of valid entries from a [N] or [N, K] weight."""
-    if label_weight.dim() == 1:
-        label_weight = label_weight[:, None]
-    return (label_weight > 0).expand(shape)
-
-
-def _valid_rows(label_weight: Tensor) -> Tensor:
-    """Boolean mask of valid entries, [N, 1] for a [N] weight (broadcast over classes) or [N, K]."""
-    return (label_weight[:, None] if label_weight.dim() == 1 else label_weight) > 0
-
-
-def _signed_logits(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """(z, -BCE) for 0/1 targets: z = x (1 - 2y), so sigmoid(z) = |sigmoid(x) - y| = 1 - p_t and
-    BCE(x, y) = softplus(z) = -log sigmoid(-z) (cheap passes; log1p is slow on the CPU).
-
-    sigmoid(-z) underflows in float32 beyond z ~ 88 (a confidently wrong logit): there
-    softplus(z) = z to float precision, so -BCE = min(log max(sigmoid(-z), 1e-30), -z) stays
-    finite and exact, as ``binary_cross_entropy_with_logits`` is.
-
-    Args:
-        pred: [N, C] float32 logits.
-        target: [N, C] float32 targets in {0, 1}.
-
-    Returns:
-        (z [N, C], log sigmoid(-z) [N, C]), both fresh tensors.
-    """
-    z = torch.addcmul(pred.detach(), pred.detach(), target, value=-2.0)
-    neg_ce = torch.neg(z).sigmoid_().clamp_(min=1e-30).log_().neg_()
-    return z, torch.maximum(neg_ce, z, out=neg_ce).neg_()
-
-
-def _positive_anchors(target: Tensor, valid: Tensor) -> Tensor:
-    """Number of anchors with at least one valid positive entry (a 0-dim tensor, no sync)."""
-    return ((target > 0) & valid).any(dim=1).sum()
-
-
-def _normaliser(avg_factor: float | Tensor | None, fallback: Tensor | None) -> Tensor | float:
-    """``max(1, avg_factor)`` when given, else ``max(1, fallback)``."""
-    if avg_factor is None:
-        assert fallback is not None
-        return fallback.clamp(min=1).to(torch.float32)
-    if isinstance(avg_factor, Tensor):
-        return avg_factor.clamp(min=1).to(torch.float32)
-    return max(1.0, float(avg_factor))
-
-
-class CrossEntropyLoss(nn.Module):
-    """Sigmoid binary cross-entropy, optionally alpha-balanced.
-
-    With ``alpha`` set, positive entries (target 1) are weighted by ``alpha`` and negative ones
-    by ``1 - alpha`` (the convention of ``torchvision.ops.sigmoid_focal_loss``).
-
-    Args:
-        alpha: balance weight of positive entries in [0, 1], or None for plain BCE.
-        loss_weight: multiplier of the final loss.
-    """
-
-    gamma = 0.0  # the focusing parameter of FocalLoss; CE is its gamma = 0 case
-
-    def __init__(self, alpha: float | None = None, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = alpha
-        self.loss_weight = loss_weight
-
-    def forward(
-        self,
-        pred: Tensor,
-        target: Tensor,
-        label_weight: Tensor,
-        avg_factor: float | Tensor | None = None,
-        level_ids: Tensor | None = None,
-    ) -> Tensor:
-        """Loss summed over valid entries / max(1, positive anchors).
-
-        Args:
-            pred: [N, C] logits.
-            target: [N, C] one-hot floats.
-            label_weight: [N] or [N, C]; entries > 0 are valid.
-            avg_factor: normaliser to use instead of the number of positive anchors.
-            level_ids: unused (accepted so that all classification losses share a signature).
-
-        Returns:
-            0-dim tensor.
-
-        Targets are 0 or 1. The value and its gradient are computed together without autograd:
-        with q = 1 - p_t = sigmoid(x (1 - 2y)) and ce = BCE(x, y), the entry's loss is
-        alpha_t q^gamma ce and its derivative (1 - 2y) alpha_t q^gamma (gamma (1 - q) ce + q),
-        finite for every gamma >= 0 (no q^(gamma - 1) appears).
-        """
-        pred = pred.float()
-        target = target.float()
-        valid = _valid_rows(label_weight)
-        scale = self.loss_weight / _normaliser(avg_factor, _positive_anchors(target, valid) if avg_factor is None else None)
-        gamma = self.gamma
-        with torch.no_grad():
-            z, a = _signed_logits(pred, target)  # a = -ce for now
-            q = z.sigmoid_()
-            w = valid.to(torch.float32)
-            if self.alpha is not None:
-                w = torch.mul(target, 2.0 * self.alpha - 1.0).add_(1.0 - self.alpha).mul_(w)  # alpha_t, 0 where ignored
-            if gamma != 0:
-                w = q.pow(gamma).mul_(w)  # alpha_t q^gamma
-            a.mul_(w)  # -alpha_t q^gamma ce
-            value = -a.sum() * scale
-            if not pred.requires_grad:
-                return value
-            grad = a
-            if gamma != 0:
-                grad.addcmul_(grad, q, value=-1.0).mul_(-gamma)  # gamma (1 - q) alpha_t q^gamma ce
-                grad.addcmul_(q, w)
-            else:
-                torch.mul(q, w, out=grad)
-            grad.addcmul_(grad, target, value=-2.0)  # the sign 1 - 2y
-        return _PrecomputedGrad.apply(pred, value, grad, scale)
-
-
-class FocalLoss(CrossEntropyLoss):
-    """Focal loss FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al., 2017).
-
-    Numerically equal to ``torchvision.ops.sigmoid_focal_loss`` (``alpha < 0`` there is
-    ``alpha=None`` here). With ``gamma=0`` it is the alpha-balanced :class:`CrossEntropyLoss`.
-
-    Args:
-        alpha: balance weight of positive entries in [0, 1], or None for no balancing.
-        gamma: focusing parameter >= 0.
-        loss_weight: multiplier of the final loss.
-    """
-
-    def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, loss_weight: float = 1.0) -> None:
-        super().__init__(alpha=alpha, loss_weight=loss_weight)
-        self.gamma = gamma
 
 
 def bin_index(g: Tensor, bins: int, dtype: torch.dtype = torch.long) -> Tensor:
@@ -261,6 +100,20 @@ def ghm_weights(
         dist.all_reduce(packed)
         counts, tot = packed[:groups].view(num_levels, bins), packed[groups:]
     tot = tot.clamp(min=1.0)
+    table = _group_weights(counts, tot, running, momentum, per_tot, scale)
+    return torch.index_select(table, 0, flat_idx, out=out.view(-1)).view(g.shape), counts, tot
+
+
+def _group_weights(counts: Tensor, tot: Tensor, running: Tensor | None, momentum: float, per_tot: bool, scale: float) -> Tensor:
+    """The weight of each (level, bin) group, [L * M + 1], the last entry a 0 for the invalid
+    entries' group; updates ``running`` in place (see :func:`ghm_weights`).
+
+    Args:
+        counts: [L, M] entries per group.
+        tot: [L] valid-entry totals, already clamped to >= 1.
+    """
+    num_levels, bins = counts.shape
+    groups = num_levels * bins
     nonempty = counts > 0
     n = nonempty.sum(dim=1, keepdim=True, dtype=torch.float32).clamp_(min=1)  # [L, 1]
     # the weight of each group, then a 0 for the invalid entries' group (few small ops: on
@@ -275,27 +128,7 @@ def ghm_weights(
     else:
         torch.where(nonempty, tot[:, None] / counts.clamp(min=1.0), zero, out=rows)
     rows.mul_(scale / (n * tot[:, None]) if per_tot else scale / n)
-    return torch.index_select(table, 0, flat_idx, out=out.view(-1)).view(g.shape), counts, tot
-
-
-class _PrecomputedGrad(torch.autograd.Function):
-    """Returns a loss computed without autograd; backward scales a gradient computed with it.
-
-    GHM's weights are constants of the backward pass, so d loss / d pred has a closed form
-    (w (p - y) for GHM-C, w d / sqrt(d^2 + mu^2) for GHM-R) that costs one multiply in backward
-    instead of replaying a chain of elementwise ops.
-    """
-
-    @staticmethod
-    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(grad)
-        ctx.scale = scale  # a constant factor of grad, applied to the scalar grad_out
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
-        return grad * (grad_out * ctx.scale), None, None, None
+    return table
 
 
 class _GHMBase(nn.Module):
@@ -303,10 +136,8 @@ class _GHMBase(nn.Module):
 
     def __init__(self, bins: int, momentum: float, per_level: bool, sync: bool) -> None:
         super().__init__()
-        if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        require(BINS, bins)
+        require(MOMENTUM, momentum)
         self.bins = bins
         self.momentum = momentum
         self.per_level = per_level
@@ -385,9 +216,9 @@ class GHMC(_GHMBase):
         """
         pred = pred.float()
         target = target.float()
-        valid = _valid_rows(label_weight)
+        valid = valid_rows(label_weight)
         with torch.no_grad():
-            z, neg_ce = _signed_logits(pred, target)
+            z, neg_ce = signed_logits(pred, target)
             g = z.sigmoid_()  # |sigmoid(x) - y|
             tot_rows = valid.sum(dim=1, dtype=torch.float32) * (pred.shape[1] // valid.shape[1])
             w = self._weights(g, valid, tot_rows, level_ids)
@@ -396,63 +227,8 @@ class GHMC(_GHMBase):
                 return value
             grad = g.mul_(w)
             grad.addcmul_(grad, target, value=-2.0)  # d BCE / d x = (1 - 2y) g, weighted
-        return _PrecomputedGrad.apply(pred, value, grad)
+        return PrecomputedGrad.apply(pred, value, grad)
 
-
-class SmoothL1Loss(nn.Module):
-    """Smooth L1 (Huber with transition ``beta``), summed over valid entries / positives.
-
-    Args:
-        beta: transition point >= 0 (0 makes it L1).
-        loss_weight: multiplier of the final loss.
-    """
-
-    def __init__(self, beta: float = 0.11, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.beta = beta
-        self.loss_weight = loss_weight
-
-    def _elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
-        return F.smooth_l1_loss(pred, target, reduction="none", beta=self.beta)
-
-    def forward(
-        self,
-        pred: Tensor,
-        target: Tensor,
-        label_weight: Tensor,
-        avg_factor: float | Tensor | None = None,
-        level_ids: Tensor | None = None,
-    ) -> Tensor:
-        """Loss summed over valid entries / max(1, valid anchors).
-
-        Args:
-            pred: [N, 4] predicted deltas.
-            target: [N, 4] target deltas.
-            label_weight: [N] or [N, 4]; entries > 0 are valid.
-            avg_factor: normaliser to use instead of the number of valid anchors.
-            level_ids: unused.
-
-        Returns:
-            0-dim tensor.
-        """
-        valid = _valid_mask(label_weight, pred.shape)
-        loss = self._elementwise(pred.float(), target.float())
-        total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
-        return self.loss_weight * total / _normaliser(avg_factor, valid.any(dim=1).sum())
-
-
-class L1Loss(SmoothL1Loss):
-    """L1 loss, summed over valid entries / positives.
-
-    Args:
-        loss_weight: multiplier of the final loss.
-    """
-
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__(beta=0.0, loss_weight=loss_weight)
-
-    def _elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
-        return (pred - target).abs()
 
 
 class GHMR(_GHMBase):
@@ -480,8 +256,7 @@ class GHMR(_GHMBase):
         sync: bool = True,
     ) -> None:
         super().__init__(bins, momentum, per_level, sync)
-        if mu <= 0:
-            raise ValueError(f"mu must be > 0, got {mu}")
+        require(MU, mu)
         self.mu = mu
         self.loss_weight = loss_weight
 
@@ -507,7 +282,7 @@ class GHMR(_GHMBase):
         """
         pred = pred.float()
         target = target.float()
-        valid = _valid_rows(label_weight)
+        valid = valid_rows(label_weight)
         lw = label_weight.float().clamp(min=0)  # tot: the valid entries' weights
         tot_rows = lw * pred.shape[1] if lw.dim() == 1 else lw.sum(dim=1)
         with torch.no_grad():
@@ -518,4 +293,4 @@ class GHMR(_GHMBase):
             value = root.sub_(self.mu).mul_(w).sum()
         if not pred.requires_grad:
             return value
-        return _PrecomputedGrad.apply(pred, value, slope.mul_(w))
+        return PrecomputedGrad.apply(pred, value, slope.mul_(w))
