@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Union
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from ghmbench.reporting import Report
+
 __version__ = "0.1.0"
 
 ConfigDirs = Union[str, Path, Iterable[Union[str, Path]]]
@@ -54,7 +56,7 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
     Returns:
         The run record (what the run folder's metrics.json holds): ``status``, ``metrics``,
         ``history``, ``run_dir``, ...; ``skipped=True`` when an existing record was reused.
-        ``ghmbench.results.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
+        ``ghmbench.records.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
 
     Raises:
         ghmbench.config.ConfigError: a bad value or loss target (nothing was trained).
@@ -72,11 +74,30 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
         distributed.shutdown()
 
 
-def __getattr__(name: str) -> Any:
-    # ghmbench.report is the report module, callable as ghmbench.report(paths) (see its make_report);
-    # imported on first use so that `import ghmbench` stays cheap.
-    if name == "report":
-        import importlib
+def report(
+    paths: Union[str, Path, list[Union[str, Path]]] = ("runs",),
+    out: Union[str, Path, None] = None,
+    metric: str = "AP",
+    group_by: Union[str, list[str], None] = None,
+    bootstrap: int = 500,
+) -> Report:
+    """Read the run records under ``paths`` and write the tables, figures and report.md to ``out``
+    (default: ``<first path>/report``), as ``ghmbench report`` does.
 
-        return importlib.import_module("ghmbench.report")
-    raise AttributeError(f"module 'ghmbench' has no attribute {name!r}")
+    Args:
+        paths: runs folders (or run folders).
+        metric: the metric of the paper-shaped tables and figures.
+        group_by: the summary table's columns (a list or ``"loss,loss.gamma"``; default: loss,
+            regression and every config key that varies).
+        bootstrap: image bootstrap replicates for single-run intervals (0 = off).
+
+    Returns:
+        :class:`ghmbench.reporting.Report`: ``runs`` (one row per run), ``tables`` by name (each
+        with ``numbers``, a DataFrame), ``figures`` and ``path`` (report.md).
+
+    Raises:
+        ghmbench.run_table.ReportError: no records, a bad option, or records of different protocols.
+    """
+    from ghmbench.reporting import make_report
+
+    return make_report(paths, out, metric, group_by, bootstrap)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ghmbench.data import DigitsParams
+from ghmbench.record_fields import METRICS
 
 
 class ConfigError(ValueError):
@@ -369,7 +370,7 @@ RANGES: list[Check] = [
     ("train.eval_every", _nonneg, "an integer >= 0 (epochs between validation evaluations; 0 = only at the end)"),
     ("protocol.tune", lambda v: all("=" in str(x) for x in v), "a list of Hydra sweep overrides KEY=V1,V2,..."),
     ("protocol.tune_with", lambda v: all("=" in str(x) and "," not in str(x) for x in v), "a list of single-valued overrides KEY=VALUE"),
-    ("protocol.select_metric", lambda v: v in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"), "one of AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100"),
+    ("protocol.select_metric", lambda v: v in METRICS, f"one of {', '.join(METRICS)}"),
     ("logger.mode", lambda v: v is None or v in ("online", "offline", "disabled"), "null, online, offline or disabled"),
 ]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ghmbench.report import LOSS_ORDER, REG_ORDER, summarize
+from ghmbench.record_fields import COMPLETED
+from ghmbench.run_table import LOSS_ORDER, REG_ORDER, summarize
 
 COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
 LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
@@ -129,7 +130,7 @@ def imbalance(numbers: pd.DataFrame, metric: str, out: Path) -> Path | None:
 
 def _mean_hist(df: pd.DataFrame, hists: dict[str, dict], loss: str) -> tuple[np.ndarray, dict] | None:
     """Average last-epoch g histogram (fractions) of one loss's completed runs, preferring smooth L1."""
-    part = df[(df["loss"] == loss) & (df["status"] == "completed")]
+    part = df[(df["loss"] == loss) & (df["status"] == COMPLETED)]
     if part.empty:
         return None
     preferred = part[part["regression"] == "smooth_l1"]

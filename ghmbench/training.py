@@ -26,7 +26,9 @@ from ghmbench.config import ConfigError, build_loss
 from ghmbench.data import DetectionSplit, DigitsParams, Splits, check_shardable, iterate_batches, load_digits_detection
 from ghmbench.evaluation import coco_evaluate, predict
 from ghmbench.model import DetectorOutput, RetinaDetector
-from ghmbench.results import (
+from ghmbench.fileio import write_json, write_text
+from ghmbench.record_fields import COMPLETED, DIVERGED, FAILED
+from ghmbench.records import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     is_complete,
@@ -35,8 +37,6 @@ from ghmbench.results import (
     run_dir,
     run_key,
     save_checkpoint,
-    write_json,
-    write_text,
 )
 
 log = logging.getLogger("ghmbench")
@@ -300,7 +300,7 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
         try:
             record = _train_and_evaluate(cfg, folder)
         except Exception as e:  # recorded as failed, then re-raised for the caller to report
-            record = _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            record = _base_record(cfg, folder) | {"status": FAILED, "error": f"{type(e).__name__}: {e}"}
             write_json(folder / METRICS_FILE, record)
             log.exception("run failed")
             raise
@@ -388,11 +388,11 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
             log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
 
     started = time.perf_counter() - state.elapsed_s
-    status, diverged_at = "completed", None
+    status, diverged_at = COMPLETED, None
     with _progress(t.progress and D.is_main()) as progress:
         task = progress.add_task(folder.name, total=t.epochs * steps_per_epoch, completed=state.step, losses="")
         model.train()
-        while state.epoch < t.epochs and status == "completed":
+        while state.epoch < t.epochs and status == COMPLETED:
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + state.epoch)
             sums = torch.zeros(3, dtype=torch.float64)
             batches = 0
@@ -407,7 +407,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                 loss = loss_cls + loss_box
                 values = D.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
                 if not torch.isfinite(values).all():
-                    status, diverged_at = "diverged", state.step
+                    status, diverged_at = DIVERGED, state.step
                     log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
                     break
                 optimizer.zero_grad(set_to_none=True)
@@ -422,7 +422,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
                 progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}")
                 if state.step % t.log_every == 0:
                     logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
-            if status != "completed":
+            if status != COMPLETED:
                 break
             mean = (sums / max(1, batches)).tolist()
             state.epoch += 1
@@ -472,7 +472,7 @@ def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
     record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
     record["curve"] = state.curve  # validation AP during training (train.eval_every)
     record["metrics_split"] = "test" if test_split is not None else "val"
-    if status == "diverged":
+    if status == DIVERGED:
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
     elif D.is_main():  # the other ranks wait for the record below
         eval_start = time.perf_counter()

@@ -14,7 +14,7 @@ import torch
 
 from ghmbench import losses as L
 from ghmbench.config import ConfigError, compose_config, validate
-from ghmbench.results import METRICS_FILE, run_key
+from ghmbench.records import METRICS_FILE, run_key
 from tests.conftest import README, ghmbench_cli, write_readme_project
 
 CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # the README's command

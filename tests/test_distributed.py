@@ -24,7 +24,7 @@ from ghmbench.anchors import BoxCoder
 from ghmbench.config import ConfigError, compose_config, validate
 from ghmbench.data import DigitsParams, iterate_batches, load_digits_detection
 from ghmbench.losses import GHMC, GHMR, ghm_weights
-from ghmbench.results import METRICS_FILE
+from ghmbench.records import METRICS_FILE
 from ghmbench.training import (
     amp_forward,
     build_losses,
@@ -477,7 +477,7 @@ def test_bf16_forward_gives_float32_outputs_and_losses():
 def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
     from omegaconf import OmegaConf
 
-    from ghmbench.results import run_key
+    from ghmbench.records import run_key
 
     base = validate(compose_config([]))
     assert run_key(validate(compose_config(["train.amp=bf16"]))) != run_key(base)

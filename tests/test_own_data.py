@@ -12,7 +12,7 @@ from disk_datasets import make_voc
 
 from ghmbench.config import ConfigError, compose_config, validate
 from ghmbench.datasets import VOC_CLASSES, DatasetError
-from ghmbench.results import run_key
+from ghmbench.records import run_key
 from ghmbench.training import build_datasets
 
 NAMES = ["zebra", "apple", "kiwi", "mango", "lemon", "fig", "plum", "pear", "lime", "date"]  # digit -> class name

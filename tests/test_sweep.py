@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghmbench.results import METRICS_FILE
+from ghmbench.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 GRID = ["loss=ce,ghm", "seed=0,1"]
