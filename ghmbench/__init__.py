@@ -82,21 +82,12 @@ def report(
     bootstrap: int = 500,
 ) -> Report:
     """Read the run records under ``paths`` and write the tables, figures and report.md to ``out``
-    (default: ``<first path>/report``), as ``ghmbench report`` does.
-
-    Args:
-        paths: runs folders (or run folders).
-        metric: the metric of the paper-shaped tables and figures.
-        group_by: the summary table's columns (a list or ``"loss,loss.gamma"``; default: loss,
-            regression and every config key that varies).
-        bootstrap: image bootstrap replicates for single-run intervals (0 = off).
+    (default: ``<first path>/report``), as ``ghmbench report`` does. The arguments and errors are
+    those of :func:`ghmbench.reporting.make_report`.
 
     Returns:
         :class:`ghmbench.reporting.Report`: ``runs`` (one row per run), ``tables`` by name (each
         with ``numbers``, a DataFrame), ``figures`` and ``path`` (report.md).
-
-    Raises:
-        ghmbench.run_table.ReportError: no records, a bad option, or records of different protocols.
     """
     from ghmbench.reporting import make_report
 

@@ -262,7 +262,7 @@ LOSS_INTERFACE = "forward(pred, target, label_weight, avg_factor=None, level_ids
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "test_images", "train_annotations", "val_annotations", "test_annotations")] + ["model.weights_path"]
-TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
+TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str], "force": bool, "force_keep": list}
 
 
 # ----------------------------------------------------------------------------- ranges

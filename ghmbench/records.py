@@ -25,6 +25,8 @@ NON_SEMANTIC = {
     "protocol": None,
     "device": None,
     "run_name": None,
+    "force": None,
+    "force_keep": None,
     "logger": None,
     "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every", "channels_last", "pin_memory"},
 }
