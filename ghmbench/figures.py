@@ -38,10 +38,10 @@ def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     part = df[df["loss"] == "focal"]
     if part.empty or part["loss.gamma"].nunique() < 2:
         return None
-    s = summarize(part, ["loss.alpha", "loss.gamma"], [metric])
+    summary = summarize(part, ["loss.alpha", "loss.gamma"], [metric])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for alpha, sub in s.groupby("loss.alpha"):
+    for alpha, sub in summary.groupby("loss.alpha"):
         sub = sub.sort_values("loss.gamma")
         ax.errorbar(sub["loss.gamma"], sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=f"α = {alpha:g}")
     ax.set_xlabel("γ")
@@ -57,14 +57,14 @@ def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     df = df[df["final"]] if "final" in df else df
     if df["loss"].nunique() < 2:
         return None
-    s = summarize(df, ["loss", "regression"], [metric])
-    losses = sorted(s["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
-    regs = sorted(s["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
+    summary = summarize(df, ["loss", "regression"], [metric])
+    losses = sorted(summary["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
+    regs = sorted(summary["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(regs)
     for j, reg in enumerate(regs):
-        sub = s[s["regression"] == reg].set_index("loss").reindex(losses)
+        sub = summary[summary["regression"] == reg].set_index("loss").reindex(losses)
         x = np.arange(len(losses)) + (j - (len(regs) - 1) / 2) * width
         ax.bar(x, sub[f"{metric}_mean"].fillna(0), width, yerr=sub[f"{metric}_std"].fillna(0), capsize=4, label=f"reg: {reg}")
     ax.set_xticks(np.arange(len(losses)), [LABELS.get(v, v) for v in losses])
