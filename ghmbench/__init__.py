@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Union
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from ghmbench.reporting import Report
+
 __version__ = "0.1.0"
 
 ConfigDirs = Union[str, Path, Iterable[Union[str, Path]]]
@@ -48,13 +50,13 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
 
     Args:
         overrides: Hydra overrides, or a config from :func:`load_config`.
-        force: retrain even when the run folder holds a complete record.
+        force: retrain even when the run folder holds a complete record (as the config key ``force=true``).
         config_dir: your own config folder(s) (with overrides only).
 
     Returns:
         The run record (what the run folder's metrics.json holds): ``status``, ``metrics``,
         ``history``, ``run_dir``, ...; ``skipped=True`` when an existing record was reused.
-        ``ghmbench.results.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
+        ``ghmbench.records.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
 
     Raises:
         ghmbench.errors.ConfigError: a bad value or loss target (nothing was trained).
@@ -67,16 +69,26 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
 
     cfg = overrides if isinstance(overrides, DictConfig) else load_config(overrides, config_dir=config_dir)
     try:
-        return run(cfg, force=force)
+        return run(cfg, force=force or bool(cfg.get("force", False)))
     finally:
         distributed.shutdown()
 
 
-def __getattr__(name: str) -> Any:
-    # ghmbench.report is the report module, callable as ghmbench.report(paths) (see its make_report);
-    # imported on first use so that `import ghmbench` stays cheap.
-    if name == "report":
-        import importlib
+def report(
+    paths: Union[str, Path, list[Union[str, Path]]] = ("runs",),
+    out: Union[str, Path, None] = None,
+    metric: str = "AP",
+    group_by: Union[str, list[str], None] = None,
+    bootstrap: int = 500,
+) -> Report:
+    """Read the run records under ``paths`` and write the tables, figures and report.md to ``out``
+    (default: ``<first path>/report``), as ``ghmbench report`` does. The arguments and errors are
+    those of :func:`ghmbench.reporting.make_report`.
 
-        return importlib.import_module("ghmbench.report")
-    raise AttributeError(f"module 'ghmbench' has no attribute {name!r}")
+    Returns:
+        :class:`ghmbench.reporting.Report`: ``runs`` (one row per run), ``tables`` by name (each
+        with ``numbers``, a DataFrame), ``figures`` and ``path`` (report.md).
+    """
+    from ghmbench.reporting import make_report
+
+    return make_report(paths, out, metric, group_by, bootstrap)

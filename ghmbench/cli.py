@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ghmbench.config import compose_config, searchpath_overrides, validate
 from ghmbench.errors import ConfigError
+from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 
 app = typer.Typer(
     add_completion=False,
@@ -85,25 +86,18 @@ def _fmt(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+SHOWN_METRICS = ["AP", "AP50", "AP75", "AR100"]  # the records tables' metric columns
+
+
 def _records_table(records: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for col in ["run", "loss", "regression", "seed", "status", "AP", "AP50", "AP75", "AR100", "wall s"]:
+    for col in ["run", "loss", "regression", "seed", "status", *SHOWN_METRICS, "wall s"]:
         table.add_column(col, justify="right" if col not in ("run", "loss", "regression", "status") else "left")
     for record in records:
-        m = record.get("metrics") or {}
-        status = record["status"] + (f" @ step {record['diverged_at_step']}" if record["status"] == "diverged" else "")
-        table.add_row(
-            record["run_key"],
-            record["loss"],
-            record["regression"],
-            str(record["seed"]),
-            status,
-            _fmt(m.get("AP")),
-            _fmt(m.get("AP50")),
-            _fmt(m.get("AP75")),
-            _fmt(m.get("AR100")),
-            f"{record.get('wall_time_s', 0):.1f}",
-        )
+        metrics = record.get("metrics") or {}
+        status = record["status"] + (f" @ step {record['diverged_at_step']}" if record["status"] == DIVERGED else "")
+        shown = (_fmt(metrics.get(name)) for name in SHOWN_METRICS)
+        table.add_row(record["run_key"], record["loss"], record["regression"], str(record["seed"]), status, *shown, f"{record.get('wall_time_s', 0):.1f}")
     return table
 
 
@@ -145,10 +139,10 @@ def train(
         return
     out.print(_summary(record))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
-    if record["status"] != "completed":
+    if record["status"] != COMPLETED:
         raise typer.Exit(code=1)
     if cfg.train.smoke_check:
-        from ghmbench.results import smoke_failures
+        from ghmbench.records import smoke_failures
 
         problems = smoke_failures(record)
         if problems:
@@ -199,7 +193,7 @@ def sweep(
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
     config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
-    from ghmbench.results import is_complete, read_record, run_dir, smoke_failures
+    from ghmbench.records import is_complete, read_record, run_dir, smoke_failures
     from ghmbench.sweep import absolute_paths, expand_jobs, launch, protocol_of, run_protocol, validate_jobs
 
     try:
@@ -224,7 +218,7 @@ def sweep(
     records = [read_record(run_dir(c)) or {"run_key": "-", "loss": c.loss.name, "regression": c.regression.name, "seed": c.seed, "status": "missing"} for c in cfgs]
     out.print(_records_table(records, "sweep results"))
     out.print(f"runs folder: {cfgs[0].paths.runs_dir}  (next: ghmbench report {cfgs[0].paths.runs_dir})", highlight=False, soft_wrap=True)
-    bad = [r for r in records if r["status"] not in ("completed", "diverged")]
+    bad = [r for r in records if r["status"] not in COMPLETE_STATUSES]
     smoke = [r for c, r in zip(cfgs, records) if c.train.smoke_check and r["status"] != "missing" and smoke_failures(r)]
     if bad or smoke:
         err.print(f"[bold red]{len(bad)} failed or missing runs, {len(smoke)} failed smoke checks[/]", highlight=False)
@@ -259,7 +253,8 @@ def report(
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
 ) -> None:
-    from ghmbench.report import ReportError, make_report
+    from ghmbench.reporting import make_report
+    from ghmbench.run_table import ReportError
 
     try:
         result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap)
@@ -352,7 +347,7 @@ def data_check(
     config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
     import ghmbench
-    from ghmbench import dataset_stats as S
+    from ghmbench import dataset_stats
     from ghmbench.datasets import build_datasets
 
     try:
@@ -361,7 +356,7 @@ def data_check(
     except ConfigError as e:
         _fail(str(e))
         return
-    anchors = S.detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
+    anchors = dataset_stats.detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
     splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)
     overview = Table(title=f"dataset={cfg.dataset.name} (input {cfg.dataset.image_size} px)")
     overview.add_column("")
@@ -370,22 +365,22 @@ def data_check(
     rows: dict[str, list[str]] = {"images": [str(len(s)) for _, s in splits]}
     rows["images without objects"] = [str(sum(len(b) == 0 for b in s.boxes)) for _, s in splits]
     for split_name, split in splits:
-        for key, value in S.box_sizes(split).items():
+        for key, value in dataset_stats.box_sizes(split).items():
             rows.setdefault(key, []).append(str(value))
-        for key, value in S.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
+        for key, value in dataset_stats.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
             rows.setdefault(key, []).append(str(value))
     rows["dropped (on_invalid=skip)"] = [", ".join(f"{k} {n}" for k, n in s.dropped.items()) or "none" for _, s in splits]
     for key, values in rows.items():
         overview.add_row(key, *values)
     out.print(overview)
-    warning = S.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    warning = dataset_stats.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     per_class = Table(title="objects per class")
     per_class.add_column("class")
     for split_name, _ in splits:
         per_class.add_column(split_name, justify="right")
-    counts = [S.class_counts(s) for _, s in splits]
+    counts = [dataset_stats.class_counts(s) for _, s in splits]
     for k, name in enumerate(train_split.class_names):
         per_class.add_row(name, *(str(c[k]) for c in counts))
     out.print(per_class)

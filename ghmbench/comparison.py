@@ -1,7 +1,7 @@
 """The fair loss comparison's tables: headline (with intervals), tuning candidates, paired
 differences and metric against anchor imbalance.
 
-They read the report's run table (:func:`ghmbench.report.load_runs`): the ``final`` column marks
+They read the report's run table (:func:`ghmbench.run_table.load_runs`): the ``final`` column marks
 the runs at each loss's selected setting (every run when the runs are not a protocol sweep), the
 metric columns hold the reported split's numbers, ``rise`` the convergence check, and
 ``eval_detections`` / ``eval_ground_truth`` the files the image bootstrap needs.
@@ -19,9 +19,9 @@ import pandas as pd
 
 from ghmbench import reference
 from ghmbench.protocol import Selection
-from ghmbench.report import LOSS_ORDER, REG_ORDER, order_key
+from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
+from ghmbench.run_table import LOSS_ORDER, REG_ORDER, order_key
 from ghmbench.stats import CONVERGENCE_TOL, ImageEval, Interval, bootstrap_values, paired_difference, se_interval, t_interval
-
 
 
 class Bootstrap:
@@ -65,7 +65,7 @@ class Bootstrap:
 
 
 def _done(part: pd.DataFrame, metric: str) -> pd.DataFrame:
-    return part[(part["status"] == "completed") & part[metric].notna()]
+    return part[(part["status"] == COMPLETED) & part[metric].notna()]
 
 
 def cell_interval(part: pd.DataFrame, metric: str, boot: Bootstrap) -> Interval:
@@ -89,7 +89,7 @@ def fmt_interval(iv: Interval, runs: int = 0, diverged: int = 0, failed: int = 0
 
 def mean_rise(part: pd.DataFrame) -> float:
     """Mean convergence rise over the completed runs (NaN without curves)."""
-    rises = part.loc[part["status"] == "completed", "rise"].dropna() if "rise" in part else pd.Series(dtype=float)
+    rises = part.loc[part["status"] == COMPLETED, "rise"].dropna() if "rise" in part else pd.Series(dtype=float)
     return float(rises.mean()) if len(rises) else math.nan
 
 
@@ -97,7 +97,8 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
     """Classification (rows) x regression (columns) over the final runs, intervals in the cells.
 
     Returns:
-        (cells, numbers): string cells (best mean wrapped in \\x00) and one numbers row per cell.
+        (cells, numbers, best): string cells, one numbers row per cell, and the best-cell mask
+        (True at the best mean).
     """
     final = df[df["final"]]
     regs = sorted(final["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
@@ -112,7 +113,7 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
             iv = cell_interval(part, metric, boot)
             rise = mean_rise(part)
             flag = bool(rise > CONVERGENCE_TOL)
-            div, fail = int((part["status"] == "diverged").sum()), int((~part["status"].isin(["completed", "diverged"])).sum())
+            div, fail = int((part["status"] == DIVERGED).sum()), int((~part["status"].isin(COMPLETE_STATUSES)).sum())
             row[reg] = fmt_interval(iv, len(part), div, fail) + (" not converged" if flag else "")
             nums.append({"loss": loss, "regression": reg, "split": split, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n, "interval": iv.method, "rise": rise, "not_converged": flag})
         if selections:
@@ -122,15 +123,19 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
         )
         rows.append(row)
     cells, numbers = pd.DataFrame(rows), pd.DataFrame(nums)
+    best_cells = pd.DataFrame(False, index=cells.index, columns=cells.columns)
     if not numbers.empty and numbers["mean"].notna().any():
         best = numbers.loc[numbers["mean"].idxmax()]
-        hit = cells["classification"] == best["loss"]
-        cells.loc[hit, best["regression"]] = "\x00" + cells.loc[hit, best["regression"]] + "\x00"
-    return cells, numbers
+        best_cells.loc[cells["classification"] == best["loss"], best["regression"]] = True
+    return cells, numbers, best_cells
 
 
-def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every tuning candidate of every loss with its validation metric; the selected one marked."""
+def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every tuning candidate of every loss with its validation metric; the selected one marked.
+
+    Returns:
+        (cells, numbers, best): the best-cell mask is True at the selected candidates' metric.
+    """
     frames = [s.candidates.assign(loss=loss) for loss, s in selections.items()]
     numbers = pd.concat(frames, ignore_index=True)
     numbers = numbers[["loss", *[c for c in numbers.columns if c != "loss"]]]
@@ -140,8 +145,10 @@ def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd
     for c in cells.columns:
         if c not in ("loss", col):
             cells[c] = cells[c].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
-    cells[col] = np.where(numbers["selected"], "\x00" + cells[col] + " (selected)\x00", cells[col])
-    return cells, numbers
+    cells[col] = np.where(numbers["selected"], cells[col] + " (selected)", cells[col])
+    best_cells = pd.DataFrame(False, index=cells.index, columns=cells.columns)
+    best_cells[col] = numbers["selected"].astype(bool).to_numpy()
+    return cells, numbers, best_cells
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[Interval | None, str]:

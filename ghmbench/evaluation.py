@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from ghmbench.anchors import BoxCoder
 from ghmbench.splits import DetectionSplit, iterate_batches
 from ghmbench.model import postprocess
-
-METRIC_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"]
+from ghmbench.record_fields import METRICS
 
 
 @torch.no_grad()
@@ -96,7 +95,7 @@ def coco_evaluate(ground_truth: dict, detections: list[dict]) -> dict:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    metrics: dict = {name: _clean(v) for name, v in zip(METRIC_NAMES, ev.stats[: len(METRIC_NAMES)])}
+    metrics: dict = {name: _clean(v) for name, v in zip(METRICS, ev.stats[: len(METRICS)])}
     precision = np.asarray(ev.eval["precision"])  # [T, R, K, areas, maxDets]
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     per_class = {}

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ghmbench.report import LOSS_ORDER, REG_ORDER, summarize
+from ghmbench.record_fields import COMPLETED
+from ghmbench.run_table import LOSS_ORDER, REG_ORDER, summarize
 
 COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
 LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
@@ -37,10 +38,10 @@ def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     part = df[df["loss"] == "focal"]
     if part.empty or part["loss.gamma"].nunique() < 2:
         return None
-    s = summarize(part, ["loss.alpha", "loss.gamma"], [metric])
+    summary = summarize(part, ["loss.alpha", "loss.gamma"], [metric])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for alpha, sub in s.groupby("loss.alpha"):
+    for alpha, sub in summary.groupby("loss.alpha"):
         sub = sub.sort_values("loss.gamma")
         ax.errorbar(sub["loss.gamma"], sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=f"α = {alpha:g}")
     ax.set_xlabel("γ")
@@ -56,14 +57,14 @@ def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     df = df[df["final"]] if "final" in df else df
     if df["loss"].nunique() < 2:
         return None
-    s = summarize(df, ["loss", "regression"], [metric])
-    losses = sorted(s["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
-    regs = sorted(s["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
+    summary = summarize(df, ["loss", "regression"], [metric])
+    losses = sorted(summary["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
+    regs = sorted(summary["regression"].unique(), key=lambda v: REG_ORDER.get(v, 99))
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(regs)
     for j, reg in enumerate(regs):
-        sub = s[s["regression"] == reg].set_index("loss").reindex(losses)
+        sub = summary[summary["regression"] == reg].set_index("loss").reindex(losses)
         x = np.arange(len(losses)) + (j - (len(regs) - 1) / 2) * width
         ax.bar(x, sub[f"{metric}_mean"].fillna(0), width, yerr=sub[f"{metric}_std"].fillna(0), capsize=4, label=f"reg: {reg}")
     ax.set_xticks(np.arange(len(losses)), [LABELS.get(v, v) for v in losses])
@@ -129,7 +130,7 @@ def imbalance(numbers: pd.DataFrame, metric: str, out: Path) -> Path | None:
 
 def _mean_hist(df: pd.DataFrame, hists: dict[str, dict], loss: str) -> tuple[np.ndarray, dict] | None:
     """Average last-epoch g histogram (fractions) of one loss's completed runs, preferring smooth L1."""
-    part = df[(df["loss"] == loss) & (df["status"] == "completed")]
+    part = df[(df["loss"] == loss) & (df["status"] == COMPLETED)]
     if part.empty:
         return None
     preferred = part[part["regression"] == "smooth_l1"]

@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ghmbench.record_fields import COMPLETED
+
 
 class ProtocolError(ValueError):
     """A malformed protocol, or records that disagree on it; the message is one line."""
@@ -203,7 +205,7 @@ def select_settings(runs: pd.DataFrame | list[dict], protocol: Protocol | None =
         rows = []
         for combo in itertools.product(*protocol.axes.values()):
             at = part[matches(part, dict(zip(axes, combo)))]
-            scores = pd.to_numeric(at.loc[at["status"] == "completed", col], errors="coerce").dropna() if col in at else pd.Series(dtype=float)
+            scores = pd.to_numeric(at.loc[at["status"] == COMPLETED, col], errors="coerce").dropna() if col in at else pd.Series(dtype=float)
             rows.append({**dict(zip(axes, combo)), col: scores.mean() if len(scores) else math.nan, "runs": len(at), "n": len(scores)})
         candidates = pd.DataFrame(rows)
         if candidates[col].notna().any():

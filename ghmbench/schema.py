@@ -24,6 +24,7 @@ from ghmbench.ranges import (
     is_non_negative,
     is_positive,
 )
+from ghmbench.record_fields import METRICS
 
 DigitsCfg = make_dataclass("DigitsCfg", [*get_type_hints(DigitsParams).items(), ("name", str)])
 """The digits dataset's section: ``name`` and the generator's knobs (:class:`~ghmbench.digits.DigitsParams`)."""
@@ -201,7 +202,7 @@ BUILTIN_TARGETS: dict[str, dict[str, str]] = {section: {name: f"ghmbench.losses.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TARGET_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 PATH_KEYS = [f"dataset.{k}" for k in ("root", "train_images", "val_images", "test_images", "train_annotations", "val_annotations", "test_annotations")] + ["model.weights_path"]
-TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str]}
+TOP_LEVEL = {"seed": int, "device": str, "run_name": Optional[str], "force": bool, "force_keep": list}
 
 
 # ----------------------------------------------------------------------------- ranges
@@ -278,7 +279,7 @@ RANGES: list[Check] = [
     ("train.eval_every", is_non_negative, "an integer >= 0 (epochs between validation evaluations; 0 = only at the end)"),
     ("protocol.tune", lambda v: all("=" in str(x) for x in v), "a list of Hydra sweep overrides KEY=V1,V2,..."),
     ("protocol.tune_with", lambda v: all("=" in str(x) and "," not in str(x) for x in v), "a list of single-valued overrides KEY=VALUE"),
-    ("protocol.select_metric", lambda v: v in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"), "one of AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100"),
+    ("protocol.select_metric", lambda v: v in METRICS, f"one of {', '.join(METRICS)}"),
     ("logger.mode", lambda v: v is None or v in ("online", "offline", "disabled"), "null, online, offline or disabled"),
 ]
 

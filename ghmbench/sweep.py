@@ -1,15 +1,18 @@
 """``ghmbench sweep``: Hydra multirun over a grid, through any Hydra launcher.
 
 The grid is expanded and every job's config validated before anything starts; then Hydra's
-multirun launches the jobs (basic launcher: one after another; ``hydra/launcher=joblib``:
-parallel processes; ``hydra/launcher=submitit_local`` / ``submitit_slurm``: submitit). Each
-job is :func:`task`: it trains one configuration into its keyed run folder, so a repeated sweep
-skips finished runs and resumes interrupted ones.
+multirun (``python -m ghmbench.multirun --multirun ...``, a child process) launches the jobs
+(basic launcher: one after another; ``hydra/launcher=joblib``: parallel processes;
+``hydra/launcher=submitit_local`` / ``submitit_slurm``: submitit). Each job is :func:`task`: it
+trains one configuration into its keyed run folder, so a repeated sweep skips finished runs and
+resumes interrupted ones (``force=true``: retrains them, but for the run keys in ``force_keep``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,9 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ghmbench.config import compose_config, conf_dir, hydra_error, validate
 from ghmbench.errors import ConfigError
-
-FORCE_ENV = "GHMBENCH_FORCE"
-KEEP_ENV = "GHMBENCH_KEEP"  # run keys that --force must not retrain again (trained earlier in this sweep)
+from ghmbench.record_fields import FAILED
 
 
 def _is_hydra(override: str) -> bool:
@@ -48,6 +49,28 @@ def fixed_overrides(overrides: list[str]) -> list[str]:
     return [o.input_line for o in parsed if not o.is_sweep_override()]
 
 
+def grid_jobs(overrides: list) -> list[list[str]]:
+    """The jobs of parsed overrides (Hydra ``Override`` objects), as Hydra's basic sweeper makes them:
+    one axis per key (a later override of a key replaces its values, in the key's first place),
+    every combination, the first axis varying slowest.
+
+    Raises:
+        HydraException: a sweep that cannot be enumerated (``interval``) or a ``glob``.
+    """
+    from hydra.errors import HydraException
+
+    axes: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise HydraException(f"BasicSweeper does not support sweep type : {override.value_type.name}")
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
 def expand_jobs(overrides: list[str]) -> list[list[str]]:
     """The override list of every job of the sweep, as Hydra's basic sweeper expands it.
 
@@ -57,7 +80,6 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
         ConfigError: a malformed override or a grid Hydra cannot expand.
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -73,12 +95,11 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
         node = hcfg.hydra.sweeper.get("params")
         params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
         grid = [f"{k}={v}" for k, v in params.items()] + list(overrides)
-        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(grid), None)
+        return grid_jobs(parser.parse_overrides(grid))
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
     finally:
         GlobalHydra.instance().clear()
-    return [list(job) for job in jobs]
 
 
 def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
@@ -130,12 +151,13 @@ def _threads_per_job() -> int:
 
 
 def task(cfg: DictConfig) -> dict:
-    """One sweep job: validate, train into the keyed folder (or skip it), return a summary."""
-    from ghmbench.results import smoke_failures
+    """One sweep job: validate, train into the keyed folder (or skip it; ``force``: retrain it unless
+    its run key is in ``force_keep``), return a summary."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ghmbench.records import run_key, smoke_failures
     from ghmbench.run_environment import RunLocked
     from ghmbench.training import run
-
-    from hydra.core.hydra_config import HydraConfig
 
     cfg = validate(cfg)
     threads = _threads_per_job()
@@ -144,9 +166,7 @@ def task(cfg: DictConfig) -> dict:
             cfg.train.num_threads = threads
         if cfg.logger.name == "wandb" and not cfg.logger.group:
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # one wandb group per sweep
-    from ghmbench.results import run_key
-
-    force = os.environ.get(FORCE_ENV) == "1" and run_key(cfg) not in os.environ.get(KEEP_ENV, "").split(",")
+    force = cfg.force and run_key(cfg) not in cfg.force_keep
     try:
         record = run(cfg, force=force)
     except RunLocked as e:
@@ -154,7 +174,7 @@ def task(cfg: DictConfig) -> dict:
         return {"status": "locked"}
     except Exception as e:  # recorded as failed in its folder; the sweep goes on
         print(f"failed: {type(e).__name__}: {e}", flush=True)
-        return {"status": "failed"}
+        return {"status": FAILED}
     metrics = record.get("metrics") or {}
     word = "exists" if record.get("skipped") else record["status"]
     ap = metrics.get("AP")
@@ -165,21 +185,19 @@ def task(cfg: DictConfig) -> dict:
 
 
 def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> None:
-    """Run Hydra's multirun over ``overrides`` (already validated); ``keep``: run keys ``force`` spares.
+    """Run Hydra's multirun over ``overrides`` (already validated) in a child process, its output
+    and Ctrl-C shared with this one; ``keep``: run keys ``force`` spares (config ``force_keep``).
 
-    ``force`` and ``keep`` reach the jobs through ``hydra.job.env_set``, which Hydra applies in the
-    process that runs each job: joblib's workers outlive one launch (the protocol's stages), so
-    variables set in this process after they started would not reach them.
+    Raises:
+        SystemExit: the multirun failed, with its exit status (Hydra printed why).
     """
-    import hydra
-
-    env = [f"++hydra.job.env_set.{FORCE_ENV}={'1' if force else '0'}", f"++hydra.job.env_set.{KEEP_ENV}='{','.join(keep)}'"]
-    argv = sys.argv
-    sys.argv = [argv[0], "--multirun", *overrides, *env]
-    try:
-        hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)()
-    finally:
-        sys.argv = argv
+    keys = ",".join(f"'{key}'" for key in keep)  # quoted: a hex key such as 1234e5 is a string
+    command = [sys.executable, "-m", "ghmbench.multirun", "--multirun", *overrides, f"force={str(force).lower()}", f"force_keep=[{keys}]"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    status = subprocess.run(command, check=False).returncode
+    if status != 0:
+        raise SystemExit(status)
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -248,7 +266,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         selected the same setting are launched together).
     """
     from ghmbench.protocol import ProtocolError, select_settings
-    from ghmbench.results import read_record, run_dir, run_key
+    from ghmbench.records import read_record, run_dir, run_key
 
     stage1 = tuning_overrides(overrides, proto)
     tune_jobs = expand_jobs(stage1)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ghmbench import distributed
 from ghmbench.criterion import DetectionCriterion
-from ghmbench.results import load_checkpoint, save_checkpoint
+from ghmbench.records import load_checkpoint, save_checkpoint
 
 log = logging.getLogger("ghmbench")
 

@@ -23,9 +23,11 @@ from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
 from ghmbench.datasets import build_datasets
 from ghmbench.errors import ConfigError
 from ghmbench.evaluation import coco_evaluate, predict
+from ghmbench.fileio import write_json, write_text
 from ghmbench.loggers import NullLogger, make_logger
 from ghmbench.model import RetinaDetector, amp_forward, build_model
-from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, is_complete, read_record, run_dir, run_key, write_json, write_text
+from ghmbench.record_fields import COMPLETED, DIVERGED, FAILED
+from ghmbench.records import CHECKPOINT_FILE, METRICS_FILE, is_complete, read_record, run_dir, run_key
 from ghmbench.run_environment import RunLocked, folder_lock, library_versions, log_to_file, progress_bar
 from ghmbench.splits import DetectionSplit, check_shardable, iterate_batches
 from ghmbench.train_state import TrainState
@@ -115,7 +117,7 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
             try:
                 return _train_and_evaluate(cfg, folder)
             except Exception as e:  # recorded as failed, then re-raised for the caller to report
-                write_json(folder / METRICS_FILE, _base_record(cfg, folder) | {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+                write_json(folder / METRICS_FILE, _base_record(cfg, folder) | {"status": FAILED, "error": f"{type(e).__name__}: {e}"})
                 log.exception("run failed")
                 raise
 
@@ -311,7 +313,7 @@ def _validate_during_training(setup: TrainingSetup, state: TrainState) -> tuple[
 def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | None, last_validation: tuple[dict, list[dict]] | None, started: float) -> dict:
     """The run's record: written to metrics.json by rank 0 after the final evaluation, returned on every rank."""
     train_split, val_split, test_split = setup.train_split, setup.val_split, setup.test_split
-    status = "completed" if diverged_at is None else "diverged"
+    status = COMPLETED if diverged_at is None else DIVERGED
     record = _base_record(setup.cfg, setup.folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
     record["dataset"] = {
         "train_images": len(train_split),
@@ -324,7 +326,7 @@ def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | No
     record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
     record["curve"] = state.curve  # validation AP during training (train.eval_every)
     record["metrics_split"] = "test" if test_split is not None else "val"
-    if status == "diverged":
+    if status == DIVERGED:
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
     elif distributed.is_main():  # the other ranks wait for the record below
         record |= _final_evaluation(setup, state, last_validation, record["metrics_split"])

@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from ghmbench.evaluation import METRIC_NAMES, coco_evaluate
+from ghmbench.evaluation import coco_evaluate
+from ghmbench.record_fields import METRICS
 
 
 def synthetic(images: int, dets: int, classes: int, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -85,7 +86,7 @@ def main() -> None:
         t0 = time.perf_counter()
         ref = pycocotools_stats(gt, results)
         ref_times.append(time.perf_counter() - t0)
-    ours_stats = np.array([-1.0 if ours[k] is None else ours[k] for k in METRIC_NAMES])
+    ours_stats = np.array([-1.0 if ours[k] is None else ours[k] for k in METRICS])
     ref_stats = np.concatenate([ref[:6], ref[6:9]])
     identical = np.allclose(ours_stats, ref_stats, rtol=0, atol=1e-12)
     t_ours, t_ref = statistics.median(ours_times), statistics.median(ref_times)
@@ -96,7 +97,7 @@ def main() -> None:
     print(f"{args.images} images x {args.dets} detections, {args.classes} classes, {len(gt['annotations'])} boxes; median of {args.repeats}\n")
     print("| metric | ghmbench (faster-coco-eval) | pycocotools |")
     print("|---|---|---|")
-    for name, a, b in zip(METRIC_NAMES, ours_stats, ref_stats):
+    for name, a, b in zip(METRICS, ours_stats, ref_stats):
         print(f"| {name} | {a:.6f} | {b:.6f} |")
     print(f"\nidentical statistics: {'yes' if identical else 'NO'}\n")
     print("| measurement | s |")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ghmbench import losses as L
+from ghmbench import losses
 from ghmbench.config import compose_config, validate
 from ghmbench.errors import ConfigError
-from ghmbench.results import METRICS_FILE, run_key
+from ghmbench.records import METRICS_FILE, run_key
 from tests.conftest import README, ghmbench_cli, write_readme_project
 
 CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # the README's command
@@ -158,25 +158,25 @@ def test_regression_custom_builds_its_target_with_its_arguments():
     cfg = validate(compose_config(["regression=custom", "regression.name=l1_x2", "regression._target_=ghmbench.losses.L1Loss", "+regression.loss_weight=2.0"]))
     criterion = DetectionCriterion.from_config(cfg)
     cls, box = criterion.cls_loss, criterion.box_loss
-    assert type(cls) is L.FocalLoss and type(box) is L.L1Loss and box.loss_weight == 2.0
+    assert type(cls) is losses.FocalLoss and type(box) is losses.L1Loss and box.loss_weight == 2.0
     assert run_key(cfg) != run_key(validate(compose_config(["regression=l1", "regression.loss_weight=2.0"])))
 
 
 def _losses_before_targets(cfg):
-    """The (classification, regression) losses before losses had a _target_ (the closed if/elif), the reference."""
-    c, r = cfg.loss, cfg.regression
-    if c.name == "ce":
-        cls = L.CrossEntropyLoss(alpha=c.alpha, loss_weight=c.loss_weight)
-    elif c.name == "focal":
-        cls = L.FocalLoss(alpha=c.alpha, gamma=c.gamma, loss_weight=c.loss_weight)
+    """The losses before losses had a _target_ (the closed if/elif), the reference."""
+    loss_cfg, box_cfg = cfg.loss, cfg.regression
+    if loss_cfg.name == "ce":
+        cls = losses.CrossEntropyLoss(alpha=loss_cfg.alpha, loss_weight=loss_cfg.loss_weight)
+    elif loss_cfg.name == "focal":
+        cls = losses.FocalLoss(alpha=loss_cfg.alpha, gamma=loss_cfg.gamma, loss_weight=loss_cfg.loss_weight)
     else:
-        cls = L.GHMC(bins=c.bins, momentum=c.momentum, loss_weight=c.loss_weight, per_level=c.per_level, sync=c.sync)
-    if r.name == "smooth_l1":
-        box = L.SmoothL1Loss(beta=r.beta, loss_weight=r.loss_weight)
-    elif r.name == "l1":
-        box = L.L1Loss(loss_weight=r.loss_weight)
+        cls = losses.GHMC(bins=loss_cfg.bins, momentum=loss_cfg.momentum, loss_weight=loss_cfg.loss_weight, per_level=loss_cfg.per_level, sync=loss_cfg.sync)
+    if box_cfg.name == "smooth_l1":
+        box = losses.SmoothL1Loss(beta=box_cfg.beta, loss_weight=box_cfg.loss_weight)
+    elif box_cfg.name == "l1":
+        box = losses.L1Loss(loss_weight=box_cfg.loss_weight)
     else:
-        box = L.GHMR(mu=r.mu, bins=r.bins, momentum=r.momentum, loss_weight=r.loss_weight, per_level=r.per_level, sync=r.sync)
+        box = losses.GHMR(mu=box_cfg.mu, bins=box_cfg.bins, momentum=box_cfg.momentum, loss_weight=box_cfg.loss_weight, per_level=box_cfg.per_level, sync=box_cfg.sync)
     return cls, box
 
 

@@ -24,7 +24,7 @@ from ghmbench.config import compose_config, validate
 from ghmbench.digits import DigitsParams, load_digits_detection
 from ghmbench.errors import ConfigError
 from ghmbench.losses import GHMC, GHMR, ghm_weights
-from ghmbench.results import METRICS_FILE
+from ghmbench.records import METRICS_FILE
 from ghmbench.criterion import DetectionCriterion
 from ghmbench.model import amp_forward, build_model
 from ghmbench.splits import iterate_batches
@@ -470,7 +470,7 @@ def test_bf16_forward_gives_float32_outputs_and_losses():
 def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
     from omegaconf import OmegaConf
 
-    from ghmbench.results import run_key
+    from ghmbench.records import run_key
 
     base = validate(compose_config([]))
     assert run_key(validate(compose_config(["train.amp=bf16"]))) != run_key(base)

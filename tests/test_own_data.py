@@ -14,7 +14,7 @@ from ghmbench.config import compose_config, validate
 from ghmbench.datasets import build_datasets
 from ghmbench.errors import ConfigError, DatasetError
 from ghmbench.formats.voc import VOC_CLASSES
-from ghmbench.results import run_key
+from ghmbench.records import run_key
 
 NAMES = ["zebra", "apple", "kiwi", "mango", "lemon", "fig", "plum", "pear", "lime", "date"]  # digit -> class name
 

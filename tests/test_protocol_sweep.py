@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ghmbench.results import METRICS_FILE
+from ghmbench.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 PROTOCOL = [

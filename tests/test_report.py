@@ -10,8 +10,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from ghmbench.config import compose_config, validate
-from ghmbench.report import build_tables, load_runs
-from ghmbench.results import METRICS_FILE, run_dir, run_key, smoke_failures, write_json
+from ghmbench.fileio import write_json
+from ghmbench.records import METRICS_FILE, run_dir, run_key, smoke_failures
+from ghmbench.reporting import build_tables
+from ghmbench.run_table import load_runs
 from tests.conftest import ghmbench_cli
 
 
@@ -42,6 +44,12 @@ def write_run(root: Path, overrides: list[str], seed: int, ap: float | None, sta
     return folder
 
 
+def shown(table, index: str | list[str]) -> pd.DataFrame:
+    """The table's cells as its Markdown shows them (best ones in **), indexed by ``index``."""
+    text = table.cells.astype(str)
+    return text.where(~table.best, "**" + text + "**").set_index(index)
+
+
 @pytest.fixture
 def comparison(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
@@ -63,10 +71,12 @@ def test_loss_comparison_table_by_hand(comparison):
     assert len(df) == 12 and set(df["status"]) == {"completed", "diverged", "failed"}
     tables = {t.name: t for t in build_tables(df, "AP", None)}
     cells = tables["loss_comparison"].cells.set_index("classification")
+    best = tables["loss_comparison"].best.set_index(cells.index)
     assert cells.loc["ce", "smooth_l1"] == "0.400 ± 0.100 (3)"
     assert cells.loc["focal", "smooth_l1"] == "0.700 ± 0.100 (3)"
     assert cells.loc["ghm", "smooth_l1"] == "0.510 ± 0.014 (2)"  # a missing seed: n = 2
-    assert cells.loc["ghm", "ghm"] == "\x000.900 (1, 1 diverged)\x00"  # best mean, with its diverged seed shown
+    assert cells.loc["ghm", "ghm"] == "0.900 (1, 1 diverged)" and best.loc["ghm", "ghm"]  # best mean, with its diverged seed shown
+    assert best.to_numpy().sum() == 1
     assert cells.loc["ce", "ghm"] == "diverged 1, failed 1 /2"
     md = tables["loss_comparison"].markdown()
     assert "**0.900 (1, 1 diverged)**" in md and "35.6" in md  # published FL + smooth L1 beside ours
@@ -85,13 +95,13 @@ def test_focal_grid_and_ce_alpha_tables_by_hand(tmp_path):
             write_run(root, ["loss=focal", f"loss.gamma={gamma}", f"loss.alpha={alpha}"], seed, ap + 0.01 * seed)
     df, _ = load_runs([root])
     tables = {t.name: t for t in build_tables(df, "AP", None)}
-    focal = tables["focal_gamma_alpha"].cells.set_index("γ")
+    focal = shown(tables["focal_gamma_alpha"], "γ")
     assert focal.loc["0", "best α"] == "0.75" and focal.loc["2", "best α"] == "0.25"
-    assert focal.loc["2", "α=0.25"] == "\x000.505 ± 0.007 (2)\x00"
-    assert focal.loc["2", "best AP"] == "\x000.505\x00"  # best over gammas
+    assert focal.loc["2", "α=0.25"] == "**0.505 ± 0.007 (2)**"
+    assert focal.loc["2", "best AP"] == "**0.505**"  # best over gammas
     assert focal.loc["2", "paper best α / AP % (Table 1b)"] == "0.25 / 34"
-    ce = tables["ce_alpha"].cells.set_index("α")  # gamma 0 focal runs are alpha-balanced CE
-    assert ce.loc["0.75", "AP"] == "\x000.305 ± 0.007 (2)\x00" and ce.loc["0.25", "paper AP % (Table 1a)"] == "10.8"
+    ce = shown(tables["ce_alpha"], "α")  # gamma 0 focal runs are alpha-balanced CE
+    assert ce.loc["0.75", "AP"] == "**0.305 ± 0.007 (2)**" and ce.loc["0.25", "paper AP % (Table 1a)"] == "10.8"
 
 
 def test_cli_report_writes_tables_figures_and_runs(comparison, tmp_path):
@@ -145,10 +155,10 @@ def test_ghm_ablation_table_by_hand(tmp_path):
     write_run(root, ["loss=ghm", "loss.bins=30", "loss.momentum=0.9"], 0, None, status="diverged")
     df, _ = load_runs([root])
     table = {t.name: t for t in build_tables(df, "AP", None)}["ghm_bins_momentum"]
-    cells = table.cells.set_index("M")
+    cells = shown(table, "M")
     assert cells.loc["10", "best momentum"] == "0.75" and cells.loc["30", "best momentum"] == "0"
     assert cells.loc["30", "momentum=0.9"] == "diverged (1/1)"
-    assert cells.loc["30", "best AP"] == "\x000.400\x00"
+    assert cells.loc["30", "best AP"] == "**0.400**"
     assert cells.loc["10", "paper AP % by M (GHM paper)"] == "34.6"
 
 
@@ -208,16 +218,16 @@ def test_protocol_headline_reports_test_metric_of_final_runs(protocol_runs):
     assert df["final"].sum() == 12 and df.loc[(df["loss"] == "ce") & (df["train.lr"] == 0.001), "final"].tolist() == [False]
     tables = {t.name: t for t in build_tables(df, "AP", None)}
     head = tables["headline"]
-    cells = head.cells.set_index("classification")
+    cells = shown(head, "classification")
     assert cells.loc["ce", "smooth_l1"] == t_cell([0.20, 0.22, 0.24])  # test AP of lr .002, not val, not the lr .001 run's .90
     assert cells.loc["focal", "smooth_l1"] == t_cell([0.40, 0.43, 0.44])  # not the unselected lr .002 run's .95
-    assert cells.loc["focal", "ghm"] == "\x00" + t_cell([0.39, 0.47, 0.44]) + " not converged\x00"  # the best mean
+    assert cells.loc["focal", "ghm"] == "**" + t_cell([0.39, 0.47, 0.44]) + " not converged**"  # the best mean
     assert "not converged" not in cells.loc["ce", "ghm"]
     assert cells.loc["ce", "selected on val AP"] == "train.lr=0.002" and cells.loc["focal", "selected on val AP"] == "train.lr=0.001"
     assert "test AP" in head.title and any("held-out test split" in n for n in head.notes)
     cands = tables["candidates"].numbers
     assert cands[["loss", "train.lr", "val_AP", "selected"]].values.tolist() == [["ce", 0.001, 0.30, False], ["ce", 0.002, 0.40, True], ["focal", 0.001, 0.50, True], ["focal", 0.002, 0.45, False]]
-    assert tables["candidates"].cells["val_AP"].tolist()[1] == "\x000.400 (selected)\x00"
+    assert shown(tables["candidates"], "loss")["val_AP"].tolist()[1] == "**0.400 (selected)**"
     summary = tables["summary"].cells.set_index(["loss", "regression", "train.lr"])
     assert summary.loc[("focal", "ghm", "0.001"), "converged"].startswith("not converged (+0.020")
     assert summary.loc[("ce", "ghm", "0.002"), "converged"] == "yes"
@@ -260,8 +270,8 @@ def test_single_runs_get_image_bootstrap_intervals_and_differences(tmp_path):
     write_eval_run(root, "ce", gt, noisy)
     df, _ = load_runs([root])
     tables = {t.name: t for t in build_tables(df, "AP", None, n_boot=100)}
-    cells = tables["headline"].cells.set_index("classification")
-    assert cells.loc["focal", "smooth_l1"] == "\x001.000 [1.000, 1.000] (1, image bootstrap)\x00"
+    cells = shown(tables["headline"], "classification")
+    assert cells.loc["focal", "smooth_l1"] == "**1.000 [1.000, 1.000] (1, image bootstrap)**"
     assert cells.loc["ce", "smooth_l1"].endswith("(1, image bootstrap)") and cells.loc["ce", "smooth_l1"] != "-"
     diff = tables["differences"].numbers.iloc[0]
     assert diff["paired"].startswith("paired image bootstrap (B=100") and diff["verdict"] == "focal > ce" and diff["lo"] > 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghmbench.results import METRICS_FILE
+from ghmbench.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 GRID = ["loss=ce,ghm", "seed=0,1"]
@@ -49,6 +49,47 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
         assert all(r["config"]["train"]["num_threads"] == max(1, cores // 2) for r in records.values())
     report = ghmbench_cli("report", str(tmp_path / "runs"))
     assert report.returncode == 0, report.stderr
+
+
+FOCAL_GRID = [f"loss.gamma={g}" for g in ("0", "0.1", "0.2", "0.5", "1", "2", "5")], [f"loss.alpha={a}" for a in ("0.1", "0.25", "0.5", "0.75", "0.9", "0.99")]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "jobs"),
+    [  # as Hydra's BasicSweeper.split_arguments expanded them before the public-API version (the first key varies slowest)
+        (["loss=ce,focal", "seed=0,1,2"], [["loss=ce", "seed=0"], ["loss=ce", "seed=1"], ["loss=ce", "seed=2"], ["loss=focal", "seed=0"], ["loss=focal", "seed=1"], ["loss=focal", "seed=2"]]),
+        (
+            ["experiment=loss_comparison", "seed=5", "loss=focal,ghm"],
+            [[f"loss={loss}", f"regression={reg}", "seed=5", "experiment=loss_comparison"] for loss in ("focal", "ghm") for reg in ("smooth_l1", "ghm")],
+        ),
+        (
+            ["experiment=loss_comparison"],
+            [[f"loss={loss}", f"regression={reg}", f"seed={seed}", "experiment=loss_comparison"] for loss in ("ce", "focal", "ghm") for reg in ("smooth_l1", "ghm") for seed in (0, 1, 2)],
+        ),
+        (["experiment=focal_grid", "seed=0,1"], [[g, a, "experiment=focal_grid", f"seed={seed}"] for g in FOCAL_GRID[0] for a in FOCAL_GRID[1] for seed in (0, 1)]),
+        (
+            ["experiment=ghm_ablation"],
+            [[f"loss.bins={b}", f"loss.momentum={m}", "experiment=ghm_ablation"] for b in (5, 10, 20, 30, 40) for m in ("0", "0.5", "0.75", "0.9")],
+        ),
+        (["seed=range(0,3)", "loss.gamma=choice(1,2)", "train.lr=0.001"], [[f"seed={s}", f"loss.gamma={g}", "train.lr=0.001"] for s in (0, 1, 2) for g in (1, 2)]),
+        (["seed=0,1", "seed=3,4", "loss=ce"], [["seed=3", "loss=ce"], ["seed=4", "loss=ce"]]),  # a later value list of a key replaces the earlier one
+        (["+loss.extra=1,2", "loss=focal"], [["+loss.extra=1", "loss=focal"], ["+loss.extra=2", "loss=focal"]]),
+        (["experiment=smoke", "loss=ce,focal,ghm"], [["experiment=smoke", "loss=ce"], ["experiment=smoke", "loss=focal"], ["experiment=smoke", "loss=ghm"]]),
+    ],
+)
+def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
+    from ghmbench.sweep import expand_jobs
+
+    assert expand_jobs(overrides) == jobs
+
+
+@pytest.mark.parametrize(("overrides", "message"), [(["loss=glob(*)"], "ConfigLoader is not set"), (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP")])
+def test_grid_expansion_refuses_what_hydras_basic_sweeper_refuses(overrides, message):
+    from ghmbench.config import ConfigError
+    from ghmbench.sweep import expand_jobs
+
+    with pytest.raises(ConfigError, match=message):
+        expand_jobs(overrides)
 
 
 def test_sweep_rejects_a_bad_job_before_starting(tiny, tmp_path):

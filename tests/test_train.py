@@ -10,7 +10,7 @@ import pytest
 from ghmbench.config import compose_config, validate
 from ghmbench.datasets import build_datasets
 from ghmbench.evaluation import coco_evaluate
-from ghmbench.results import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
+from ghmbench.records import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
 from ghmbench.training import run
 from tests.conftest import ghmbench_cli
 
@@ -82,7 +82,7 @@ def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
 def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
     import fcntl
 
-    from ghmbench.results import run_dir
+    from ghmbench.records import run_dir
     from ghmbench.run_environment import RunLocked
 
     cfg = _cfg(*tiny)

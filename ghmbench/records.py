@@ -1,4 +1,4 @@
-"""The run record: stable run keys, run folders and atomic writes.
+"""The run record: stable run keys, run folders, metrics.json and checkpoints.
 
 A run is identified by a key derived from its semantic config (everything that changes the
 numbers; not paths, device, logging or the run label), so a repeated command recognises a
@@ -16,14 +16,17 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ghmbench.fileio import atomic_write
+from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 from ghmbench.schema import BUILTIN_TARGETS
-from ghmbench.fileio import atomic_write, write_json, write_text  # noqa: F401  (write_json / write_text: used by importers)
 
 NON_SEMANTIC = {
     "paths": None,
     "protocol": None,
     "device": None,
     "run_name": None,
+    "force": None,
+    "force_keep": None,
     "logger": None,
     "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every", "channels_last", "pin_memory"},
 }
@@ -39,7 +42,6 @@ OMITTED_AT_DEFAULT_BY_DATASET = {
 """Per dataset name, in place of OMITTED_AT_DEFAULT["dataset"] for the same keys."""
 # A loss's ``_target_`` (added after run keys were first recorded) is in the key only when it is not
 # the built-in class of the loss's name, i.e. for a loss of the user's own (``loss=custom``).
-COMPLETE_STATUSES = ("completed", "diverged")
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -109,8 +111,8 @@ def is_complete(folder: Path) -> bool:
 
 def smoke_failures(record: dict) -> list[str]:
     """Why a smoke run fails: non-finite loss, loss not decreasing, or AP zero (empty = passes)."""
-    if record.get("status") != "completed":
-        return [f"status is {record.get('status')} (the loss was not finite)" if record.get("status") == "diverged" else f"status is {record.get('status')}"]
+    if record.get("status") != COMPLETED:
+        return [f"status is {record.get('status')} (the loss was not finite)" if record.get("status") == DIVERGED else f"status is {record.get('status')}"]
     problems = []
     history = record.get("history") or []
     if len(history) < 2 or not history[-1]["loss"] < history[0]["loss"]:
