@@ -106,7 +106,7 @@ def _sweep_process(args: list[str]) -> subprocess.Popen:
 
 
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_path):
-    grid = ["loss=ce,ghm", "train.epochs=6", "dataset.num_train=160"]
+    grid = ["loss=ce,ghm", "train.epochs=4", "dataset.num_train=128"]
     killed = tmp_path / "killed"
     args = [*tiny, *grid, f"paths.runs_dir={killed}"]
     proc = _sweep_process(args)
