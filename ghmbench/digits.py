@@ -27,7 +27,9 @@ CACHE_VERSION = 1
 
 @dataclass
 class DigitsParams:
-    """Generation knobs of the digits dataset (all part of the cache key)."""
+    """Generation knobs of the digits dataset (all part of the cache key). Runs take their values from
+    conf/dataset/digits.yaml; the defaults here, for one-line datasets in tests and scripts, equal it
+    (tests/test_config.py checks)."""
 
     image_size: int = 64
     num_train: int = 2000

@@ -94,3 +94,15 @@ def test_a_key_a_config_leaves_out_gets_the_builtin_yaml_value():
     cfg = _validate("~train.lr", "loss=ghm", "~loss.bins", "regression=ghm", "~regression.mu", "~dataset.noise", "~model.fpn_channels")
     assert (cfg.train.lr, cfg.loss.bins, cfg.regression.mu, cfg.dataset.noise, cfg.model.fpn_channels) == (0.001, 30, 0.02, 0.05, 64)
     assert _validate("model=resnet18", "~model.fpn_channels").model.fpn_channels == 64  # model/small.yaml, the default option
+
+
+def test_digits_generator_defaults_equal_the_dataset_yaml():
+    """DigitsParams keeps keyword defaults so that tests and scripts can make a small dataset in one
+    line; they must be conf/dataset/digits.yaml's values (the source of truth for runs)."""
+    from dataclasses import asdict
+
+    from ghmbench.digits import DigitsParams
+
+    yaml = OmegaConf.to_container(OmegaConf.load(conf_dir() / "dataset" / "digits.yaml"))
+    yaml.pop("name")
+    assert asdict(DigitsParams()) == yaml
