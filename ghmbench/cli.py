@@ -349,6 +349,7 @@ def data_check(
     import ghmbench
     from ghmbench import dataset_stats
     from ghmbench.datasets import build_datasets
+    from ghmbench.model import build_model
 
     try:
         cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])
@@ -356,7 +357,8 @@ def data_check(
     except ConfigError as e:
         _fail(str(e))
         return
-    anchors = dataset_stats.detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
+    channels = train_split.images.shape[1]
+    anchors = dataset_stats.detector_anchors(build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size)
     splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)
     overview = Table(title=f"dataset={cfg.dataset.name} (input {cfg.dataset.image_size} px)")
     overview.add_column("")

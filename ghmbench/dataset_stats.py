@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 from torchvision.ops import box_iou
 
 from ghmbench.anchors import BACKGROUND, IGNORE, match_anchors
-from ghmbench.model import build_model
 from ghmbench.splits import DetectionSplit
 
 
@@ -111,10 +110,14 @@ def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, model_cfg: 
     )
 
 
-def detector_anchors(cfg: DictConfig, num_classes: int, channels: int) -> torch.Tensor:
-    """The configured detector's anchors at the dataset's input size (one forward of a blank image;
-    torch's random state is left as it was)."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        model = build_model(cfg, num_classes, channels).eval()
-        size = cfg.dataset.image_size
-        return model(torch.zeros(1, channels, size, size)).anchors
+def detector_anchors(model: torch.nn.Module, channels: int, size: int) -> torch.Tensor:
+    """The anchors of ``model`` at a ``size`` px square input, on the CPU: one forward of a blank
+    image in eval mode without gradients (no parameter, statistic or random state changes; the
+    model's mode is restored), so a run checks the detector it trains instead of building another."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            return model.eval()(torch.zeros(1, channels, size, size, device=device)).anchors.cpu()
+    finally:
+        model.train(was_training)

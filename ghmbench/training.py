@@ -192,10 +192,10 @@ def _set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
-    if distributed.is_main():
-        _warn_about_anchor_fit(cfg, train_split)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
+    if distributed.is_main():
+        _warn_about_anchor_fit(cfg, train_split, model)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DetectionCriterion.from_config(cfg).to(device)
@@ -213,9 +213,9 @@ def _set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     return setup, state
 
 
-def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit) -> None:
-    """One line at the start of the run when the anchors do not fit the objects."""
-    anchors = detector_anchors(cfg, train_split.num_classes, train_split.images.shape[1])
+def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector) -> None:
+    """One line at the start of the run when the anchors of its detector do not fit the objects."""
+    anchors = detector_anchors(model, train_split.images.shape[1], cfg.dataset.image_size)
     warning = anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
     if warning:
         log.warning("%s", warning)

@@ -27,13 +27,14 @@ def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(t
 def test_the_digits_fit_the_default_detector(tmp_path):
     from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
     from ghmbench.datasets import build_datasets
+    from ghmbench.model import build_model
 
     cfg = validate(compose_config(["dataset.num_train=32", "dataset.num_val=4", f"paths.cache_dir={tmp_path}"]))
     train = build_datasets(cfg)[0]
-    assert anchor_fit_warning(train, detector_anchors(cfg, train.num_classes, 1), cfg.model, cfg.dataset.image_size) is None
+    assert anchor_fit_warning(train, detector_anchors(build_model(cfg, train.num_classes, 1), 1, cfg.dataset.image_size), cfg.model, cfg.dataset.image_size) is None
     large = validate(compose_config([*LARGE, f"paths.cache_dir={tmp_path}"]))
     big = build_datasets(large)[0]
-    assert "of 16 training objects" in anchor_fit_warning(big, detector_anchors(large, big.num_classes, 1), large.model, 256)
+    assert "of 16 training objects" in anchor_fit_warning(big, detector_anchors(build_model(large, big.num_classes, 1), 1, large.dataset.image_size), large.model, 256)
 
 
 def test_a_run_starts_with_the_warning_line(tmp_path):
