@@ -171,6 +171,10 @@ def validate(cfg: DictConfig) -> DictConfig:
             raise ConfigError(f"{key}={value!r}: allowed: a string")
         if typ is Optional[str] and value is not None and not isinstance(value, (str, int, float)):
             raise ConfigError(f"{key}={value!r}: allowed: null or a string")
+        if typ is bool and not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}: allowed: true or false")
+        if typ is list and not isinstance(value, ListConfig):
+            raise ConfigError(f"{key}={value!r}: allowed: a list")
         out[key] = value
     typed = OmegaConf.create(out)
     custom = tuple(f"{s}." for s in LOSS_SECTIONS if typed[s].name not in SECTIONS[s])  # their parameters are their own

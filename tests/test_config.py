@@ -44,6 +44,8 @@ def test_defaults_are_valid_and_groups_compose():
         (["device=tpu"], "device='tpu' is not allowed; allowed: one of auto, cpu, cuda, cuda:N"),
         (["model.levels=[2,3]"], "model.anchor_sizes has 3 entries; allowed: one per entry of model.levels (2)"),
         (["train.optimizer=lbfgs"], "train.optimizer='lbfgs' is not allowed; allowed: one of adamw, sgd"),
+        (["force=3"], "force=3: allowed: true or false"),
+        (["force_keep=5"], "force_keep=5: allowed: a list"),
     ],
 )
 def test_bad_values_are_rejected_with_the_key_named(overrides, message):
