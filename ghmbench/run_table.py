@@ -72,8 +72,8 @@ def read_records(paths: list[Path], skipped: list[Path] | None = None) -> list[t
     return out
 
 
-def _record_row(file: Path, record: dict) -> dict:
-    """The run table's row of one record (see :func:`load_runs`)."""
+def _record_row(file: Path, record: dict, cfg: dict) -> dict:
+    """The run table's row of one record (see :func:`load_runs`); ``cfg``: its semantic config."""
     row = {c: record.get(c) for c in RUN_COLUMNS}
     row["run_dir"] = str(file.parent)
     row.update({m: (record.get("metrics") or {}).get(m) for m in METRICS})
@@ -89,7 +89,6 @@ def _record_row(file: Path, record: dict) -> dict:
         path = file.parent / files[key] if files.get(key) else None
         row[f"eval_{key}"] = str(path) if path is not None and path.is_file() else None
     row["protocol"] = json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)
-    cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
     flat: dict = {}
     for section in ("loss", "regression", "model", "dataset", "train"):
         _flatten(section, cfg.get(section, {}), flat)
@@ -113,8 +112,8 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
     """
     rows, hists, skipped = [], {}, []
     for file, record in read_records(paths, skipped):
-        rows.append(_record_row(file, record))
         cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
+        rows.append(_record_row(file, record, cfg))
         hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg, "curve": record.get("curve"), "steps": record.get("steps")}
     if not rows:
         raise ReportError(f"no run records (*/{METRICS_FILE}) under {', '.join(map(str, paths))}")
