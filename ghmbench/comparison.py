@@ -118,9 +118,7 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
             nums.append({"loss": loss, "regression": reg, "split": split, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n, "interval": iv.method, "rise": rise, "not_converged": flag})
         if selections:
             row[f"selected on val {next(iter(selections.values())).metric}"] = selections[loss].describe() if loss in selections else "-"
-        row["paper AP % (GHM paper; smooth L1 / GHM-R)"] = " / ".join(
-            f"{reference.GHM_COMPARISON[(loss, r)]:g}" if (loss, r) in reference.GHM_COMPARISON else "-" for r in ("smooth_l1", "ghm")
-        )
+        row[reference.GHM_COMPARISON_COLUMN] = reference.ghm_comparison_cell(loss)
         rows.append(row)
     cells, numbers = pd.DataFrame(rows), pd.DataFrame(nums)
     best_cells = pd.DataFrame(False, index=cells.index, columns=cells.columns)

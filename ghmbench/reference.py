@@ -39,3 +39,12 @@ GHM_COMPARISON: dict[tuple[str, str], float] = {
 
 # GHM-C unit regions M -> AP (secondary summary, M = bins).
 GHM_BINS: dict[int, float] = {5: 33.4, 10: 34.6, 20: 35.2, 30: 35.8, 40: 35.4}
+
+
+GHM_COMPARISON_COLUMN = "paper AP % (GHM paper; smooth L1 / GHM-R)"
+
+
+def ghm_comparison_cell(loss: str) -> str:
+    """The GHM paper's AP of classification loss ``loss`` with smooth L1 / with GHM-R (``-`` where
+    it reports none): the paper column of the loss-comparison tables."""
+    return " / ".join(f"{GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm"))

@@ -251,9 +251,7 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
             if r[f"{metric}_mean"] == best:
                 hits.append((len(rows), reg))
             nums.append({"loss": loss, "regression": reg, "mean": r[f"{metric}_mean"], "std": r[f"{metric}_std"], "n": r[f"{metric}_n"]})
-        row["paper AP % (GHM paper; smooth L1 / GHM-R)"] = " / ".join(
-            f"{reference.GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in reference.GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
-        )
+        row[reference.GHM_COMPARISON_COLUMN] = reference.ghm_comparison_cell(loss)
         rows.append(row)
     cells = pd.DataFrame(rows)
     title = f"{metric}: classification (rows) x regression loss (columns), mean ± std (n) over seeds"
