@@ -23,13 +23,18 @@ from ghmbench.errors import ConfigError
 from ghmbench.record_fields import FAILED
 
 
+def _key(override: str) -> str:
+    """The key an override sets (``+``, ``++`` and ``~`` prefixes dropped)."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def _is_hydra(override: str) -> bool:
     """A launcher / Hydra-only override, left out when a job's config is composed and validated.
 
     ``hydra.searchpath`` is not one: the user's config folders (``--config-dir``) are needed to
     compose the jobs that name their presets and losses.
     """
-    key = override.lstrip("+~").split("=", 1)[0]
+    key = _key(override)
     return key != "hydra.searchpath" and (key == "hydra" or key.startswith(("hydra.", "hydra/")))
 
 
@@ -201,10 +206,6 @@ def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> Non
 
 
 # ----------------------------------------------------------------------------- the protocol
-
-
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def protocol_of(overrides: list[str]) -> DictConfig | None:

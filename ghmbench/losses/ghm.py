@@ -230,7 +230,6 @@ class GHMC(_GHMBase):
         return PrecomputedGrad.apply(pred, value, grad)
 
 
-
 class GHMR(_GHMBase):
     """GHM-R: authentic smooth L1 reweighted by the inverse gradient density.
 
