@@ -308,3 +308,22 @@ def test_cli_report_protocol_runs(protocol_runs, tmp_path):
         assert (out / name).is_file() and (out / name).stat().st_size > 100, name
     head = pd.read_csv(out / "headline.csv")
     assert head["not_converged"].tolist() == [False, False, False, True] and head["split"].eq("test").all()
+    check_verdicts_by_budget(out, tmp_path)
+
+
+def check_verdicts_by_budget(report: Path, tmp_path: Path) -> None:
+    """scripts/verdicts_by_budget.py on a report the CLI wrote: one column per report, the
+    verdicts of differences.csv, and the pairs that involve a *not converged* cell marked so."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("verdicts_by_budget", Path(__file__).parents[1] / "scripts" / "verdicts_by_budget.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    table = script.verdict_table({"first": report, "again": report}).set_index(["A − B", "under"])
+    assert table["first"].equals(table["again"])
+    assert table.loc[("focal − ce", "regression smooth_l1"), "first"].endswith("focal > ce")
+    assert table.loc[("GHM-R − smooth L1", "classification ce"), "first"].endswith("GHM-R > smooth L1")
+    for key in [("focal − ce", "regression ghm"), ("GHM-R − smooth L1", "classification focal")]:  # focal + GHM-R is still rising
+        assert table.loc[key, "first"].endswith("(not converged)"), key
+    assert not table.loc[("GHM-R − smooth L1", "classification ce"), "first"].endswith("(not converged)")
+    assert script.main([f"x={tmp_path / 'missing'}"]) == 2

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""The paired verdicts of several reports of one protocol side by side, one column per report.
+
+Reads the ``differences.csv`` (and ``headline.csv`` for convergence) that ``ghmbench report``
+wrote for each report folder, e.g. the loss comparison at 12 and at 24 epochs, and prints a
+Markdown table: one row per comparison (A - B under a fixed loss), one column per report, each
+cell the paired difference with its 95% interval and the verdict (a verdict only when the
+interval excludes 0). A difference that involves a headline cell flagged *not converged* is
+marked so.
+
+Usage: python scripts/verdicts_by_budget.py LABEL=REPORT_DIR [LABEL=REPORT_DIR ...]
+e.g.   python scripts/verdicts_by_budget.py "12 epochs=results/loss_comparison" \
+           "24 epochs=results/loss_comparison_24"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROW_KEYS = ["a", "b", "under"]
+
+
+def _unconverged(report: Path) -> set[tuple[str, str]]:
+    """(classification, regression) cells of the report's headline flagged *not converged*."""
+    path = report / "headline.csv"
+    if not path.is_file():
+        return set()
+    table = pd.read_csv(path)
+    flagged = table[table["not_converged"].fillna(False).astype(bool)]
+    return set(zip(flagged["loss"].astype(str), flagged["regression"].astype(str)))
+
+
+def _cells(a: str, b: str, under: str) -> list[tuple[str, str]]:
+    """The two (classification, regression) headline cells a difference compares."""
+    kind, fixed = under.split(" ", 1)
+    if kind == "regression":
+        return [(a, fixed), (b, fixed)]
+    names = {"GHM-R": "ghm", "smooth L1": "smooth_l1"}
+    return [(fixed, names.get(a, a)), (fixed, names.get(b, b))]
+
+
+def _cell(row: pd.Series, flagged: set[tuple[str, str]]) -> str:
+    text = f"{row['mean']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]"
+    stale = any(cell in flagged for cell in _cells(row["a"], row["b"], row["under"]))
+    return f"{text} {row['verdict']}" + (" (not converged)" if stale else "")
+
+
+def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
+    """One row per comparison, one column per report label (cells as :func:`_cell` writes them)."""
+    columns = {}
+    for label, report in reports.items():
+        path = report / "differences.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found (a folder written by `ghmbench report`)")
+        diffs = pd.read_csv(path)
+        flagged = _unconverged(report)
+        columns[label] = {tuple(r[k] for k in ROW_KEYS): _cell(r, flagged) for _, r in diffs.iterrows()}
+    order = list(dict.fromkeys(key for col in columns.values() for key in col))
+    rows = [{"A − B": f"{a} − {b}", "under": under, **{label: col.get((a, b, under), "-") for label, col in columns.items()}} for a, b, under in order]
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("reports", nargs="+", metavar="LABEL=REPORT_DIR")
+    args = parser.parse_args(argv)
+    reports = {}
+    for item in args.reports:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            parser.error(f"{item!r}: expected LABEL=REPORT_DIR")
+        reports[label] = Path(folder)
+    try:
+        table = verdict_table(reports)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.to_markdown(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
