@@ -2,7 +2,7 @@
 """The paired verdicts of several reports of one protocol side by side, one column per report.
 
 Reads the ``differences.csv`` (and ``headline.csv`` for convergence) that ``ghmbench report``
-wrote for each report folder, e.g. the loss comparison at 12 and at 24 epochs, and prints a
+wrote for each report folder, e.g. the loss comparison at 12, 24 and 36 epochs, and prints a
 Markdown table: one row per comparison (A - B under a fixed loss), one column per report, each
 cell the paired difference with its 95% interval and the verdict (a verdict only when the
 interval excludes 0). A difference that involves a headline cell flagged *not converged* is
@@ -10,7 +10,7 @@ marked so.
 
 Usage: python scripts/verdicts_by_budget.py LABEL=REPORT_DIR [LABEL=REPORT_DIR ...]
 e.g.   python scripts/verdicts_by_budget.py "12 epochs=results/loss_comparison" \
-           "24 epochs=results/loss_comparison_24"
+           "24 epochs=results/loss_comparison_24" "36 epochs=results/loss_comparison_36"
 """
 
 from __future__ import annotations
