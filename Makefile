@@ -1,5 +1,6 @@
-# Quick start: `make bench` (the fair loss comparison and its report) and `make test` (the tests).
-# Both create .venv and install the project into it when it is missing.
+# Quick start: `make bench` (the fair loss comparison and its report), `make bench-long` (the same at 36
+# epochs, converged) and `make test` (the tests).
+# All three create .venv and install the project into it when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
