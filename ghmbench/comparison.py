@@ -23,6 +23,8 @@ from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 from ghmbench.run_table import LOSS_ORDER, REG_ORDER, order_key
 from ghmbench.stats import CONVERGENCE_TOL, ImageEval, Interval, bootstrap_values, paired_difference, se_interval, t_interval
 
+REGRESSION_LABELS = {"ghm": "GHM-R", "smooth_l1": "smooth L1"}
+"""How the differences table names the two regression losses it compares (its rows "GHM-R - smooth L1")."""
 
 class Bootstrap:
     """Image bootstrap of single runs, each run matched once and its replicates computed once.
@@ -172,6 +174,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, boot: Bootstrap) -> t
     return diff, f"paired image bootstrap (B={boot.n_boot}; seeds {ra['seed']} / {rb['seed']})"
 
 
+def difference_text(mean: float, lo: float, hi: float) -> str:
+    """A paired difference as the differences table writes it, "+0.048 [+0.019, +0.078]"; without
+    the interval when it is NaN (one pair of seeds)."""
+    return f"{mean:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if not math.isnan(lo) else "")
+
+
 def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every pair of classification losses under each regression, and GHM-R - smooth L1 under
     each classification loss: mean paired difference, 95% interval, verdict."""
@@ -186,13 +194,13 @@ def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[p
     if "ghm" in regs and "smooth_l1" in regs:
         for loss in losses:
             at = final[final["loss"] == loss]
-            pairs.append(("GHM-R", "smooth L1", f"classification {loss}", at[at["regression"] == "ghm"], at[at["regression"] == "smooth_l1"]))
+            pairs.append((REGRESSION_LABELS["ghm"], REGRESSION_LABELS["smooth_l1"], f"classification {loss}", at[at["regression"] == "ghm"], at[at["regression"] == "smooth_l1"]))
     rows, nums = [], []
     for name_a, name_b, under, a, b in pairs:
         if a.empty or b.empty:
             continue
         diff, how = compare(a, b, metric, boot)
-        text = "-" if diff is None else f"{diff.mean:+.3f}" + (f" [{diff.lo:+.3f}, {diff.hi:+.3f}]" if not math.isnan(diff.lo) else "")
+        text = "-" if diff is None else difference_text(diff.mean, diff.lo, diff.hi)
         verdict = "-" if diff is None else diff.verdict(name_a, name_b)
         rows.append({"A − B": f"{name_a} − {name_b}", "under": under, f"Δ{metric}": text, "paired": how, "verdict": verdict})
         nums.append({"a": name_a, "b": name_b, "under": under} | ({} if diff is None else {"mean": diff.mean, "lo": diff.lo, "hi": diff.hi, "n": diff.n}) | {"paired": how, "verdict": verdict})

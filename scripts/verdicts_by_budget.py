@@ -16,10 +16,13 @@ e.g.   python scripts/verdicts_by_budget.py "12 epochs=results/loss_comparison" 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from ghmbench.comparison import REGRESSION_LABELS, difference_text
 
 ROW_KEYS = ["a", "b", "under"]
 
@@ -39,12 +42,15 @@ def _cells(a: str, b: str, under: str) -> list[tuple[str, str]]:
     kind, fixed = under.split(" ", 1)
     if kind == "regression":
         return [(a, fixed), (b, fixed)]
-    names = {"GHM-R": "ghm", "smooth L1": "smooth_l1"}
+    names = {label: name for name, label in REGRESSION_LABELS.items()}
     return [(fixed, names.get(a, a)), (fixed, names.get(b, b))]
 
 
 def _cell(row: pd.Series, flagged: set[tuple[str, str]]) -> str:
-    text = f"{row['mean']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]"
+    """The difference as the report's differences table writes it ("-" where it has none), its
+    verdict, and "(not converged)" when one of its two cells was flagged."""
+    mean = row.get("mean", math.nan)
+    text = "-" if math.isnan(mean) else difference_text(mean, row.get("lo", math.nan), row.get("hi", math.nan))
     stale = any(cell in flagged for cell in _cells(row["a"], row["b"], row["under"]))
     return f"{text} {row['verdict']}" + (" (not converged)" if stale else "")
 
