@@ -3,13 +3,18 @@ numbers recorded before the restructuring (issue 12), on the same machine and th
 
 ``tests/data/behaviour_pin.json`` was written by this file's ``record`` at commit 21366ab
 (``python -m tests.test_refactor_pin``), before any module was moved. The runs use one torch
-thread, so the numbers are reproducible on one machine; another CPU type may round differently
-(then re-record on main before a restructuring, never after it).
+thread, so the numbers are reproducible on one machine. Another CPU rounds differently in the last
+digits (an AMD EPYC and an Intel Xeon with AVX-512 differ from the 7th significant digit of a loss
+on), so run keys, statuses and counts are compared exactly and every float within a tolerance that
+covers such rounding as it grows over two epochs (GHM's binning moves an entry whose gradient norm
+sits on a bin edge): relative 5e-3 for the losses and learning rates, and an absolute 0.01 for the
+COCO metrics, where a rounding difference can reorder two nearly tied detections.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,6 +36,26 @@ PINNED_FIELDS = ("run_key", "status", "steps", "epochs_done", "anchors", "datase
                  "metrics", "per_class_AP", "val_metrics", "test_metrics", "metrics_split")
 
 
+METRIC_FIELDS = ("curve", "metrics", "per_class_AP", "val_metrics", "test_metrics")
+GRADIENT_HISTOGRAM_SLACK = 2  # entries that a rounding difference may move into a neighbouring bin
+
+
+def assert_close(got, expected, field: str, rel: float = 5e-3, abs_tol: float = 1e-9) -> None:
+    """``got`` equals ``expected`` exactly but for floats, which may differ within the tolerance."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), field
+        for key in expected:
+            assert_close(got[key], expected[key], f"{field}.{key}", rel, abs_tol)
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), field
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_close(g, e, f"{field}[{i}]", rel, abs_tol)
+    elif isinstance(expected, float) and not isinstance(got, bool) and isinstance(got, (int, float)):
+        assert math.isclose(got, expected, rel_tol=rel, abs_tol=abs_tol), f"{field}: {got} != {expected}"
+    else:
+        assert got == expected, field
+
+
 def _pinned(overrides: list[str]) -> dict:
     import ghmbench
 
@@ -50,7 +75,12 @@ def test_fixed_config_gives_the_recorded_run_key_and_numbers(name, tmp_path):
     got = _pinned([*BASE, *CASES[name], f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path / 'cache'}"])
     assert got["run_key"] == expected["run_key"]
     for field in PINNED_FIELDS:
-        assert got[field] == expected[field], field
+        if field in METRIC_FIELDS:
+            assert_close(got[field], expected[field], field, rel=0.0, abs_tol=0.01)
+        elif field == "g_hist":
+            assert_close(got[field], expected[field], field, rel=1e-3, abs_tol=GRADIENT_HISTOGRAM_SLACK)
+        else:
+            assert_close(got[field], expected[field], field)
 
 
 if __name__ == "__main__":
