@@ -186,6 +186,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         if present and not passes(check, value):
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
     cross_checks(typed)
+    _draw_per_seed(typed)
     for section in LOSS_SECTIONS:  # the classes import and take their arguments, before any run starts
         build_loss(section, typed[section])
     for key in PATH_KEYS:  # absolute, so sweep jobs running elsewhere (and run keys) agree
@@ -195,6 +196,19 @@ def validate(cfg: DictConfig) -> DictConfig:
     _resolve_dataset(typed)
     OmegaConf.set_struct(typed, True)
     return typed
+
+
+def _draw_per_seed(cfg: DictConfig) -> None:
+    """``protocol.seed_draws``: the generated data's draw follows the run's seed (``dataset.seed`` = ``seed``).
+
+    Raises:
+        ConfigError: the dataset is read from disk (it has one draw only).
+    """
+    if not cfg.protocol.seed_draws:
+        return
+    if cfg.dataset.name != "digits":
+        raise ConfigError(f"protocol.seed_draws=true needs a generated dataset; allowed with dataset={cfg.dataset.name}: false")
+    cfg.dataset.seed = cfg.seed
 
 
 def _resolve_dataset(cfg: DictConfig) -> None:

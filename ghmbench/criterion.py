@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from ghmbench import distributed
-from ghmbench.anchors import BoxCoder, match_anchors
+from ghmbench import distributed, noisy_weight
+from ghmbench.anchors import BoxCoder, MatchResult, match_anchors
 from ghmbench.losses import build_loss
 from ghmbench.model import DetectorOutput
 
@@ -56,6 +56,11 @@ class DetectionCriterion(nn.Module):
         self.allow_low_quality = allow_low_quality
         self.coder = coder if coder is not None else BoxCoder()
 
+    @property
+    def matcher(self) -> tuple[float, float, bool]:
+        """(fg_iou, bg_iou, allow_low_quality): the matcher's settings, as :func:`~ghmbench.anchors.match_anchors` takes them."""
+        return self.fg_iou, self.bg_iou, self.allow_low_quality
+
     @classmethod
     def from_config(cls, cfg: DictConfig) -> DetectionCriterion:
         """The criterion of a validated config: ``cfg.loss`` / ``cfg.regression`` instantiated from
@@ -77,14 +82,15 @@ class DetectionCriterion(nn.Module):
         gt_labels: list[Tensor],
         g_hist: Tensor | None = None,
         anchor_counts: Tensor | None = None,
+        noisy_boxes: list[Tensor] | None = None,
+        noisy_sums: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Match anchors for the whole batch and apply both losses.
 
         Args:
-            g_hist: optional [K] float64 histogram on [0, 1] to which the gradient norms
-                g = |sigmoid(x) - y| of this batch's valid anchor x class entries are added.
-            anchor_counts: optional [4] float64 to which (images, positive, negative, ignored
-                anchors) of this batch are added: the imbalance the classification loss faces.
+            g_hist: optional [K] float64 histogram on [0, 1]; gets the gradient norms g = |sigmoid(x) - y| of the valid entries.
+            anchor_counts: optional [4] float64; gets this batch's (images, positive, negative, ignored anchors).
+            noisy_boxes, noisy_sums: optional, see :func:`ghmbench.noisy_weight.watch` (the gradient weight on mislabelled objects).
 
         Under torch.distributed the batch is this rank's shard of the global batch: the losses are
         normalised by the global number of positives (GHM by its global tot), and what is returned
@@ -94,13 +100,11 @@ class DetectionCriterion(nn.Module):
             (classification loss, regression loss, number of positive anchors of the global batch), 0-dim tensors.
         """
         batch, num_anchors, num_classes = out.cls_logits.shape
-        match = match_anchors(out.anchors, gt_boxes, gt_labels, self.fg_iou, self.bg_iou, self.allow_low_quality)
+        match = match_anchors(out.anchors, gt_boxes, gt_labels, *self.matcher)
         positive = match.positive
         onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
         onehot.scatter_(2, match.labels.clamp(min=0)[..., None], positive[..., None].to(onehot.dtype))
         num_pos = distributed.all_reduce_sum(positive.sum())
-        if anchor_counts is not None:
-            _add_anchor_counts(anchor_counts, positive, match.valid)
         level_ids = out.level_ids.repeat(batch)
         loss_cls = self.cls_loss(
             out.cls_logits.reshape(-1, num_classes),
@@ -109,8 +113,7 @@ class DetectionCriterion(nn.Module):
             avg_factor=num_pos,
             level_ids=level_ids,
         )
-        if g_hist is not None:
-            _add_gradient_norms(g_hist, out.cls_logits, onehot, match.valid)
+        self._observe(out, onehot, match, g_hist, anchor_counts, (noisy_boxes, noisy_sums))
         # Only positive anchors are valid for the box losses, so they get the positive rows alone (the
         # same sums and GHM-R statistics, over ~2% of the rows); the index costs one device sync,
         # which the training loop's per-step read of the losses makes anyway.
@@ -128,6 +131,15 @@ class DetectionCriterion(nn.Module):
             distributed.share_of_global(loss_box, is_globally_normalised(self.box_loss)),
             num_pos,
         )
+
+    def _observe(self, out: DetectorOutput, onehot: Tensor, match: MatchResult, g_hist: Tensor | None, anchor_counts: Tensor | None, noisy: tuple) -> None:
+        """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``noisy``: (noisy_boxes, noisy_sums))."""
+        if anchor_counts is not None:
+            _add_anchor_counts(anchor_counts, match.positive, match.valid)
+        if g_hist is not None:
+            _add_gradient_norms(g_hist, out.cls_logits, onehot, match.valid)
+        if noisy[0] is not None and noisy[1] is not None:
+            noisy_weight.watch(out.cls_logits, out.anchors, noisy[0], match.positive, match.valid, self.matcher, noisy[1])
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from ghmbench.splits import DetectionSplit, Splits
 
 DIGIT_NAMES = [str(i) for i in range(10)]
 CACHE_VERSION = 1
+CLASS_NOISE_STREAM = 1  # the class-noise generator's second seed word (the first is the dataset seed)
 
 
 @dataclass
@@ -40,14 +41,14 @@ class DigitsParams:
     max_scale: int = 28
     noise: float = 0.05
     class_freq: Optional[list[float]] = None  # typing.Optional: OmegaConf reads this schema
-    unannotated_rate: float = 0.0
+    unannotated_rate: float = 0.0  # training objects drawn but left unannotated (missing labels)
     val_fraction: float = 0.3
     max_overlap: float = 0.1
     seed: int = 0
     clutter: int = 0  # unannotated distractors per image (fragments, strokes): uniform in [0, 2 * clutter]
     num_test: int = 0  # held-out test images (0 = no test split)
     test_fraction: float = 0.2  # share of the source digits reserved for test images (when num_test > 0)
-
+    class_noise: float = 0.0  # training annotations given a wrong class (uniform over the other nine)
 
 
 def _tight_digits() -> tuple[list[np.ndarray], np.ndarray]:
@@ -83,11 +84,12 @@ def _box_iou_max(box: np.ndarray, others: list[np.ndarray]) -> float:
 
 def _compose(
     params: DigitsParams, n: int, pool: list[int], crops: list[np.ndarray], targets: np.ndarray, rng: np.random.Generator, label_noise: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Compose ``n`` images from the source digits in ``pool``.
 
     Returns:
-        images [n, S, S] uint8, boxes [K, 5] float32 (image index, x1, y1, x2, y2), labels [K] int64.
+        images [n, S, S] uint8, boxes [K, 5] float32 (image index, x1, y1, x2, y2), labels [K] int64,
+        and the boxes [U, 5] of the objects drawn but left unannotated (``unannotated_rate``).
     """
     s = params.image_size
     pool_arr = np.asarray(pool)
@@ -95,7 +97,7 @@ def _compose(
     freq = np.ones(10) if params.class_freq is None else np.asarray(params.class_freq, dtype=np.float64)
     freq = freq / freq.sum()
     images = np.empty((n, s, s), dtype=np.uint8)
-    all_boxes, all_labels = [], []
+    all_boxes, all_labels, missing = [], [], []
     for i in range(n):
         canvas = np.clip(rng.normal(0.0, params.noise, size=(s, s)), 0.0, 1.0) if params.noise > 0 else np.zeros((s, s))
         placed: list[np.ndarray] = []
@@ -118,14 +120,31 @@ def _compose(
             canvas[y : y + h, x : x + w] = np.maximum(canvas[y : y + h, x : x + w], patch)
             placed.append(box)
             if label_noise and rng.random() < params.unannotated_rate:
-                continue  # drawn but left unannotated
+                missing.append([i, *box.tolist()])  # drawn but left unannotated
+                continue
             all_boxes.append([i, *box.tolist()])
             all_labels.append(cls)
         if params.clutter > 0:
             for _ in range(int(rng.integers(0, 2 * params.clutter + 1))):
                 _draw_clutter(canvas, placed, params, pool_arr, crops, rng)
         images[i] = np.round(canvas * 255).astype(np.uint8)
-    return images, np.asarray(all_boxes, dtype=np.float32).reshape(-1, 5), np.asarray(all_labels, dtype=np.int64)
+    boxes = np.asarray(all_boxes, dtype=np.float32).reshape(-1, 5)
+    return images, boxes, np.asarray(all_labels, dtype=np.int64), np.asarray(missing, dtype=np.float32).reshape(-1, 5)
+
+
+def _flip_classes(labels: np.ndarray, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Give a share ``rate`` of the training labels [K] a wrong class, uniform over the other nine.
+
+    The draw has a generator of its own (from the dataset seed), so the images and the validation and
+    test splits are the same with and without class noise.
+
+    Returns:
+        (labels [K] int64, flipped [K] bool).
+    """
+    rng = np.random.default_rng([seed, CLASS_NOISE_STREAM])
+    flipped = rng.random(labels.shape[0]) < rate
+    shift = rng.integers(1, 10, size=labels.shape[0])
+    return np.where(flipped, (labels + shift) % 10, labels), flipped
 
 
 def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], params: DigitsParams, pool: np.ndarray, crops: list[np.ndarray], rng: np.random.Generator) -> None:
@@ -211,7 +230,7 @@ def source_split3(targets: np.ndarray, val_fraction: float, test_fraction: float
     return pools
 
 
-NEW_KEYS_DEFAULTS = {"clutter": 0, "num_test": 0, "test_fraction": 0.2}
+NEW_KEYS_DEFAULTS = {"clutter": 0, "num_test": 0, "test_fraction": 0.2, "class_noise": 0.0}
 """Knobs added after datasets were first cached: at their default they stay out of the key, so
 the images of existing settings (and their run keys) do not change."""
 
@@ -241,7 +260,9 @@ def load_digits_detection(params: DigitsParams, cache_dir: str | Path | None) ->
     """Build (or load from the cache) the train, validation and test splits.
 
     With ``num_test == 0`` there is no test split and the train / val images are those of the
-    two-way source split (the same images as before test splits existed).
+    two-way source split (the same images as before test splits existed). Label noise
+    (``unannotated_rate``, ``class_noise``) touches the training split alone, and its
+    ``noisy_boxes`` then name the objects whose label is wrong.
 
     Args:
         params: generation parameters.
@@ -251,26 +272,52 @@ def load_digits_detection(params: DigitsParams, cache_dir: str | Path | None) ->
         (train, val, test or None).
     """
     path = Path(cache_dir) / f"digits-{params_key(params)}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        crops, targets = _tight_digits()
-        rng = np.random.default_rng(params.seed)
-        if params.num_test > 0:
-            train_pool, val_pool, test_pool = source_split3(targets, params.val_fraction, params.test_fraction, rng)
-        else:
-            (train_pool, val_pool), test_pool = source_split(targets, params.val_fraction, rng), []
-        ti, tb, tl = _compose(params, params.num_train, train_pool, crops, targets, rng, label_noise=True)
-        vi, vb, vl = _compose(params, params.num_val, val_pool, crops, targets, rng, label_noise=False)
-        arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
-        if params.num_test > 0:
-            si, sb, sl = _compose(params, params.num_test, test_pool, crops, targets, rng, label_noise=False)
-            arrays |= {"test_images": si, "test_boxes": sb, "test_labels": sl}
+    arrays = _read_cache(path, noisy=params.unannotated_rate > 0 or params.class_noise > 0)
+    if arrays is None:
+        arrays = _generate(params)
         if path is not None:
             atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     train = _split_from_arrays(arrays["train_images"], arrays["train_boxes"], arrays["train_labels"])
+    if "train_missing" in arrays:
+        train.noisy_boxes = _noisy_boxes(arrays, len(train))
     val = _split_from_arrays(arrays["val_images"], arrays["val_boxes"], arrays["val_labels"])
     test = _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"]) if "test_images" in arrays else None
     return Splits(train, val, test)
 
+
+def _read_cache(path: Path | None, noisy: bool) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None to generate them (no file, or a file from before the noise record)."""
+    if path is None or not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return None if noisy and "train_missing" not in arrays else arrays
+
+
+def _generate(params: DigitsParams) -> dict[str, np.ndarray]:
+    """The splits' arrays (and, with label noise, which training objects carry it)."""
+    crops, targets = _tight_digits()
+    rng = np.random.default_rng(params.seed)
+    if params.num_test > 0:
+        train_pool, val_pool, test_pool = source_split3(targets, params.val_fraction, params.test_fraction, rng)
+    else:
+        (train_pool, val_pool), test_pool = source_split(targets, params.val_fraction, rng), []
+    ti, tb, tl, missing = _compose(params, params.num_train, train_pool, crops, targets, rng, label_noise=True)
+    vi, vb, vl, _ = _compose(params, params.num_val, val_pool, crops, targets, rng, label_noise=False)
+    arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
+    if params.unannotated_rate > 0 or params.class_noise > 0:
+        arrays["train_labels"], flipped = _flip_classes(tl, params.class_noise, params.seed)
+        arrays |= {"train_missing": missing, "train_flipped": flipped}
+    if params.num_test > 0:
+        si, sb, sl, _ = _compose(params, params.num_test, test_pool, crops, targets, rng, label_noise=False)
+        arrays |= {"test_images": si, "test_boxes": sb, "test_labels": sl}
+    return arrays
+
+
+def _noisy_boxes(arrays: dict[str, np.ndarray], n: int) -> list[torch.Tensor]:
+    """Per training image, the boxes [K, 4] of its objects whose label is wrong: left unannotated or
+    annotated with another class (in the order of :func:`_split_from_arrays`' image index)."""
+    flipped = arrays["train_boxes"][arrays["train_flipped"]]
+    noisy = np.concatenate([arrays["train_missing"], flipped]).reshape(-1, 5)
+    idx = noisy[:, 0].astype(np.int64)
+    return [torch.from_numpy(noisy[idx == i, 1:].copy()) for i in range(n)]

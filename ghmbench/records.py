@@ -32,7 +32,7 @@ NON_SEMANTIC = {
 }
 OMITTED_AT_DEFAULT = {
     "train": {"amp": "none", "eval_every": 0},
-    "dataset": {"clutter": 0, "num_test": 0, "test_fraction": 0.2, "test_split": None, "test_images": None, "test_annotations": None, "test_sets": []},
+    "dataset": {"clutter": 0, "class_noise": 0.0, "num_test": 0, "test_fraction": 0.2, "test_split": None, "test_images": None, "test_annotations": None, "test_sets": []},
 }
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""

@@ -155,12 +155,15 @@ class ProtocolCfg:
     ``tune``: Hydra sweep overrides, the search every classification loss gets (e.g.
     ``train.lr=0.001,0.002``); ``tune_with``: overrides that fix the tuning stage (e.g.
     ``seed=0``, ``regression=smooth_l1``); ``select_metric``: validation metric to select by.
-    Empty ``tune`` = a plain grid sweep.
+    Empty ``tune`` = a plain grid sweep. ``seed_draws``: every run trains and is tested on the data
+    draw of its own seed (``dataset.seed`` = ``seed``), so that intervals over seeds also cover the
+    draw of the data, not only the training's randomness.
     """
 
     tune: list[str]
     tune_with: list[str]
     select_metric: str
+    seed_draws: bool
 
 
 @dataclass
@@ -226,6 +229,7 @@ RANGES: list[Check] = [
     ("dataset.noise", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("dataset.class_freq", lambda v: v is None or (len(v) == 10 and all(x >= 0 for x in v) and sum(v) > 0), "null or 10 non-negative numbers, not all zero"),
     ("dataset.unannotated_rate", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("dataset.class_noise", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("dataset.val_fraction", lambda v: 0 < v < 1, "a number in (0, 1)"),
     ("dataset.max_overlap", in_unit_interval, "a number in [0, 1]"),
     ("dataset.seed", is_non_negative, "an integer >= 0"),

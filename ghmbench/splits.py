@@ -29,6 +29,9 @@ class DetectionSplit:
         orig_sizes: per image (height, width) of the original file; None = the input size.
         ground_truth: the original COCO annotations to evaluate against; None = built from boxes.
         dropped: invalid items dropped while loading (``dataset.on_invalid=skip``), by reason.
+        noisy_boxes: per image, [K, 4] float32 xyxy boxes of the objects whose label is known to be
+            wrong (generated label noise: left unannotated, or annotated with another class); None =
+            no known noise. The training loop measures how much gradient their anchors get.
     """
 
     images: Any
@@ -41,6 +44,7 @@ class DetectionSplit:
     orig_sizes: Optional[list[tuple[int, int]]] = None
     ground_truth: Optional[dict] = None
     dropped: dict[str, int] = field(default_factory=dict)
+    noisy_boxes: Optional[list[Tensor]] = None
 
     def __post_init__(self) -> None:
         if not self.image_ids:

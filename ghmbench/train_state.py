@@ -29,6 +29,7 @@ class TrainState:
     curve: list[dict] = field(default_factory=list)
     anchors: dict | None = None
     eval_s: float = 0.0
+    noisy_sums: list[float] | None = None  # ghmbench.noisy_weight.SUMS over the epochs so far
 
 
 def resume(path: Path, model: nn.Module, criterion: DetectionCriterion, optimizer: torch.optim.Optimizer) -> TrainState:
@@ -43,7 +44,7 @@ def resume(path: Path, model: nn.Module, criterion: DetectionCriterion, optimize
     criterion.cls_loss.load_state_dict(ckpt["cls_loss"])
     criterion.box_loss.load_state_dict(ckpt["box_loss"])
     state = TrainState(
-        ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"), list(ckpt.get("curve", [])), ckpt.get("anchors"), ckpt.get("eval_s", 0.0)
+        ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"), list(ckpt.get("curve", [])), ckpt.get("anchors"), ckpt.get("eval_s", 0.0), ckpt.get("noisy_sums")
     )
     log.info("resumed from %s at epoch %d", path, state.epoch)
     return state
@@ -66,6 +67,7 @@ def save(path: Path, model: nn.Module, criterion: DetectionCriterion, optimizer:
             "curve": state.curve,
             "anchors": state.anchors,
             "eval_s": state.eval_s,
+            "noisy_sums": state.noisy_sums,
         },
     )
 

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from ghmbench import distributed, train_state
+from ghmbench import distributed, noisy_weight, train_state
 from ghmbench.criterion import DetectionCriterion, anchor_stats
 from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
 from ghmbench.datasets import build_datasets
@@ -257,12 +257,15 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
     batches = 0
     g_hist = torch.zeros(train_cfg.g_hist_bins, dtype=torch.float64) if state.epoch == train_cfg.epochs - 1 else None
     counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
+    noisy = setup.train_split.noisy_boxes  # known label noise: measure the gradient weight its anchors get
+    noisy_sums = torch.zeros(len(noisy_weight.SUMS), dtype=torch.float64, device=setup.device) if noisy is not None else None
     shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}  # pinning happens once, in _to_device
-    for images, boxes, labels, _ in iterate_batches(setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
+    for images, boxes, labels, idx in iterate_batches(setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
         for group in optimizer.param_groups:
             group["lr"] = train_cfg.lr * lr_factor(state.step, setup.steps_per_epoch, train_cfg)
         out = amp_forward(setup.net, _to_device(images, setup.device, train_cfg), train_cfg.amp)
-        loss_cls, loss_box, num_pos = setup.criterion(out, boxes, labels, g_hist, counts)
+        noisy_boxes = [noisy[i] for i in idx] if noisy is not None else None
+        loss_cls, loss_box, num_pos = setup.criterion(out, boxes, labels, g_hist, counts, noisy_boxes, noisy_sums)
         loss = loss_cls + loss_box
         values = distributed.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
         if not torch.isfinite(values).all():
@@ -286,8 +289,19 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
         state.g_hist = distributed.all_reduce_sum(g_hist).tolist()
     if counts is not None:
         state.anchors = anchor_stats(distributed.all_reduce_sum(counts))
+    if noisy_sums is not None:
+        _add_noisy_weight(state, distributed.all_reduce_sum(noisy_sums).cpu())
     log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, train_cfg.epochs, *mean)
     return None
+
+
+def _add_noisy_weight(state: TrainState, epoch_sums: Tensor) -> None:
+    """The epoch's gradient weight on mislabelled objects: its shares into the epoch's history entry,
+    its sums onto the run's (:mod:`ghmbench.noisy_weight`)."""
+    summary = noisy_weight.summary(epoch_sums)
+    state.history[-1] |= {k: summary[k] for k in ("noisy_grad_share", "noisy_relative_weight")}
+    total = epoch_sums.tolist() if state.noisy_sums is None else [a + b for a, b in zip(state.noisy_sums, epoch_sums.tolist())]
+    state.noisy_sums = total
 
 
 def evaluate(setup: TrainingSetup, split: DetectionSplit) -> tuple[dict, list[dict]]:
@@ -325,6 +339,8 @@ def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | No
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
     record["curve"] = state.curve  # validation AP during training (train.eval_every)
+    if state.noisy_sums is not None:  # known label noise: the gradient weight on its anchors over training
+        record["noisy_weight"] = noisy_weight.summary(state.noisy_sums)
     record["metrics_split"] = "test" if test_split is not None else "val"
     if status == DIVERGED:
         record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}

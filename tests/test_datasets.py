@@ -250,9 +250,11 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
     from ghmbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"unknown key dataset\.num_train.*add budget=none"):
+        validate(compose_config(["budget=short", *coco_overrides(coco_root)]))
+    # the settings presets draw each seed's data anew, which data read from disk cannot do
+    with pytest.raises(ConfigError, match=r"protocol\.seed_draws=true needs a generated dataset; allowed with dataset=coco: false"):
         validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root)]))
-    cfg = validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "budget=none"]))
-    assert cfg.dataset.name == "coco"
+    assert validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "protocol.seed_draws=false"])).dataset.name == "coco"
     # the fair comparison's preset sets no digits-only key: it runs on one's own data as it is
     cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
     assert cfg.dataset.name == "coco" and cfg.protocol.tune

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ghmbench.config import compose_config, validate
 from ghmbench.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
@@ -51,7 +52,6 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
     assert report.returncode == 0, report.stderr
 
 
-FOCAL_GRID = [f"loss.gamma={g}" for g in ("0", "0.1", "0.2", "0.5", "1", "2", "5")], [f"loss.alpha={a}" for a in ("0.1", "0.25", "0.5", "0.75", "0.9", "0.99")]
 
 
 @pytest.mark.parametrize(
@@ -66,10 +66,10 @@ FOCAL_GRID = [f"loss.gamma={g}" for g in ("0", "0.1", "0.2", "0.5", "1", "2", "5
             ["experiment=loss_comparison"],
             [[f"loss={loss}", f"regression={reg}", f"seed={seed}", "experiment=loss_comparison"] for loss in ("ce", "focal", "ghm") for reg in ("smooth_l1", "ghm") for seed in (0, 1, 2)],
         ),
-        (["experiment=focal_grid", "seed=0,1"], [[g, a, "experiment=focal_grid", f"seed={seed}"] for g in FOCAL_GRID[0] for a in FOCAL_GRID[1] for seed in (0, 1)]),
+        (["experiment=focal_grid", "seed=0,1"], [["seed=0", "experiment=focal_grid"], ["seed=1", "experiment=focal_grid"]]),
         (
-            ["experiment=ghm_ablation"],
-            [[f"loss.bins={b}", f"loss.momentum={m}", "experiment=ghm_ablation"] for b in (5, 10, 20, 30, 40) for m in ("0", "0.5", "0.75", "0.9")],
+            ["experiment=label_noise"],
+            [[f"loss={loss}", f"dataset.unannotated_rate={rate}", "seed=0", "experiment=label_noise"] for loss in ("ce", "focal", "ghm") for rate in ("0", "0.1", "0.2", "0.4")],
         ),
         (["seed=range(0,3)", "loss.gamma=choice(1,2)", "train.lr=0.001"], [[f"seed={s}", f"loss.gamma={g}", "train.lr=0.001"] for s in (0, 1, 2) for g in (1, 2)]),
         (["seed=0,1", "seed=3,4", "loss=ce"], [["seed=3", "loss=ce"], ["seed=4", "loss=ce"]]),  # a later value list of a key replaces the earlier one
@@ -81,6 +81,25 @@ def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
     from ghmbench.sweep import expand_jobs
 
     assert expand_jobs(overrides) == jobs
+
+
+@pytest.mark.parametrize(
+    ("experiment", "cells"),
+    [
+        ("focal_grid", [[f"loss.gamma={g}", f"loss.alpha={a}"] for g in ("0", "0.5", "1", "2", "5") for a in ("0.1", "0.25", "0.5", "0.75")]),
+        ("ghm_ablation", [[f"loss.bins={b}", f"loss.momentum={m}"] for b in ("5", "10", "20", "30", "40") for m in ("0", "0.5", "0.75", "0.9")]),
+    ],
+)
+def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
+    """Stage 1 of the settings presets: every cell, seed 0, in the comparison regime."""
+    from ghmbench.sweep import expand_jobs, protocol_of, tuning_overrides
+
+    overrides = [f"experiment={experiment}"]
+    jobs = expand_jobs(tuning_overrides(overrides, protocol_of(overrides)))
+    assert jobs == [["seed=0", f"experiment={experiment}", *cell] for cell in cells]
+    cfg = validate(compose_config(jobs[0]))
+    assert (cfg.dataset.image_size, cfg.dataset.num_test, cfg.model.fpn_channels, cfg.model.levels) == (160, 500, 32, [3, 4, 5])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.protocol.seed_draws) == (36, 0.003, 8, True)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [(["loss=glob(*)"], "ConfigLoader is not set"), (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP")])
