@@ -266,7 +266,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         The configs of the final runs (stage 2), in grid order within each launch (losses that
         selected the same setting are launched together).
     """
-    from ghmbench.protocol import ProtocolError, select_settings
+    from ghmbench.protocol import Protocol, ProtocolError, select_settings
     from ghmbench.records import read_record, run_dir, run_key
 
     stage1 = tuning_overrides(overrides, proto)
@@ -282,7 +282,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     trained = tuple(run_key(c) for c in tune_cfgs)
     records = [r for r in (read_record(run_dir(c)) for c in tune_cfgs) if r is not None]
     try:
-        selections = select_settings(records)
+        selections = select_settings(records, Protocol.from_config(OmegaConf.to_container(proto)))  # this sweep's protocol, whatever the runs recorded
     except ProtocolError as e:
         raise ConfigError(str(e)) from None
     # losses that selected the same setting share one launch (``loss=a,b``): one multirun keeps

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# "Which settings?": the runs behind results/focal_grid, results/ghm_ablation and results/label_noise,
+# in the comparison regime at 36 epochs. Runs go to runs/reference/<name>; a repeated call skips
+# finished runs and resumes interrupted ones. Then `ghmbench report` makes each report.
+# Usage: scripts/settings_results.sh [focal_grid] [ghm_ablation] [label_noise] [budgets]  (default: all)
+# JOBS (default: the cores) runs that many one-thread jobs at once.
+#
+# focal_grid / ghm_ablation, each:
+#   1. the learning-rate check: the grid's four corners over the protocol's whole tuning grid
+#      (lr .001, .003 x batch 8, 16); its lr .003 / batch 8 runs are copied into the grid's folder
+#   2. the protocol: every cell at lr .003 / batch 8, seed 0; the best validation cell is selected
+#      and trained over seeds 0, 1, 2, each seed on its own data draw
+#   3. the papers' default cell over the same three seeds and draws
+# budgets: the selected and the default cell of each grid again at 12 and 24 epochs (3 seeds), to
+#   show whether their difference holds at a shorter budget.
+# label_noise: CE, Focal, GHM-C x missing annotations 0 / 10 / 20 / 40% and wrong classes 10 / 20 / 40%.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+JOBS=${JOBS:-$(nproc)}
+R=${RUNS:-runs/reference}
+LAUNCH=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(focal_grid label_noise ghm_ablation budgets)
+
+sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor fit" || true; }
+
+# the selected cell of a grid's runs, as overrides (loss.gamma=... loss.alpha=...)
+selected() {
+  "$BIN/python" - "$1" "$2" <<'PY'
+import json, pathlib, sys
+from ghmbench.config import compose_config
+from ghmbench.protocol import Protocol, select_settings
+from omegaconf import OmegaConf
+records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")]
+protocol = Protocol.from_config(OmegaConf.to_container(compose_config([f"experiment={sys.argv[2]}"]).protocol))
+print(*next(iter(select_settings(records, protocol).values())).overrides())
+PY
+}
+
+grid() {  # grid(preset, corner overrides..., -- default-cell overrides...)
+  local preset=$1; shift
+  local corners=() default=()
+  while [ "$1" != -- ]; do corners+=("$1"); shift; done; shift
+  default=("$@")
+  sweep "experiment=$preset" 'protocol.tune=[]' "${corners[@]}" train.lr=0.001,0.003 train.batch_size=8,16 seed=0 "paths.runs_dir=$R/${preset}_lr"
+  mkdir -p "$R/$preset"
+  for run in "$R/${preset}_lr"/*/; do  # the corners at the grid's own setting are cells of the grid
+    if grep -q '^  lr: 0.003$' "$run/config.yaml" && grep -q '^  batch_size: 8$' "$run/config.yaml" && [ -f "$run/metrics.json" ]; then
+      [ -e "$R/$preset/$(basename "$run")" ] || cp -r "$run" "$R/$preset/"
+    fi
+  done
+  sweep "experiment=$preset" "paths.runs_dir=$R/$preset"
+  sweep "experiment=$preset" 'protocol.tune=[]' "${default[@]}" seed=0,1,2 "paths.runs_dir=$R/$preset"
+}
+
+budgets() {  # the selected and the default cell at 12 and 24 epochs
+  local preset=$1 default=$2
+  local cell
+  cell=$(selected "$R/$preset" "$preset")
+  for epochs in 12 24; do
+    for cell_overrides in "$cell" "$default"; do
+      # shellcheck disable=SC2086
+      sweep "experiment=$preset" 'protocol.tune=[]' $cell_overrides seed=0,1,2 "train.epochs=$epochs" "train.eval_every=$((epochs / 4))" "paths.runs_dir=$R/${preset}_$epochs"
+    done
+  done
+}
+
+for part in "${parts[@]}"; do
+  case $part in
+    focal_grid) grid focal_grid loss.gamma=0,5 loss.alpha=0.1,0.75 -- loss.gamma=2 loss.alpha=0.25 ;;
+    ghm_ablation) grid ghm_ablation loss.bins=5,40 loss.momentum=0,0.9 -- loss.bins=30 loss.momentum=0.75 ;;
+    label_noise)
+      sweep experiment=label_noise "paths.runs_dir=$R/label_noise"
+      sweep experiment=label_noise dataset.unannotated_rate=0 dataset.class_noise=0.1,0.2,0.4 "paths.runs_dir=$R/label_noise" ;;
+    budgets)
+      budgets focal_grid "loss.gamma=2 loss.alpha=0.25"
+      budgets ghm_ablation "loss.bins=30 loss.momentum=0.75" ;;
+    *) echo "unknown part $part; allowed: focal_grid ghm_ablation label_noise budgets" >&2; exit 2 ;;
+  esac
+done
