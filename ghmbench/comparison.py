@@ -61,9 +61,16 @@ class Bootstrap:
 
     def difference(self, a: pd.Series, b: pd.Series, metric: str) -> Interval | None:
         """a - b with the interval over the same image resamples; None on different images."""
-        if not np.array_equal(self._eval(a).image_ids, self._eval(b).image_ids):
+        return self.contrast([a, b], [1.0, -1.0], metric)
+
+    def contrast(self, runs: list[pd.Series], weights: list[float], metric: str) -> Interval | None:
+        """The weighted sum of the runs' metric (e.g. a difference of differences) with its interval over
+        the same image resamples; None when the runs were not evaluated on the same images."""
+        ids = self._eval(runs[0]).image_ids
+        if any(not np.array_equal(self._eval(r).image_ids, ids) for r in runs[1:]):
             return None
-        return se_interval(float(a[metric]) - float(b[metric]), self._replicates(a, metric) - self._replicates(b, metric))
+        point = sum(w * float(r[metric]) for r, w in zip(runs, weights))
+        return se_interval(point, sum(w * self._replicates(r, metric) for r, w in zip(runs, weights)))
 
 
 def _done(part: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ghmbench.record_fields import COMPLETED
 from ghmbench.run_table import LOSS_ORDER, REG_ORDER, summarize
+from ghmbench.settings import GRIDS
 
 COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
 LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
@@ -201,6 +202,63 @@ def reweighted_gradient(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> 
     return _save(plt, fig, out / "reweighted_gradient_norm.png")
 
 
+def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Path | None:
+    """A settings grid's test metric as a heatmap (``settings.grid_table``'s numbers): each cell's value
+    written in it, the cell selected on validation framed, the papers' default starred."""
+    if numbers.empty:
+        return None
+    plt = _plt()
+    rows, cols = sorted(numbers[grid.rows].unique()), sorted(numbers[grid.cols].unique())
+    values = np.full((len(rows), len(cols)), np.nan)
+    for _, r in numbers.iterrows():
+        values[rows.index(r[grid.rows]), cols.index(r[grid.cols])] = r[metric]
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2.2, 0.8 * len(rows) + 1.8))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    for _, r in numbers.iterrows():
+        i, j = rows.index(r[grid.rows]), cols.index(r[grid.cols])
+        ax.text(j, i, f"{r[metric]:.3f}" + (" *" if r["default"] else ""), ha="center", va="center", color="white" if r[metric] < np.nanmean(values) else "black", fontsize=9)
+        if r["selected"]:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    rs, cs = grid.symbols
+    ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
+    ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
+    ax.set_xlabel(cs)
+    ax.set_ylabel(rs)
+    epochs = numbers["epochs"].dropna().unique() if "epochs" in numbers else []
+    schedule = f", {int(epochs[0])} epochs" if len(epochs) == 1 else ""
+    ax.set_title(f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' default", fontsize=10)
+    fig.colorbar(image, ax=ax, label=f"test {metric}")
+    return _save(plt, fig, out / f"{grid.name}.png")
+
+
+def label_noise_figure(numbers: pd.DataFrame, metric: str, out: Path) -> Path | None:
+    """Test metric (top) and the weight per mislabelled anchor relative to a clean positive (bottom)
+    against the share of corrupted training labels, one column per kind of noise, one line per loss."""
+    if numbers.empty:
+        return None
+    plt = _plt()
+    kinds = list(dict.fromkeys(numbers["noise"]))
+    fig, axes = plt.subplots(2, len(kinds), figsize=(5.2 * len(kinds), 7), squeeze=False, sharex="col")
+    losses = list(dict.fromkeys(numbers["loss"]))
+    for col, kind in enumerate(kinds):
+        part = numbers[numbers["noise"] == kind]
+        for k, loss in enumerate(losses):
+            mine = part[part["loss"] == loss].sort_values("level")
+            x = mine["level"].to_numpy() * 100 + (k - (len(losses) - 1) / 2) * 0.8  # dodged: bars side by side
+            err = np.vstack([mine[metric] - mine["lo"], mine["hi"] - mine[metric]])
+            axes[0, col].errorbar(x, mine[metric], yerr=err, marker="o", capsize=3, color=COLORS.get(loss), label=LABELS.get(loss, loss))
+            noisy = mine[mine["level"] > 0]
+            axes[1, col].plot(noisy["level"] * 100, noisy["noisy_relative_weight"], marker="o", color=COLORS.get(loss), label=LABELS.get(loss, loss))
+        axes[0, col].set_title(f"{kind} in the training labels")
+        axes[0, col].set_ylabel(f"test {metric} (95% bootstrap over images)")
+        axes[1, col].axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+        axes[1, col].set_ylabel("gradient per mislabelled anchor\n/ per clean positive anchor")
+        axes[1, col].set_xlabel("corrupted training labels (%)")
+        axes[0, col].legend()
+    fig.suptitle("Label noise: one seed per cell, validation and test labels clean", fontsize=11)
+    return _save(plt, fig, out / "label_noise.png")
+
+
 def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Path, tables: list) -> list[Path]:
     """Every figure the runs allow; the AP figures only beside their (non-skipped) tables.
 
@@ -217,6 +275,11 @@ def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Pat
         made.append(ap_vs_gamma(df, metric, out))
     if "loss_comparison" in tables:
         made.append(loss_comparison(df, metric, out))
+    for grid in GRIDS:
+        if by_name.get(grid.name) is not None:
+            made.append(settings_heatmap(by_name[grid.name].numbers, grid, metric, out))
+    if by_name.get("label_noise") is not None:
+        made.append(label_noise_figure(by_name["label_noise"].numbers, metric, out))
     if (df["loss"] == "ghm").any() or (df["loss"] == "focal").any():
         made.append(reweighted_gradient(df, hists, out))
     return [p for p in made if p is not None]

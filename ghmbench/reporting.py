@@ -14,8 +14,11 @@ import pandas as pd
 
 from ghmbench import comparison
 from ghmbench.figures import make_figures
+from ghmbench.noise_table import noise_table
 from ghmbench.record_fields import COMPLETED, METRICS
 from ghmbench.run_table import ReportError, load_runs, selections, varying_columns
+from ghmbench.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table
+from ghmbench.shapes import shapes_table
 from ghmbench.tables import (
     CONVERGENCE_NOTE,
     Table,
@@ -78,6 +81,19 @@ def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline
     return tables
 
 
+def settings_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, boot_seed: int = 0) -> list[Table]:
+    """Which settings? Each settings grid the runs hold (cells, best per row, seeds against the
+    papers' default), the label-noise table, and the papers' shapes as verdicts."""
+    boot = comparison.Bootstrap(n_boot, boot_seed)
+    tables = []
+    for grid in GRIDS:
+        cells = grid_cells(df, grid)
+        if cells is not None:
+            tables += [grid_table(cells, grid, metric, boot), best_per_row_table(cells, grid, metric, boot)]
+            tables += [t for t in (seeds_table(df, grid, metric),) if t is not None]
+    return tables + [t for t in (noise_table(df, metric, boot), shapes_table(df, metric, boot)) if t is not None]
+
+
 def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_boot: int = 500) -> list[Table]:
     """The summary table, the fair-comparison tables and whichever paper-shaped tables the runs allow.
 
@@ -92,7 +108,7 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_bo
     if group_by is None:
         group_by = ["loss", "regression", *[c for c in varying_columns(df) if c not in ("loss", "regression")]]
     metrics = list(dict.fromkeys([metric, "AP", "AP50", "AP75"]))
-    tables = [summary_table(df, group_by, metrics)]
+    tables = [summary_table(df, group_by, metrics), *settings_tables(df, metric, n_boot)]
     loss_table = loss_comparison_table(df, metric)  # None or a skip note unless the final runs form a loss x regression grid
     tables += comparison_tables(df, metric, n_boot, headline=loss_table is not None and not loss_table.cells.empty)
     for table in (loss_table, *(make(df, metric) for make in (ce_alpha_table, focal_grid_table, ghm_ablation_table))):

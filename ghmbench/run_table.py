@@ -89,6 +89,8 @@ def _record_row(file: Path, record: dict, cfg: dict) -> dict:
         path = file.parent / files[key] if files.get(key) else None
         row[f"eval_{key}"] = str(path) if path is not None and path.is_file() else None
     row["protocol"] = json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)
+    noisy = record.get("noisy_weight") or {}  # label noise: the gradient weight on mislabelled objects
+    row["noisy_grad_share"], row["noisy_relative_weight"] = noisy.get("noisy_grad_share"), noisy.get("noisy_relative_weight")
     flat: dict = {}
     for section in ("loss", "regression", "model", "dataset", "train"):
         _flatten(section, cfg.get(section, {}), flat)
@@ -121,7 +123,7 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
     for m in METRICS:
         df[m] = pd.to_numeric(df[m], errors="coerce")
         df[f"val_{m}"] = pd.to_numeric(df[f"val_{m}"], errors="coerce")
-    for c in ("rise", "neg_per_pos", "pos_per_image"):
+    for c in ("rise", "neg_per_pos", "pos_per_image", "noisy_grad_share", "noisy_relative_weight"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df = df.sort_values(["loss", "regression", "seed"], key=order_key).reset_index(drop=True)
     df["final"] = final_mask(df, selections(df))
@@ -148,9 +150,10 @@ def order_key(col: pd.Series) -> pd.Series:
 
 
 def varying_columns(df: pd.DataFrame) -> list[str]:
-    """Config columns whose value differs between runs (seed excluded)."""
+    """Config columns whose value differs between runs (seed excluded, and the data draw where it follows the seed)."""
     cfg_cols = [c for c in df.columns if "." in c]
-    return [c for c in cfg_cols if df[c].astype(str).nunique() > 1]
+    follows_seed = "dataset.seed" in df and "seed" in df and bool((df["dataset.seed"].astype(str) == df["seed"].astype(str)).all())
+    return [c for c in cfg_cols if df[c].astype(str).nunique() > 1 and not (c == "dataset.seed" and follows_seed)]
 
 
 # ----------------------------------------------------------------------------- aggregation

@@ -15,6 +15,7 @@ from ghmbench.errors import ConfigError
 from ghmbench.losses import GHMC, FocalLoss
 from ghmbench.noisy_weight import summary, watch
 from ghmbench.records import run_key
+from ghmbench.reporting import make_report
 from ghmbench.training import run
 
 BASE = dict(num_train=60, num_val=12, num_test=12, image_size=64, clutter=1)
@@ -101,15 +102,18 @@ def test_focal_gradient_on_a_confidently_wrong_label_by_hand():
     assert got == pytest.approx(by_hand.item(), rel=1e-5)
 
 
-def test_a_noisy_run_records_the_weight_on_its_mislabelled_objects(tiny):
-    cfg = validate(compose_config([*tiny, "dataset.class_noise=0.3", "dataset.unannotated_rate=0.2", "loss=ghm"]))
-    record = run(cfg)
+def test_a_noisy_run_records_the_weight_on_its_mislabelled_objects_and_the_report_shows_it(tiny, tmp_path):
+    record = run(validate(compose_config([*tiny, "dataset.class_noise=0.3", "loss=ghm", "dataset.num_test=16"])))
     weight = record["noisy_weight"]
     assert weight["noisy_anchors"] > 0 and weight["clean_anchors"] > 0
     assert 0 < weight["noisy_grad_share"] < 1 and weight["noisy_relative_weight"] > 0
     assert all("noisy_grad_share" in epoch for epoch in record["history"])
-    clean = run(validate(compose_config([*tiny, "loss=ghm"])))
+    clean = run(validate(compose_config([*tiny, "loss=ghm", "dataset.num_test=16"])))
     assert "noisy_weight" not in clean
+    report = make_report([tmp_path / "runs"], tmp_path / "report", bootstrap=20)
+    rows = report.tables["label_noise"].numbers
+    assert rows["level"].tolist() == [0.0, 0.3] and rows["noisy_relative_weight"].iloc[1] == pytest.approx(weight["noisy_relative_weight"])
+    assert rows["lo"].notna().all() and (tmp_path / "report" / "label_noise.png").is_file()
 
 
 def test_seed_draws_give_each_seed_its_own_data():
