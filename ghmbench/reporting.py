@@ -17,7 +17,7 @@ from ghmbench.figures import make_figures
 from ghmbench.noise_table import noise_table
 from ghmbench.record_fields import COMPLETED, METRICS
 from ghmbench.run_table import ReportError, load_runs, selections, varying_columns
-from ghmbench.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table
+from ghmbench.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
 from ghmbench.shapes import shapes_table
 from ghmbench.tables import (
     CONVERGENCE_NOTE,
@@ -90,7 +90,7 @@ def settings_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, boot_seed:
         cells = grid_cells(df, grid)
         if cells is not None:
             tables += [grid_table(cells, grid, metric, boot), best_per_row_table(cells, grid, metric, boot)]
-            tables += [t for t in (seeds_table(df, grid, metric),) if t is not None]
+            tables += [t for t in (tuning_table(df, cells, grid, metric), seeds_table(df, grid, metric)) if t is not None]
     return tables + [t for t in (noise_table(df, metric, boot), shapes_table(df, metric, boot)) if t is not None]
 
 

@@ -3,9 +3,10 @@ momentum): every cell's test metric with an image-bootstrap interval and the cel
 validation; the best column per row; the selected cell against the papers' default over seeds; and
 the papers' shapes, each as a pre-set contrast with its interval and a verdict.
 
-A grid's cells are its loss's seed-0 runs at the schedule most of them share (one run per cell, so
-their intervals are bootstraps over the test images, and contrasts between cells are paired image
-by image). Cells with several seeds are compared with the default cell paired by seed.
+A grid's cells are its loss's seed-0 runs at the schedule most of them share; where a cell was tuned
+(several optimiser settings, :data:`TUNED`), its run is the one with the best validation metric. One
+run per cell, so its interval is a bootstrap over the test images, and contrasts between cells are
+paired image by image. Cells with several seeds are compared with the default cell paired by seed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Grid:
 FOCAL = Grid("focal_settings", "focal", "Focal Loss", "loss.gamma", "loss.alpha", ("γ", "α"), (2.0, 0.25))
 GHM = Grid("ghm_settings", "ghm", "GHM-C", "loss.bins", "loss.momentum", ("M", "momentum"), (30, 0.75))
 GRIDS = (FOCAL, GHM)
+TUNED = ("train.lr", "train.batch_size")
+"""The optimiser settings a cell may be tuned over: they tell a cell's candidates apart."""
 VERDICTS = ("reproduces", "no clear difference", "does not reproduce")
 INTERVAL_NOTE = "Intervals: 95%, normal, from a bootstrap over the test images (one trained model per cell; the data draw and the training's randomness are not covered)."
 
@@ -68,9 +71,10 @@ def grid_cells(df: pd.DataFrame, grid: Grid) -> pd.DataFrame | None:
     part = df[(df["loss"] == grid.loss) & (df["seed"] == 0) & (df["status"] == COMPLETED)]
     if "train.epochs" in part and len(part):
         part = part[part["train.epochs"] == part["train.epochs"].mode().iloc[0]]
-    part = part.drop_duplicates([grid.rows, grid.cols]).sort_values([grid.rows, grid.cols]).reset_index(drop=True)
-    if part[grid.rows].nunique() < 2 or part[grid.cols].nunique() < 2:
+    if part.empty or part[grid.rows].nunique() < 2 or part[grid.cols].nunique() < 2:
         return None
+    best = part.groupby([grid.rows, grid.cols])["val_AP"].idxmax()  # a tuned cell's candidate selected on validation
+    part = part.loc[best.to_numpy()].sort_values([grid.rows, grid.cols]).reset_index(drop=True)
     part["selected"] = part.index == part["val_AP"].idxmax()
     part["default"] = [_same(r, grid.default[0]) and _same(c, grid.default[1]) for r, c in zip(part[grid.rows], part[grid.cols])]
     return part
@@ -107,6 +111,21 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
     return Table(grid.name, title, table, pd.DataFrame(nums), notes, best=best_mask(table, hits))
 
 
+def tuning_table(df: pd.DataFrame, cells: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
+    """Each cell's optimiser setting selected on validation, where the cells were tuned (None otherwise)."""
+    tuned = [c for c in TUNED if c in df]
+    part = df[(df["loss"] == grid.loss) & (df["seed"] == 0)]
+    if not tuned or part.groupby([grid.rows, grid.cols])[tuned].nunique().max().max() < 2:
+        return None
+    rs, cs = grid.symbols
+    text = lambda run: ", ".join(f"{c.split('.')[-1]} {run[c]:g}" for c in tuned) + f" (val {run[f'val_{metric}']:.3f})"  # noqa: E731
+    table = cells.pivot(index=grid.rows, columns=grid.cols, values="run_key")
+    shown = pd.DataFrame({f"{cs} {c:g}": [text(cells[cells["run_key"] == k].iloc[0]) if isinstance(k, str) else "-" for k in table[c]] for c in table.columns})
+    shown.insert(0, rs, [f"{r:g}" for r in table.index])
+    title = f"{grid.label}: each cell's optimiser setting ({' x '.join(tuned)} candidates), selected on validation {metric}"
+    return Table(f"{grid.name}_tuning", title, shown, cells[[grid.rows, grid.cols, *tuned, f"val_{metric}"]])
+
+
 def best_per_row_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) -> Table:
     """For each row value: the column with the best validation metric, its test metric and its
     difference from the papers' default cell (paired over the same test images)."""
@@ -132,13 +151,15 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
         return None
     rs, cs = grid.symbols
     rows, nums = [], []
+    keys = [grid.rows, grid.cols, *[c for c in TUNED if c in part]]
     for epochs, at in part.groupby("train.epochs"):
-        by_cell = {key: dict(zip(g["seed"], g[metric])) for key, g in at.groupby([grid.rows, grid.cols]) if g["seed"].nunique() >= 2}
+        by_cell = {key: dict(zip(g["seed"], g[metric])) for key, g in at.groupby(keys) if g["seed"].nunique() >= 2}
         default = next((v for k, v in by_cell.items() if _same(k[0], grid.default[0]) and _same(k[1], grid.default[1])), None)
-        for (r_value, c_value), values in by_cell.items():
+        for (r_value, c_value, *setting), values in by_cell.items():
             iv = t_interval(values.values())
             delta = paired_difference(values, default) if default is not None and values is not default else None
-            rows.append({"epochs": int(epochs), "cell": f"{rs} {r_value:g}, {cs} {c_value:g}", f"test {metric}, mean [95% t] (seeds)": fmt_interval(iv),
+            rows.append({"epochs": int(epochs), "cell": f"{rs} {r_value:g}, {cs} {c_value:g}", "setting": ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in zip(keys[2:], setting)),
+                         f"test {metric}, mean [95% t] (seeds)": fmt_interval(iv),
                          "Δ vs default, paired by seed": fmt_delta(delta) if delta is not None else "(the default)", "verdict": delta.verdict("cell", "default") if delta is not None else "-"})
             nums.append({"train.epochs": epochs, grid.rows: r_value, grid.cols: c_value, metric: iv.mean, "lo": iv.lo, "hi": iv.hi, "delta": delta.mean if delta else math.nan, "delta_lo": delta.lo if delta else math.nan, "delta_hi": delta.hi if delta else math.nan})
     if not rows or all(r["Δ vs default, paired by seed"] == "(the default)" for r in rows):
@@ -148,4 +169,4 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
     return Table(f"{grid.name}_seeds", title, pd.DataFrame(rows), pd.DataFrame(nums), notes)
 
 
-__all__ = ["FOCAL", "GHM", "GRIDS", "Grid", "best_per_row_table", "cell", "fmt_delta", "grid_cells", "grid_table", "seeds_table", "verdict"]
+__all__ = ["FOCAL", "GHM", "GRIDS", "Grid", "best_per_row_table", "cell", "fmt_delta", "grid_cells", "grid_table", "seeds_table", "tuning_table", "verdict"]

@@ -7,11 +7,12 @@
 #
 # focal_grid / ghm_ablation, each:
 #   1. the learning-rate check: corners of the grid (focal: all four; GHM-C: the two opposite ones,
-#      M 5 / momentum 0 and M 40 / momentum .9) over the protocol's whole tuning grid (lr .001, .003
-#      x batch 8, 16); its lr .003 / batch 8 runs are copied into the grid's folder
-#   2. the protocol: every cell at lr .003 / batch 8, seed 0; the best validation cell is selected
-#      and trained over seeds 0, 1, 2, each seed on its own data draw
-#   3. the papers' default cell over the same three seeds and draws
+#      M 5 / momentum 0 and M 40 / momentum .9) over the optimiser grid (lr .001, .003 x batch 8,
+#      16); its runs are copied into the grid's folder (they are candidates of the grid's tuning)
+#   2. the protocol: every cell over the preset's tuning grid (focal_grid: every cell x the
+#      optimiser grid, since a corner selected another setting), seed 0; the best validation
+#      candidate is selected and trained over seeds 0, 1, 2, each seed on its own data draw
+#   3. the papers' default cell, at its own best validation setting, over the same seeds and draws
 # budgets: the selected and the default cell of each grid again at 12 epochs (3 seeds), to show
 #   whether their difference holds at a third of the budget.
 # label_noise: CE, Focal, GHM-C x missing annotations 0 / 10 / 20 / 40% and wrong classes 10 / 20 / 40%.
@@ -22,20 +23,23 @@ JOBS=${JOBS:-$(nproc)}
 R=${RUNS:-runs/reference}
 LAUNCH=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(focal_grid label_noise ghm_ablation budgets)
+[ ${#parts[@]} -gt 0 ] || parts=(label_noise focal_grid budgets ghm_ablation)
 
 sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor fit" || true; }
 
-# the selected cell of a grid's runs, as overrides (loss.gamma=... loss.alpha=...)
+# selected RUNS PRESET [KEY=VALUE ...]: the candidate of the preset's tuning grid with the best
+# validation AP among the runs that have every KEY=VALUE, as overrides (loss.gamma=... train.lr=...)
 selected() {
-  "$BIN/python" - "$1" "$2" <<'PY'
+  "$BIN/python" - "$@" <<'PY'
 import json, pathlib, sys
 from ghmbench.config import compose_config
-from ghmbench.protocol import Protocol, select_settings
+from ghmbench.protocol import Protocol, matches, parse_overrides, runs_frame, select_settings
 from omegaconf import OmegaConf
-records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")]
+runs = runs_frame([json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")])
 protocol = Protocol.from_config(OmegaConf.to_container(compose_config([f"experiment={sys.argv[2]}"]).protocol))
-print(*next(iter(select_settings(records, protocol).values())).overrides())
+fixed = {k: v[0] for k, v in parse_overrides(sys.argv[3:]).items()}
+protocol.axes = {k: [v for v in values if k not in fixed or v == fixed[k]] for k, values in protocol.axes.items()}
+print(*next(iter(select_settings(runs[matches(runs, fixed)], protocol).values())).overrides())
 PY
 }
 
@@ -49,19 +53,22 @@ grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); 
     sweep "experiment=$preset" 'protocol.tune=[]' $corner train.lr=0.001,0.003 train.batch_size=8,16 seed=0 "paths.runs_dir=$R/${preset}_lr"
   done
   mkdir -p "$R/$preset"
-  for run in "$R/${preset}_lr"/*/; do  # the corners at the grid's own setting are cells of the grid
-    if grep -q '^  lr: 0.003$' "$run/config.yaml" && grep -q '^  batch_size: 8$' "$run/config.yaml" && [ -f "$run/metrics.json" ]; then
-      [ -e "$R/$preset/$(basename "$run")" ] || cp -r "$run" "$R/$preset/"
-    fi
+  for run in "$R/${preset}_lr"/*/; do  # candidates of the grid's tuning (a grid tuned at lr .003 / batch 8 only trains those again under the same key)
+    if [ -f "$run/metrics.json" ] && [ ! -e "$R/$preset/$(basename "$run")" ]; then cp -r "$run" "$R/$preset/"; fi
   done
   sweep "experiment=$preset" "paths.runs_dir=$R/$preset"
-  sweep "experiment=$preset" 'protocol.tune=[]' "${default[@]}" seed=0,1,2 "paths.runs_dir=$R/$preset"
+  local setting
+  setting=$(selected "$R/$preset" "$preset" "${default[@]}")
+  # shellcheck disable=SC2086
+  sweep "experiment=$preset" 'protocol.tune=[]' $setting seed=0,1,2 "paths.runs_dir=$R/$preset"
 }
 
-budgets() {  # the selected and the default cell at 12 epochs
-  local preset=$1 default=$2
-  local cell
+budgets() {  # the selected and the default cell (each at its selected setting) at 12 epochs
+  local preset=$1 default cell
+  # shellcheck disable=SC2086
   cell=$(selected "$R/$preset" "$preset")
+  # shellcheck disable=SC2086
+  default=$(selected "$R/$preset" "$preset" $2)
   for epochs in 12; do
     for cell_overrides in "$cell" "$default"; do
       # shellcheck disable=SC2086
@@ -79,7 +86,7 @@ for part in "${parts[@]}"; do
       sweep experiment=label_noise dataset.unannotated_rate=0 dataset.class_noise=0.1,0.2,0.4 "paths.runs_dir=$R/label_noise" ;;
     budgets)
       budgets focal_grid "loss.gamma=2 loss.alpha=0.25"
-      budgets ghm_ablation "loss.bins=30 loss.momentum=0.75" ;;
+      [ ! -d "$R/ghm_ablation" ] || budgets ghm_ablation "loss.bins=30 loss.momentum=0.75" ;;
     *) echo "unknown part $part; allowed: focal_grid ghm_ablation label_noise budgets" >&2; exit 2 ;;
   esac
 done

@@ -10,7 +10,7 @@ import pytest
 
 from ghmbench.comparison import Bootstrap
 from ghmbench.noise_table import noise_table
-from ghmbench.settings import FOCAL, GHM, best_per_row_table, grid_cells, grid_table, seeds_table, verdict
+from ghmbench.settings import FOCAL, GHM, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table, verdict
 from ghmbench.shapes import focal_contrasts, ghm_contrasts, shapes_table
 from ghmbench.stats import Interval
 
@@ -18,7 +18,7 @@ NO_BOOT = Bootstrap(0)
 
 
 def _run(loss: str, seed: int = 0, test: float = 0.3, val: float = 0.3, epochs: int = 36, **config) -> dict:
-    return {"loss": loss, "regression": "smooth_l1", "seed": seed, "status": "completed", "AP": test, "val_AP": val, "rise": 0.0, "train.epochs": epochs, **config}
+    return {"run_key": f"{loss}-{seed}-{sorted(config.items())}-{epochs}", "loss": loss, "regression": "smooth_l1", "seed": seed, "status": "completed", "AP": test, "val_AP": val, "rise": 0.0, "train.epochs": epochs, **config}
 
 
 def _focal_grid(val: dict, test: dict | None = None) -> pd.DataFrame:
@@ -104,3 +104,19 @@ def test_noise_table_by_loss_kind_and_level():
     assert missing["level"].tolist() == [0.0, 0.1, 0.4] and missing["AP"].tolist() == pytest.approx([0.4, 0.39, 0.36])
     assert table.cells["gradient share on mislabelled"].tolist()[2] == "4.0%"
     assert noise_table(pd.DataFrame([_run("focal")]), "AP", NO_BOOT) is None  # no label noise: no table
+
+
+def test_a_tuned_cell_is_its_best_validation_candidate_and_seeds_pair_within_its_setting():
+    rows = []
+    for g in (0.0, 2.0):
+        for a in (0.25, 0.75):
+            for lr, val in ((0.001, 0.2), (0.003, 0.3 + g / 10)):
+                rows.append(_run("focal", val=val, test=val, **{"loss.gamma": g, "loss.alpha": a, "train.lr": lr, "train.batch_size": 8}))
+    rows += [_run("focal", seed, test=0.5, **{"loss.gamma": 2.0, "loss.alpha": 0.25, "train.lr": 0.003, "train.batch_size": 8}) for seed in (1, 2)]
+    df = pd.DataFrame(rows)
+    cells = grid_cells(df, FOCAL)
+    assert len(cells) == 4 and (cells["train.lr"] == 0.003).all()
+    tuning = tuning_table(df, cells, FOCAL, "AP")
+    assert tuning.cells.loc[0, "α 0.25"].startswith("lr 0.003, batch_size 8")
+    seeds = seeds_table(df, FOCAL, "AP")
+    assert seeds is None  # only the default has several seeds: nothing to compare it with

@@ -86,7 +86,10 @@ def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
 @pytest.mark.parametrize(
     ("experiment", "cells"),
     [
-        ("focal_grid", [[f"loss.gamma={g}", f"loss.alpha={a}"] for g in ("0", "0.5", "1", "2", "5") for a in ("0.1", "0.25", "0.5", "0.75")]),
+        (
+            "focal_grid",
+            [[f"loss.gamma={g}", f"loss.alpha={a}", f"train.lr={lr}", f"train.batch_size={b}"] for g in ("0", "0.5", "1", "2", "5") for a in ("0.1", "0.25", "0.5", "0.75") for lr in ("0.001", "0.003") for b in (8, 16)],
+        ),
         ("ghm_ablation", [[f"loss.bins={b}", f"loss.momentum={m}"] for b in ("5", "10", "20", "30", "40") for m in ("0", "0.5", "0.75", "0.9")]),
     ],
 )
@@ -99,7 +102,7 @@ def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
     assert jobs == [["seed=0", f"experiment={experiment}", *cell] for cell in cells]
     cfg = validate(compose_config(jobs[0]))
     assert (cfg.dataset.image_size, cfg.dataset.num_test, cfg.model.fpn_channels, cfg.model.levels) == (160, 500, 32, [3, 4, 5])
-    assert (cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.protocol.seed_draws) == (36, 0.003, 8, True)
+    assert (cfg.train.epochs, cfg.protocol.seed_draws) == (36, True)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [(["loss=glob(*)"], "ConfigLoader is not set"), (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP")])
