@@ -216,7 +216,7 @@ def sweep(
     if proto is None:
         done = sum(is_complete(run_dir(c)) for c in cfgs)
         out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
-        launch(overrides, force)
+        launch(overrides, force, runs=len(jobs))
     if not cfgs:
         err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
         raise typer.Exit(code=1)
