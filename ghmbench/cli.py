@@ -177,7 +177,8 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 * `ghmbench sweep --config-dir my_conf experiment=smoke loss=focal,my_loss` (your loss beside Focal: its
   YAML `my_conf/loss/my_loss.yaml` names its class with `_target_`; also in the protocol)
 
-* `ghmbench sweep experiment=loss_comparison budget=full` (the GPU-scale version of a preset)
+* `ghmbench sweep experiment=loss_comparison scale=gpu device=cuda` (a preset at GPU scale: its own regime with
+  resnet18, 10x the training images, 36 epochs; `scripts/gpu_comparison.sh`. `budget=full` sizes the default run only)
 
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
   gets cores / n_jobs threads)

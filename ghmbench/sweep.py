@@ -19,13 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ghmbench.config import compose_config, conf_dir, hydra_error, validate
+from ghmbench.config import override_key as _key
 from ghmbench.errors import ConfigError
 from ghmbench.record_fields import FAILED
-
-
-def _key(override: str) -> str:
-    """The key an override sets (``+``, ``++`` and ``~`` prefixes dropped)."""
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def _is_hydra(override: str) -> bool:

@@ -249,9 +249,9 @@ def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
 def test_digits_sized_presets_point_to_budget_none(coco_root):
     from ghmbench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"unknown key dataset\.num_train.*add budget=none"):
-        validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root)]))
-    cfg = validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "budget=none"]))
+    with pytest.raises(ConfigError, match=r"^budget=short with dataset=coco: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none$"):
+        validate(compose_config(["experiment=ghm_ablation", *coco_overrides(coco_root)]))
+    cfg = validate(compose_config(["experiment=ghm_ablation", *coco_overrides(coco_root), "budget=none"]))
     assert cfg.dataset.name == "coco"
     # the fair comparison's preset sets no digits-only key: it runs on one's own data as it is
     cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
