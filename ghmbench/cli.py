@@ -109,10 +109,6 @@ def _records_table(records: list[dict], title: str) -> Table:
     return table
 
 
-def _summary(record: dict) -> Table:
-    return _records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run")
-
-
 @app.command(
     help=TRAIN_HELP,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -143,7 +139,7 @@ def train(
         record = ghmbench.train(cfg, force=force)
     except (ConfigError, RunLocked) as e:
         _fail(str(e))
-    out.print(_summary(record))
+    out.print(_records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run"))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != COMPLETED:
         raise typer.Exit(code=1)
@@ -258,12 +254,13 @@ def report(
     metric: str = typer.Option("AP", "--metric", help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
+    note: Optional[str] = typer.Option(None, "--note", help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).", show_default=False),
 ) -> None:
     from ghmbench.reporting import make_report
     from ghmbench.run_table import ReportError
 
     try:
-        result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap)
+        result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap, note)
     except ReportError as e:
         _fail(str(e))
     out.print(result.path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
