@@ -80,6 +80,7 @@ def report(
     metric: str = "AP",
     group_by: Union[str, list[str], None] = None,
     bootstrap: int = 500,
+    note: Union[str, None] = None,
 ) -> Report:
     """Read the run records under ``paths`` and write the tables, figures and report.md to ``out``
     (default: ``<first path>/report``), as ``ghmbench report`` does. The arguments and errors are
@@ -91,4 +92,4 @@ def report(
     """
     from ghmbench.reporting import make_report
 
-    return make_report(paths, out, metric, group_by, bootstrap)
+    return make_report(paths, out, metric, group_by, bootstrap, note)

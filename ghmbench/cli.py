@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ghmbench import __version__ as ghmbench_version
 from ghmbench.config import compose_config, searchpath_overrides, validate
 from ghmbench.errors import ConfigError
 from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it (click contexts)
     help=(
         "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
         "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
@@ -29,8 +31,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"ghmbench {ghmbench_version}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")) -> None:
     """Run `ghmbench COMMAND --help` for a command's overrides and examples."""
 
 
@@ -77,7 +85,7 @@ and an interrupted one resumes from its last checkpoint.
 """
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
@@ -101,10 +109,6 @@ def _records_table(records: list[dict], title: str) -> Table:
     return table
 
 
-def _summary(record: dict) -> Table:
-    return _records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run")
-
-
 @app.command(
     help=TRAIN_HELP,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -126,7 +130,6 @@ def train(
         cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])
     except ConfigError as e:
         _fail(str(e))
-        return
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
@@ -136,8 +139,7 @@ def train(
         record = ghmbench.train(cfg, force=force)
     except (ConfigError, RunLocked) as e:
         _fail(str(e))
-        return
-    out.print(_summary(record))
+    out.print(_records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run"))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != COMPLETED:
         raise typer.Exit(code=1)
@@ -171,7 +173,8 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 * `ghmbench sweep --config-dir my_conf experiment=smoke loss=focal,my_loss` (your loss beside Focal: its
   YAML `my_conf/loss/my_loss.yaml` names its class with `_target_`; also in the protocol)
 
-* `ghmbench sweep experiment=loss_comparison budget=full` (the GPU-scale version of a preset)
+* `ghmbench sweep experiment=loss_comparison scale=gpu device=cuda` (a preset at GPU scale: its own regime with
+  resnet18, 10x the training images, 36 epochs; `scripts/gpu_comparison.sh`. `budget=full` sizes the default run only)
 
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
   gets cores / n_jobs threads)
@@ -207,11 +210,10 @@ def sweep(
             cfgs = validate_jobs(jobs)
     except ConfigError as e:
         _fail(str(e))
-        return
     if proto is None:
         done = sum(is_complete(run_dir(c)) for c in cfgs)
         out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
-        launch(overrides, force)
+        launch(overrides, force, runs=len(jobs))
     if not cfgs:
         err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
         raise typer.Exit(code=1)
@@ -229,9 +231,10 @@ REPORT_HELP = """Turn run records into tables and figures.
 
 Reads every `<run>/metrics.json` under the given runs folders (default: `runs`) and writes to
 `--out` (default: `<first folder>/report`): runs.csv and runs.parquet (every run), summary /
-headline / differences / candidates / imbalance / loss_comparison / ce_alpha / focal_gamma_alpha
-tables as .md, .tex and .csv (whichever the runs allow), PNG figures, and report.md. Diverged and
-failed runs are counted and shown; the best value per column is in bold.
+headline / differences / candidates / imbalance / loss_comparison / ce_alpha / focal_gamma_alpha /
+ghm_bins_momentum / focal_settings and ghm_settings (with _best, _tuning, _seeds) / label_noise /
+shapes tables as .md, .tex and .csv (whichever the runs allow), PNG figures, and report.md.
+Diverged and failed runs are counted and shown; the best value per column is in bold.
 
 Runs of a `protocol` sweep are compared fairly: each loss's setting is selected on validation,
 and the headline (mean [95% interval] (n) over seeds; an image bootstrap for a single run) and the
@@ -248,19 +251,19 @@ one. Configurations whose validation AP still rose in the last quarter of traini
 @app.command(help=REPORT_HELP)
 def report(
     runs_dirs: Optional[list[Path]] = typer.Argument(None, help="Runs folders (or run folders).", show_default=False),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: <first runs folder>/report]."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: `<first runs folder>/report`]."),
     metric: str = typer.Option("AP", "--metric", help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
     bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
+    note: Optional[str] = typer.Option(None, "--note", help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).", show_default=False),
 ) -> None:
     from ghmbench.reporting import make_report
     from ghmbench.run_table import ReportError
 
     try:
-        result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap)
+        result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap, note)
     except ReportError as e:
         _fail(str(e))
-        return
     out.print(result.path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
     for fig in result.figures:
         out.print(f"figure: {fig}", highlight=False, soft_wrap=True)
@@ -309,7 +312,6 @@ def data_export(
         train_split, val_split, test_split = build_datasets(cfg)
     except ConfigError as e:
         _fail(str(e))
-        return
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
         if split is None:
             continue
@@ -356,7 +358,6 @@ def data_check(
         train_split, val_split, test_split = build_datasets(cfg)
     except ConfigError as e:
         _fail(str(e))
-        return
     channels = train_split.images.shape[1]
     anchors = dataset_stats.detector_anchors(build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size)
     splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ghmbench.errors import ConfigError
@@ -263,7 +263,8 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     override (:func:`searchpath_overrides`) adds the user's config folders.
 
     Raises:
-        ConfigError: a malformed override or an unknown config group option.
+        ConfigError: a malformed override, an unknown config group option, or sizes that do not
+            compose (:func:`check_sizes`).
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -272,9 +273,49 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
+    with open_dict(cfg):
+        choices = cfg.pop("hydra").runtime.choices
+    check_sizes(choices, cfg, overrides)
+    return cfg
+
+
+def override_key(override: str) -> str:
+    """The key an override sets (``+``, ``++`` and ``~`` prefixes dropped)."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """Refuse the ``budget=`` / ``scale=`` combinations that would compose a silent mix: a budget
+    sizes the default run (dataset=digits); ``scale=gpu`` sizes an experiment preset, after it.
+
+    Args:
+        choices: the option Hydra chose in each config group (``hydra.runtime.choices``).
+        cfg: the composed config.
+        overrides: the command line's overrides (a preset may choose a budget itself, a user may not add one).
+
+    Raises:
+        ConfigError: one line naming the combination and what is allowed.
+    """
+    budget, experiment, scale, dataset = (choices.get(k) for k in ("budget", "experiment", "scale", "dataset"))
+    budget_given = any(override_key(o) == "budget" for o in overrides)
+    if budget not in (None, "none") and experiment is not None and budget_given:
+        raise ConfigError(
+            f"budget={budget} with experiment={experiment}: a budget sizes the default run, a preset brings its own size and regime; "
+            f"allowed: experiment={experiment} alone (CPU scale) or with scale=gpu (GPU scale)"
+        )
+    if budget not in (None, "none") and dataset != "digits":
+        raise ConfigError(f"budget={budget} with dataset={dataset}: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none")
+    if scale in (None, "cpu"):
+        return
+    if experiment is None:
+        raise ConfigError(f"scale={scale} without an experiment: it sizes an experiment preset; allowed: with experiment=NAME (e.g. experiment=loss_comparison), or budget=full for the default run")
+    if cfg.train.get("smoke_check"):
+        raise ConfigError(f"scale={scale} with experiment={experiment}: the smoke check has one size, for CI; allowed: scale=cpu (device=cuda runs it on a GPU)")
+    if cfg.dataset.get("name") != "digits":
+        raise ConfigError(f"scale={scale} with dataset={dataset}: it sizes the embedded digits data; allowed: dataset=digits or digits_sparse, or sizes of your own (model=resnet18 train.epochs=...)")
 
 
 def hydra_error(e: Exception) -> ConfigError:

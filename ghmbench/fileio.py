@@ -1,11 +1,13 @@
 """Atomic file writes: a reader (another process of a sweep, a report) sees the old file or the
-new one, never a half-written one, and an interrupted write leaves nothing behind."""
+new one, never a half-written one, and an interrupted write leaves nothing behind. The files get
+the mode ``open()`` would give them (0o666 less the umask), so a colleague's report on a shared
+file system reads them."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -14,7 +16,10 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # not tempfile.mkstemp: its files are mode 0o600 whatever the umask, and a record stays private
+    # to its owner; O_EXCL keeps mkstemp's guarantee that no other file is opened or clobbered
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -81,4 +81,11 @@ def summary(sums: list[float] | Tensor) -> dict:
     return {"noisy_grad_share": share, "noisy_relative_weight": relative, **dict(zip(SUMS, [noisy_grad, clean_grad, total_grad, noisy_anchors, clean_anchors]))}
 
 
-__all__ = ["SUMS", "summary", "watch"]
+def add_epoch(total: list[float] | None, epoch_sums: Tensor) -> tuple[list[float], dict]:
+    """The run's sums with an epoch's added, and that epoch's two shares (for its history entry)."""
+    epoch = epoch_sums.tolist()
+    shares = summary(epoch)
+    return (epoch if total is None else [a + b for a, b in zip(total, epoch)]), {k: shares[k] for k in ("noisy_grad_share", "noisy_relative_weight")}
+
+
+__all__ = ["SUMS", "add_epoch", "summary", "watch"]

@@ -117,13 +117,15 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_bo
     return tables
 
 
-def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path]) -> Path:
-    """Write runs.csv / runs.parquet, each table as .md / .tex / .csv, and report.md."""
+def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path], note: str | None = None) -> Path:
+    """Write runs.csv / runs.parquet, each table as .md / .tex / .csv, and report.md (``note``: a line
+    in bold under its title, e.g. what the runs are for)."""
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "runs.csv", index=False)
     df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(out / "runs.parquet", index=False)
     parts = [
         "# ghmbench report\n",
+        *([f"**{note}**\n"] if note else []),
         f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
         + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
         + (f"; {len(df.attrs['skipped'])} unreadable metrics.json skipped" if df.attrs.get("skipped") else "")
@@ -159,6 +161,7 @@ def make_report(
     metric: str = "AP",
     group_by: str | list[str] | None = None,
     bootstrap: int = 500,
+    note: str | None = None,
 ) -> Report:
     """``ghmbench report``: read the run records under ``paths`` and write the tables, figures
     and report.md to ``out`` (default: ``<first path>/report``). Also :func:`ghmbench.report`.
@@ -169,6 +172,7 @@ def make_report(
         group_by: the summary table's columns (a list or ``"loss,loss.gamma"``; default: loss,
             regression and every config key that varies).
         bootstrap: image bootstrap replicates for single-run intervals (0 = off).
+        note: a line for the report's header, e.g. "A setup check, not a verdict" (``make bench-quick``).
 
     Raises:
         ReportError: no records, a bad option, or records of different protocols.
@@ -179,5 +183,5 @@ def make_report(
     df, hists = load_runs(sources)
     tables = build_tables(df, metric, columns or None, bootstrap)
     figures = make_figures(df, hists, metric, out_dir, tables)
-    path = write_report(df, tables, out_dir, figures, sources)
+    path = write_report(df, tables, out_dir, figures, sources, note)
     return Report(df, {t.name: t for t in tables}, figures, path)

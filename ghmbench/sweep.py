@@ -19,13 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ghmbench.config import compose_config, conf_dir, hydra_error, validate
+from ghmbench.config import override_key as _key
 from ghmbench.errors import ConfigError
 from ghmbench.record_fields import FAILED
-
-
-def _key(override: str) -> str:
-    """The key an override sets (``+``, ``++`` and ``~`` prefixes dropped)."""
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def _is_hydra(override: str) -> bool:
@@ -155,12 +151,24 @@ def _threads_per_job() -> int:
     return max(1, cores // n_jobs)
 
 
-def task(cfg: DictConfig) -> dict:
-    """One sweep job: validate, train into the keyed folder (or skip it; ``force``: retrain it unless
-    its run key is in ``force_keep``), return a summary."""
+RUNS_ENV = "GHMBENCH_SWEEP_RUNS"  # the number of jobs of a launch, for the jobs' "run i/N" lines
+
+
+def _job_number() -> str:
+    """``i/N``: this job's place in its launch (Hydra's job number; N from :func:`launch`)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ghmbench.records import run_key, smoke_failures
+    total = os.environ.get(RUNS_ENV)
+    return f"{HydraConfig.get().job.num + 1}{'/' + total if total else ''}"
+
+
+def task(cfg: DictConfig) -> dict:
+    """One sweep job: validate, train into the keyed folder (or skip it; ``force``: retrain it unless
+    its run key is in ``force_keep``), return a summary. Prints ``run i/N`` and what it does with
+    the run (skips a complete record, resumes from a checkpoint, or starts) before, and the result after."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ghmbench.records import CHECKPOINT_FILE, is_complete, run_dir, run_key, smoke_failures
     from ghmbench.run_environment import RunLocked
     from ghmbench.training import run
 
@@ -171,27 +179,31 @@ def task(cfg: DictConfig) -> dict:
             cfg.train.num_threads = threads
         if cfg.logger.name == "wandb" and not cfg.logger.group:
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # one wandb group per sweep
-    force = cfg.force and run_key(cfg) not in cfg.force_keep
+    force, folder, number = cfg.force and run_key(cfg) not in cfg.force_keep, run_dir(cfg), _job_number()
+    if force or not is_complete(folder):  # a complete record is said once, with its result below
+        print(f"run {number} {folder.name}: {'resumes from its checkpoint' if (folder / CHECKPOINT_FILE).exists() and not force else 'starts'}", flush=True)
     try:
         record = run(cfg, force=force)
     except RunLocked as e:
-        print(f"skipped: {e}", flush=True)
+        print(f"run {number} skipped: {e}", flush=True)
         return {"status": "locked"}
     except Exception as e:  # recorded as failed in its folder; the sweep goes on
-        print(f"failed: {type(e).__name__}: {e}", flush=True)
+        print(f"run {number} failed: {type(e).__name__}: {e}", flush=True)
         return {"status": FAILED}
     metrics = record.get("metrics") or {}
     word = "exists" if record.get("skipped") else record["status"]
     ap = metrics.get("AP")
-    print(f"[{word}] {Path(record['run_dir']).name} AP={'-' if ap is None else f'{ap:.4f}'}", flush=True)
+    skipped = " (skipped: a complete record)" if record.get("skipped") else ""
+    print(f"run {number} [{word}] {folder.name} AP={'-' if ap is None else f'{ap:.4f}'}{skipped}", flush=True)
     if cfg.train.smoke_check and smoke_failures(record):
         return {"status": "smoke_failed", "run_dir": record["run_dir"]}
     return {"status": record["status"], "run_dir": record["run_dir"]}
 
 
-def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> None:
+def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = (), runs: int | None = None) -> None:
     """Run Hydra's multirun over ``overrides`` (already validated) in a child process, its output
-    and Ctrl-C shared with this one; ``keep``: run keys ``force`` spares (config ``force_keep``).
+    and Ctrl-C shared with this one; ``keep``: run keys ``force`` spares (config ``force_keep``);
+    ``runs``: the number of its jobs, for their ``run i/N`` lines.
 
     Raises:
         SystemExit: the multirun failed, with its exit status (Hydra printed why).
@@ -200,7 +212,8 @@ def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = ()) -> Non
     command = [sys.executable, "-m", "ghmbench.multirun", "--multirun", *overrides, f"force={str(force).lower()}", f"force_keep=[{keys}]"]
     sys.stdout.flush()
     sys.stderr.flush()
-    status = subprocess.run(command, check=False).returncode
+    env = os.environ | ({RUNS_ENV: str(runs)} if runs else {})  # the launchers' workers inherit it (SLURM: sbatch exports it)
+    status = subprocess.run(command, check=False, env=env).returncode
     if status != 0:
         raise SystemExit(status)
 
@@ -278,7 +291,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     for loss in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
         validate_jobs(expand_jobs(final_overrides(overrides, proto, options[loss], first)))
     say(f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}")
-    launch(stage1, force)
+    launch(stage1, force, runs=len(tune_cfgs))
     trained = tuple(run_key(c) for c in tune_cfgs)
     records = [r for r in (read_record(run_dir(c)) for c in tune_cfgs) if r is not None]
     try:
@@ -302,6 +315,6 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         stage2 = final_overrides(overrides, proto, option, list(settings))
         cfgs = validate_jobs(expand_jobs(stage2))
         say(f"protocol stage 2 (final): {', '.join(group)} at {', '.join(settings)}: {len(cfgs)} runs")
-        launch(stage2, force, keep=trained)
+        launch(stage2, force, keep=trained, runs=len(cfgs))
         final_cfgs += cfgs
     return final_cfgs

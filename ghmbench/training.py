@@ -28,7 +28,7 @@ from ghmbench.loggers import NullLogger, make_logger
 from ghmbench.model import RetinaDetector, amp_forward, build_model
 from ghmbench.record_fields import COMPLETED, DIVERGED, FAILED
 from ghmbench.records import CHECKPOINT_FILE, METRICS_FILE, is_complete, read_record, run_dir, run_key
-from ghmbench.run_environment import RunLocked, folder_lock, library_versions, log_to_file, progress_bar
+from ghmbench.run_environment import RunLocked, RunProgress, folder_lock, library_versions, log_to_file
 from ghmbench.splits import DetectionSplit, check_shardable, iterate_batches
 from ghmbench.train_state import TrainState
 
@@ -227,15 +227,18 @@ def _train(setup: TrainingSetup, state: TrainState, started: float) -> tuple[int
     (the step of a non-finite loss or None; the last periodic validation's (metrics, detections) on rank 0 or None)."""
     train_cfg = setup.cfg.train
     last_validation: tuple[dict, list[dict]] | None = None
-    with progress_bar(train_cfg.progress and distributed.is_main()) as progress:
-        task = progress.add_task(setup.folder.name, total=train_cfg.epochs * setup.steps_per_epoch, completed=state.step, losses="")
+    progress = RunProgress(setup.folder.name, train_cfg.epochs, setup.steps_per_epoch, len(setup.train_split), enabled=train_cfg.progress and distributed.is_main())
+    with progress.running(state.epoch, state.step):
         setup.model.train()
         while state.epoch < train_cfg.epochs:
-            diverged_at = train_one_epoch(setup, state, lambda mean: progress.update(task, advance=1, losses=f"loss {mean[0]:.3f} cls {mean[1]:.3f} box {mean[2]:.3f}"))
+            progress.epoch_started()
+            diverged_at = train_one_epoch(setup, state, progress.step)
             if diverged_at is not None:
                 return diverged_at, last_validation
+            progress.epoch_done(state.epoch, state.history[-1])
             if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
                 last_validation = _validate_during_training(setup, state)
+                progress.validated(state.epoch, last_validation[0]["AP"] if last_validation else None)
             state.elapsed_s = time.perf_counter() - started
             if train_cfg.checkpoint and distributed.is_main():
                 train_state.save(setup.folder / CHECKPOINT_FILE, setup.model, setup.criterion, setup.optimizer, state)
@@ -290,18 +293,10 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
     if counts is not None:
         state.anchors = anchor_stats(distributed.all_reduce_sum(counts))
     if noisy_sums is not None:
-        _add_noisy_weight(state, distributed.all_reduce_sum(noisy_sums).cpu())
+        state.noisy_sums, shares = noisy_weight.add_epoch(state.noisy_sums, distributed.all_reduce_sum(noisy_sums).cpu())
+        state.history[-1] |= shares
     log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, train_cfg.epochs, *mean)
     return None
-
-
-def _add_noisy_weight(state: TrainState, epoch_sums: Tensor) -> None:
-    """The epoch's gradient weight on mislabelled objects: its shares into the epoch's history entry,
-    its sums onto the run's (:mod:`ghmbench.noisy_weight`)."""
-    summary = noisy_weight.summary(epoch_sums)
-    state.history[-1] |= {k: summary[k] for k in ("noisy_grad_share", "noisy_relative_weight")}
-    total = epoch_sums.tolist() if state.noisy_sums is None else [a + b for a, b in zip(state.noisy_sums, epoch_sums.tolist())]
-    state.noisy_sums = total
 
 
 def evaluate(setup: TrainingSetup, split: DetectionSplit) -> tuple[dict, list[dict]]:

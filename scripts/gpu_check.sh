@@ -3,8 +3,9 @@
 # message, where torch sees no CUDA GPU.
 #   1. the smoke preset on the GPU in float32, then in bf16 autocast with channels_last;
 #   2. GHM in bf16 against float32 (scripts/ghm_precision_check.py: stated tolerances);
-#   3. a short loss comparison (6 runs: CE / Focal / GHM-C x smooth L1 / GHM-R, seed 0, budget=short)
-#      as 3 runs at a time sharing the GPU (joblib), then its report;
+#   3. the loss comparison at scale=gpu, shortened (seed 0, 1,000 training images, 4 epochs: the
+#      protocol's 12 tuning runs and 3 more final ones) through scripts/gpu_comparison.sh, 3 runs at
+#      a time sharing the GPU, then its report (the full script is the converged comparison);
 #   4. training images/s of every run above, and the GPU memory each took.
 # Usage: scripts/gpu_check.sh [OUT_DIR]   (default runs/gpu_check; BIN=folder of python/ghmbench, default .venv/bin)
 set -euo pipefail
@@ -28,20 +29,20 @@ echo "== 1. smoke preset on the GPU: float32, then bf16 + channels_last"
 echo "== 2. GHM in bf16 against float32"
 "$PY" scripts/ghm_precision_check.py --device cuda
 
-echo "== 3. short loss comparison, 3 runs at a time on the GPU"
-"$GHMBENCH" sweep experiment=loss_comparison budget=short seed=0 device=cuda train.progress=false \
-  hydra/launcher=joblib hydra.launcher.n_jobs=3 "paths.runs_dir=$OUT/loss_comparison"
-"$GHMBENCH" report "$OUT/loss_comparison" > /dev/null
+echo "== 3. the loss comparison at scale=gpu, shortened, 3 runs at a time on the GPU"
+JOBS=3 BIN="$BIN" scripts/gpu_comparison.sh "$OUT/loss_comparison" seed=0 dataset.num_train=1000 train.epochs=4 \
+  train.eval_every=2 train.progress=false > /dev/null
 
 echo "== 4. throughput"
 "$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 
-for path in sorted(Path(sys.argv[1]).glob("*/*/metrics.json")):
+root = Path(sys.argv[1])
+for path in sorted(root.rglob("metrics.json")):
     r = json.loads(path.read_text())
     c = r["config"]["train"]
-    print(f"{path.parent.parent.name:16s} {r['loss']:5s} {r['regression']:9s} amp={c['amp']:4s} {r['status']:9s} "
+    print(f"{path.relative_to(root).parts[0]:16s} {r['loss']:5s} {r['regression']:9s} amp={c['amp']:4s} {r['status']:9s} "
           f"{r.get('train_images_per_s') or 0:8.1f} images/s  {r.get('cuda_max_memory_mb', 0):7.0f} MB  AP {(r['metrics'] or {}).get('AP')}")
 PY
 echo "gpu_check: passed in $(( $(date +%s) - start )) s"

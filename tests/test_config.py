@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -67,13 +69,15 @@ COMPOSED_SNAPSHOT = Path(__file__).parent / "data" / "composed_configs.txt"
 
 
 def composed_configs() -> dict[str, str]:
-    """Every built-in option of every config group, and the budgets with each variant, composed
-    (no validation) as YAML: the variants build on their bases (model/resnet18 on model/small,
-    dataset/digits_sparse on dataset/digits, ...) and must compose to exactly the configs they
-    always did. Regenerate the snapshot after a deliberate change with
+    """Every built-in option of every config group, the budgets with each model variant and every
+    experiment at scale=gpu, composed (no validation) as YAML: the variants build on their bases
+    (model/resnet18 on model/small, dataset/digits_sparse on dataset/digits, ...) and must compose
+    to exactly the configs they always did. Regenerate the snapshot after a deliberate change with
     ``python -c "from tests.test_config import write_composed_snapshot; write_composed_snapshot()"``."""
-    overrides = [[f"{group.name}={option.stem}"] for group in sorted(p for p in conf_dir().iterdir() if p.is_dir() and p.name != "hydra") for option in sorted(group.glob("*.yaml"))]
-    overrides += [[f"budget={budget}", variant] for budget in ("quick", "short", "full") for variant in ("model=sparse", "dataset=digits_sparse", "model=retinanet_r18")]
+    groups = sorted(p for p in conf_dir().iterdir() if p.is_dir() and p.name not in ("hydra", "scale"))  # scale=gpu: beside an experiment only
+    overrides = [[f"{group.name}={option.stem}"] for group in groups for option in sorted(group.glob("*.yaml"))]
+    overrides += [[f"budget={budget}", variant] for budget in ("quick", "short", "full") for variant in ("model=sparse", "model=retinanet_r18")]
+    overrides += [[f"experiment={name}", "scale=gpu"] for name in EXPERIMENTS if name != "smoke"]
     return {" ".join(o): OmegaConf.to_yaml(compose_config(o)) for o in overrides}
 
 
@@ -108,3 +112,66 @@ def test_digits_generator_defaults_equal_the_dataset_yaml():
     yaml = OmegaConf.to_container(OmegaConf.load(conf_dir() / "dataset" / "digits.yaml"))
     yaml.pop("name")
     assert asdict(DigitsParams()) == yaml
+
+
+# experiment: (dataset.image_size, model.levels, model.anchor_sizes, train.epochs) at CPU scale
+EXPERIMENTS = {
+    "focal_grid": (160, [3, 4, 5], [16, 32, 64], 36),
+    "ghm_ablation": (160, [3, 4, 5], [16, 32, 64], 36),
+    "imbalance": (160, [3, 4, 5], [16, 32, 64], 12),
+    "label_noise": (160, [3, 4, 5], [16, 32, 64], 36),
+    "loss_comparison": (160, [3, 4, 5], [16, 32, 64], 12),
+    "smoke": (64, [2, 3, 4], [12, 24, 48], 4),
+}
+GPU_SCALE = {"model.backbone": "resnet18", "model.fpn_channels": 128, "model.head_convs": 2, "dataset.num_train": 8000, "dataset.num_val": 1000, "dataset.num_test": 2000, "train.epochs": 36, "train.eval_every": 9}
+
+
+def _flat(cfg) -> dict:
+    return pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_experiment_composes_what_each_budget_and_scale_says(experiment):
+    """Each preset at CPU scale is its own regime; scale=gpu is that regime (dataset geometry,
+    levels, anchors: the imbalance) with resnet18, more images and 36 epochs, and nothing else
+    changed; a budget beside a preset, or scale=gpu beside the smoke check, is refused in one line."""
+    assert sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml")) == sorted(EXPERIMENTS)
+    size, levels, anchors, epochs = EXPERIMENTS[experiment]
+    cpu = _validate(f"experiment={experiment}")
+    assert (cpu.dataset.image_size, list(cpu.model.levels), list(cpu.model.anchor_sizes), cpu.train.epochs, cpu.model.backbone) == (size, levels, anchors, epochs, "small")
+    assert _flat(_validate(f"experiment={experiment}", "scale=cpu")) == _flat(cpu)
+    if experiment == "smoke":
+        with pytest.raises(ConfigError, match=r"^scale=gpu with experiment=smoke: .*; allowed: scale=cpu"):
+            _validate(f"experiment={experiment}", "scale=gpu")
+    else:
+        gpu, flat_cpu = _flat(_validate(f"experiment={experiment}", "scale=gpu")), _flat(cpu)
+        assert {k: v for k, v in gpu.items() if flat_cpu[k] != v} == {k: v for k, v in GPU_SCALE.items() if flat_cpu[k] != v}
+    for budget in ("none", "quick", "short", "full"):
+        for scale in ("cpu", "gpu"):
+            if budget == "none":
+                continue
+            with pytest.raises(ConfigError, match=rf"^budget={budget} with experiment={experiment}: .*; allowed: experiment={experiment} alone \(CPU scale\) or with scale=gpu"):
+                _validate(f"experiment={experiment}", f"budget={budget}", f"scale={scale}")
+
+
+def test_budgets_size_the_default_run_and_scale_needs_a_preset():
+    full = _validate("budget=full")
+    assert (full.model.backbone, full.train.epochs, full.dataset.image_size, full.dataset.num_train) == ("resnet18", 36, 128, 20000)
+    assert _validate("budget=quick", "model=sparse").model.backbone_width == 8  # a model variant stays allowed
+    for overrides, message in [
+        (["budget=full", "dataset=digits_sparse"], "budget=full with dataset=digits_sparse: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none"),
+        (["scale=gpu"], "scale=gpu without an experiment: it sizes an experiment preset; allowed: with experiment=NAME"),
+        (["experiment=loss_comparison", "scale=gpu", "dataset=coco"], "scale=gpu with dataset=coco: it sizes the embedded digits data; allowed:"),
+    ]:
+        with pytest.raises(ConfigError, match="^" + re.escape(message)):
+            _validate(*overrides)
+
+
+def test_cli_prints_the_gpu_scale_and_refuses_a_mix_in_one_line():
+    gpu = ghmbench_cli("train", "--cfg", "experiment=loss_comparison", "scale=gpu")
+    assert gpu.returncode == 0, gpu.stderr
+    cfg = OmegaConf.create(gpu.stdout)
+    assert (cfg.model.backbone, cfg.train.epochs, cfg.dataset.image_size, list(cfg.model.anchor_sizes), cfg.dataset.num_train) == ("resnet18", 36, 160, [16, 32, 64], 8000)
+    mix = ghmbench_cli("train", "--cfg", "experiment=loss_comparison", "budget=full")
+    assert mix.returncode == 2 and mix.stdout == "" and len(mix.stderr.strip().splitlines()) == 1
+    assert mix.stderr.startswith("error: budget=full with experiment=loss_comparison: ") and "Traceback" not in mix.stderr

@@ -115,8 +115,11 @@ def test_cli_report_writes_tables_figures_and_runs(comparison, tmp_path):
         assert (out / png).stat().st_size > 1000 and f"figure: {out / png}" in result.stdout.replace("\n", "")
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 12 and (runs["status"] == "diverged").sum() == 2
-    by_loss = ghmbench_cli("report", str(comparison), "--out", str(out), "--group-by", "loss", "--metric", "AP50")
+    assert "setup check" not in (out / "report.md").read_text()
+    note = "A setup check at 12 epochs, not a verdict."  # what make bench-quick writes under the title
+    by_loss = ghmbench_cli("report", str(comparison), "--out", str(out), "--group-by", "loss", "--metric", "AP50", "--note", note)
     assert by_loss.returncode == 0
+    assert (out / "report.md").read_text().startswith(f"# ghmbench report\n\n**{note}**\n") and f"**{note}**" in by_loss.stdout
     summary = pd.read_csv(out / "summary.csv")
     assert summary["loss"].tolist() == ["ce", "focal", "ghm"] and summary["runs"].tolist() == [5, 3, 4]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -27,6 +28,7 @@ def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     first = ghmbench_cli("sweep", *GRID, *tiny)
     assert first.returncode == 0, first.stderr
     assert "sweep: 4 runs, 0 with a complete record" in first.stdout
+    assert [f"run {i}/4 " in first.stdout and f"run {i}/4 [completed] " in first.stdout for i in range(1, 5)] == [True] * 4, first.stdout
     records = _records(runs)
     assert len(records) == 4 and all(r["status"] == "completed" for r in records.values())
     assert {(r["loss"], r["seed"]) for r in records.values()} == {("ce", 0), ("ce", 1), ("ghm", 0), ("ghm", 1)}
@@ -34,6 +36,7 @@ def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     again = ghmbench_cli("sweep", *GRID, *tiny)
     assert again.returncode == 0 and "sweep: 4 runs, 4 with a complete record" in again.stdout
     assert again.stdout.count("[exists]") == 4
+    assert sorted(re.findall(r"run (\d/4) \[exists\] .* \(skipped: a complete record\)", again.stdout)) == ["1/4", "2/4", "3/4", "4/4"]
     assert mtimes == {p: p.stat().st_mtime_ns for p in runs.glob(f"*/{METRICS_FILE}")}
     report = ghmbench_cli("report", str(runs))
     assert report.returncode == 0 and "classification (rows) x regression" in report.stdout
@@ -148,6 +151,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_pa
     resumed = ghmbench_cli("sweep", *args)
     assert resumed.returncode == 0, resumed.stderr
     assert "sweep: 2 runs, 1 with a complete record" in resumed.stdout
+    assert f"run 2/2 {interrupted[0].name}: resumes from its checkpoint" in resumed.stdout and "run 1/2 [exists]" in resumed.stdout
     assert "resumed from" in (interrupted[0] / "train.log").read_text()
     folders = [p for p in killed.iterdir() if not p.name.startswith(".")]
     assert len(folders) == 2 and all(json.loads((f / METRICS_FILE).read_text())["status"] == "completed" for f in folders)

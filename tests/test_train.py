@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,9 +15,10 @@ import pytest
 from ghmbench.config import compose_config, validate
 from ghmbench.datasets import build_datasets
 from ghmbench.evaluation import coco_evaluate
+from ghmbench.fileio import write_text
 from ghmbench.records import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
 from ghmbench.training import run
-from tests.conftest import ghmbench_cli
+from tests.conftest import ghmbench_cli, ghmbench_exe
 
 
 def _cfg(*overrides: str):
@@ -112,3 +118,41 @@ def test_resnet18_backbone_trains_and_loads_local_weights(tiny, tmp_path):
     # gives the same response), the rest loaded as saved
     torch.testing.assert_close(backbone.stem[0].weight, reference.conv1.weight.sum(dim=1, keepdim=True))
     torch.testing.assert_close(backbone.layers[3][1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_records_are_readable_under_the_users_umask(tiny, tmp_path):
+    """A colleague's report on a shared file system reads the records: their mode is what open()
+    gives under the umask (mkstemp's 0o600 would hide them), and a private umask keeps them private."""
+    with _umask(0o022):
+        record = run(_cfg(*tiny, "train.epochs=1"))
+    folder = Path(record["run_dir"])
+    modes = {name: stat.S_IMODE((folder / name).stat().st_mode) for name in (METRICS_FILE, "config.yaml", CHECKPOINT_FILE, "detections.json")}
+    assert modes == dict.fromkeys(modes, 0o644)
+    with _umask(0o027):
+        write_text(tmp_path / "group_only.txt", "x")
+    assert stat.S_IMODE((tmp_path / "group_only.txt").stat().st_mode) == 0o640
+    assert not list(folder.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))  # every temporary file renamed
+
+
+def test_a_run_logged_to_a_file_prints_a_line_per_epoch_and_validation(tiny, tmp_path):
+    """Where stdout is not a terminal (CI logs, files, pipes) a rich bar would be drawn once, at the
+    end: the run prints lines instead, one per epoch (loss, images/s, ETA) and one per validation."""
+    log = tmp_path / "stdout.log"
+    with open(log, "w") as stdout:
+        result = subprocess.run([ghmbench_exe(), "train", *tiny, "train.epochs=3", "train.eval_every=2", "train.progress=true"], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = log.read_text().splitlines()
+    epochs = [line for line in lines if re.search(r" epoch \d/3: loss \d\.\d{4} \(cls \d\.\d{4}, box \d\.\d{4}\), [\d.]+ images/s, ETA \d+s$", line)]
+    validations = [line for line in lines if re.search(r" epoch \d/3: validation AP \d\.\d{4}$", line)]
+    assert [line.split(":")[0].split()[-1] for line in epochs] == ["1/3", "2/3", "3/3"], lines
+    assert [line.split(":")[0].split()[-1] for line in validations] == ["2/3", "3/3"], lines
+    assert epochs[-1].endswith("ETA 0s") and not any(re.search(r"\d+/\d+ +loss \d", line) for line in lines)  # and no bar drawn at the end
