@@ -47,4 +47,5 @@ def test_readme_names_no_commit():
 
 
 def test_the_hash_check_finds_hashes_and_not_run_keys_or_words():
-    assert _HASH.findall("at ff4a0b2, then f87f85d; key a0ae03a57414; defaced; 1234567") == ["ff4a0b2", "f87f85d", "1234567"]
+    found = _HASH.findall("at ff4a0b2, then f87f85d; key a0ae03a57414; defaced; 1234567")
+    assert found == ["ff4a0b2", "f87f85d", "1234567"]
