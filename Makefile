@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch / torchvision first, pinned to the builds this project's machines hold in their local
-	# package index (see README), tried silently: where they are not found, nothing is printed and
+	# package index, tried silently: where they are not found, nothing is printed and
 	# the next line resolves the ranges in pyproject.toml.
 	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet -e ".[test]"
@@ -26,7 +26,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 # The main job: the fair loss comparison (tune every loss alike, select on validation, report test
-# AP with intervals; README "A fair comparison") at 36 epochs with validation every 9, where every
+# AP with intervals; docs/protocol.md) at 36 epochs with validation every 9, where every
 # configuration has converged, then its report: the verdict the README leads with. About an hour
 # on 2 cores (results/loss_comparison_36).
 # bench-quick: the same protocol at 12 epochs (~20 min on 2 cores), to check a setup end to end;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Reproduce the committed reference reports under results/: each preset at its quick CPU scale,
-# then its report (Markdown tables, LaTeX/CSV, PNG figures) and a note of command, machine, time.
+# Reproduce the 12-epoch reference reports, results/loss_comparison and results/imbalance: each
+# preset at its own CPU scale, then its report (Markdown tables, LaTeX/CSV, PNG figures) and a note
+# of command, machine, time. The other reports under results/ (36 and 24 epochs, the diagnosis, the
+# settings presets) are made by the commands in their own README.md, not by this script.
 # Usage: scripts/reference_results.sh [PRESET ...]   (default: loss_comparison imbalance)
 # loss_comparison runs the fair protocol (tuning, selection on validation, final seeds); imbalance
 # runs each loss at the setting loss_comparison selected, so it needs that preset's runs first.

@@ -47,31 +47,33 @@ def ghmbench_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env:
     return subprocess.run([ghmbench_exe(), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+OWN_LOSS_DOC = DOCS / "own-loss.md"  # your own loss, ghmbench from another project, in CI
+OWN_DATA_DOC = DOCS / "own-data.md"  # COCO / VOC / YOLO
 
 
-def readme_files() -> dict[str, str]:
-    """The README's example files: fenced blocks whose first line is ``# <path>.py|yaml|yml``."""
+def doc_files() -> dict[str, str]:
+    """docs/own-loss.md's example files: fenced blocks whose first line is ``# <path>.py|yaml|yml``."""
     import re
 
-    blocks = re.findall(r"```[a-z]*\n# ([\w./-]+\.(?:py|yaml|yml))\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```[a-z]*\n# ([\w./-]+\.(?:py|yaml|yml))\n(.*?)```", OWN_LOSS_DOC.read_text(), flags=re.S)
     return {path: body for path, body in blocks}
 
 
-def write_readme_project(folder: Path) -> Path:
-    """A user's project as the README's "Use it from another project" shows it: my_pkg/losses.py,
+def write_user_project(folder: Path) -> Path:
+    """A user's project as docs/own-loss.md shows it: my_pkg/losses.py,
     ghmbench_conf/loss/scaled_bce.yaml and the CI workflow."""
-    for path, body in readme_files().items():
+    for path, body in doc_files().items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_text(body)
     (folder / "my_pkg" / "__init__.py").write_text("")
     return folder
 
 
-def readme_ci_command() -> list[str]:
-    """The ``ghmbench train ...`` command of the README's GitHub Actions job."""
+def ci_command() -> list[str]:
+    """The ``ghmbench train ...`` command of docs/own-loss.md's GitHub Actions job."""
     import re
     import shlex
 
-    (command,) = re.findall(r"run: (ghmbench train .+)", readme_files()[".github/workflows/ghmbench.yml"])
+    (command,) = re.findall(r"run: (ghmbench train .+)", doc_files()[".github/workflows/ghmbench.yml"])
     return shlex.split(command)

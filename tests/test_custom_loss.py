@@ -16,16 +16,16 @@ from ghmbench import losses
 from ghmbench.config import compose_config, validate
 from ghmbench.errors import ConfigError
 from ghmbench.records import METRICS_FILE, run_key
-from tests.conftest import README, ghmbench_cli, write_readme_project
+from tests.conftest import OWN_LOSS_DOC, ghmbench_cli, write_user_project
 
-CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # the README's command
+CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # docs/own-loss.md's command
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The README's user project (my_pkg/losses.py with ScaledBCE, ghmbench_conf/loss/scaled_bce.yaml)."""
+    """docs/own-loss.md's user project (my_pkg/losses.py with ScaledBCE, ghmbench_conf/loss/scaled_bce.yaml)."""
     (tmp_path / "project").mkdir()
-    return write_readme_project(tmp_path / "project")
+    return write_user_project(tmp_path / "project")
 
 
 def _env(project: Path) -> dict:
@@ -98,9 +98,9 @@ def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project)
     env, conf = _env(project), project / "ghmbench_conf"
     (conf / "loss" / "broken.yaml").write_text("name: broken\n_target_: no_such_pkg.Loss\n")
     (project / "my_pkg" / "boxes.py").write_text("from torch import nn\n\nclass NoLevels(nn.Module):\n    def forward(self, pred, target, label_weight, avg_factor=None):\n        return pred.sum()\n")
-    (readme_error,) = re.findall(r"\nerror: (loss\._target_=my_pkg\.losses\.ScaledBCE does not accept .+)\n", README.read_text())
+    (doc_error,) = re.findall(r"\nerror: (loss\._target_=my_pkg\.losses\.ScaledBCE does not accept .+)\n", OWN_LOSS_DOC.read_text())
     cases = [
-        (["train", "loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "+loss.gama=1"], readme_error),
+        (["train", "loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "+loss.gama=1"], doc_error),
         (["train", "loss=custom", "loss._target_=my_pkg.losses.Nope"], "loss._target_=my_pkg.losses.Nope cannot be imported: AttributeError: module 'my_pkg.losses' has no attribute 'Nope'"),
         (["train", "loss=custom"], "loss._target_ is not set (loss.name=custom); allowed: the dotted path of your loss class"),
         (["train", "regression=custom", "regression._target_=my_pkg.boxes.NoLevels"], "regression._target_=my_pkg.boxes.NoLevels: its forward(pred, target, label_weight, avg_factor=None) cannot be called as forward(pred, target, label_weight, avg_factor=None, level_ids=None)"),

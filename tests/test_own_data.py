@@ -110,15 +110,15 @@ def test_missing_dataset_path_is_one_line_and_writes_nothing(tmp_path, dataset):
         _cfg([f"dataset={dataset}", f"dataset.root={tmp_path / 'nowhere'}"])
 
 
-def test_readme_own_data_commands_validate_on_such_folders(tmp_path):
-    """The README's one command per format (VOC export, YOLO, COCO), pointed at tiny folders of that format."""
+def test_own_data_doc_commands_validate_on_such_folders(tmp_path):
+    """docs/own-data.md's one command per format (VOC export, YOLO, COCO), pointed at tiny folders of that format."""
     import re
     import shlex
 
-    from conftest import README
+    from conftest import OWN_DATA_DOC
     from disk_datasets import make_coco, make_yolo
 
-    section = README.read_text().split("## Your own data")[1].split("**COCO and anything")[0]
+    section = OWN_DATA_DOC.read_text().split("# Your own data")[1].split("**COCO and anything")[0]
     commands = [shlex.split(c)[2:] for c in re.findall(r"^(ghmbench train .+)$", section, flags=re.M)]
     assert [c[0] for c in commands] == ["dataset=voc", "dataset=yolo", "dataset=coco"]
     coco = make_coco(tmp_path / "coco", num_train=4, num_val=2)

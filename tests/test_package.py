@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import readme_ci_command, write_readme_project
+from tests.conftest import ci_command, write_user_project
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,8 +36,8 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     site = tmp_path / "site"
     installed = _run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], cwd=tmp_path)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    # a user's project: not the repository, with the README's loss, config folder and CI job
-    project = write_readme_project(tmp_path / "project")
+    # a user's project: not the repository, with docs/own-loss.md's loss, config folder and CI job
+    project = write_user_project(tmp_path / "project")
     env = {k: v for k, v in os.environ.items() if k != "GHMBENCH_CONF_DIR"} | {"PYTHONPATH": f"{site}{os.pathsep}{project}"}
     where = _run([sys.executable, "-c", "import ghmbench.config as c; print(c.__file__); print(c.conf_dir())"], cwd=project, env=env)
     assert where.stdout.split() == [str(site / "ghmbench" / "config.py"), str(site / "ghmbench" / "conf")], where.stderr
@@ -47,8 +47,8 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert "smoke check passed" in smoke.stdout
 
-    # the README's CI job, through the console script the wheel installed
-    command = readme_ci_command()
+    # docs/own-loss.md's CI job, through the console script the wheel installed
+    command = ci_command()
     ci = _run([site / "bin" / command[0], *command[1:], cache], cwd=project, env=env)
     assert ci.returncode == 0, ci.stdout + ci.stderr
     assert "smoke check passed" in ci.stdout
