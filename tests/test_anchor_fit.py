@@ -3,6 +3,8 @@ the training objects are matched only by the low-quality rule; the real-image pr
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from conftest import TINY, ghmbench_cli
@@ -12,6 +14,7 @@ from ghmbench.config import compose_config, validate
 LARGE = ["dataset.image_size=256", "dataset.min_scale=100", "dataset.max_scale=220", "dataset.max_objects=1", "dataset.num_train=16", "dataset.num_val=4"]
 
 
+@pytest.mark.slow
 def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(tmp_path):
     cache = f"paths.cache_dir={tmp_path}"
     r = ghmbench_cli("data", "check", *LARGE, cache)
@@ -37,6 +40,7 @@ def test_the_digits_fit_the_default_detector(tmp_path):
     assert "of 16 training objects" in anchor_fit_warning(big, detector_anchors(build_model(large, big.num_classes, 1), 1, large.dataset.image_size), large.model, 256)
 
 
+@pytest.mark.slow
 def test_a_run_starts_with_the_warning_line(tmp_path):
     args = [*[o for o in TINY if not o.startswith("dataset.")], *LARGE, "train.epochs=1", f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path}"]
     r = ghmbench_cli("train", *args)

@@ -36,6 +36,7 @@ def test_dash_h_is_help_everywhere(args):
     assert result.output == CliRunner().invoke(app, [a if a != "-h" else "--help" for a in args], prog_name="ghmbench", env={"COLUMNS": "200"}).output
 
 
+@pytest.mark.slow
 def test_help_and_version_as_a_user_runs_them(tmp_path):
     top = ghmbench_cli("-h", env=WIDE)
     assert top.returncode == 0 and "--version" in top.stdout and "Usage: ghmbench" in top.stdout

@@ -57,6 +57,7 @@ def test_bad_values_are_rejected_with_the_key_named(overrides, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_bad_value_exits_2_with_one_line_and_writes_nothing(tmp_path):
     result = ghmbench_cli("train", "loss=ghm", "loss.momentum=1.5", f"paths.runs_dir={tmp_path / 'runs'}")
     assert result.returncode == 2
@@ -167,6 +168,7 @@ def test_budgets_size_the_default_run_and_scale_needs_a_preset():
             _validate(*overrides)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_gpu_scale_and_refuses_a_mix_in_one_line():
     gpu = ghmbench_cli("train", "--cfg", "experiment=loss_comparison", "scale=gpu")
     assert gpu.returncode == 0, gpu.stderr

@@ -36,6 +36,7 @@ def _records(runs: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{METRICS_FILE}"))]
 
 
+@pytest.mark.slow
 def test_own_loss_trains_sweeps_beside_focal_and_has_its_own_report_rows(tiny, tmp_path, project, monkeypatch):
     runs, conf, env = tmp_path / "runs", project / "ghmbench_conf", _env(project)
     trained = ghmbench_cli("train", *CUSTOM, *tiny, cwd=project, env=env)
@@ -75,6 +76,7 @@ def test_own_loss_trains_sweeps_beside_focal_and_has_its_own_report_rows(tiny, t
             del sys.modules[name]
 
 
+@pytest.mark.slow
 def test_protocol_tunes_and_selects_an_own_loss_beside_focal(tiny, tmp_path, project):
     # a loss whose name differs from its file: stage 2 must find it by its loss= option
     conf = project / "ghmbench_conf"
@@ -94,6 +96,7 @@ def test_protocol_tunes_and_selects_an_own_loss_beside_focal(tiny, tmp_path, pro
     assert re.search(r"^\| scaled_x3 ", (tmp_path / "runs" / "report" / "candidates.md").read_text(), flags=re.M)
 
 
+@pytest.mark.slow
 def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project):
     env, conf = _env(project), project / "ghmbench_conf"
     (conf / "loss" / "broken.yaml").write_text("name: broken\n_target_: no_such_pkg.Loss\n")
@@ -197,6 +200,7 @@ def test_builtin_losses_are_built_as_before(overrides):
         assert all(torch.equal(new.state_dict()[k], old.state_dict()[k]) for k in new.state_dict())
 
 
+@pytest.mark.slow
 def test_builtin_losses_train_to_the_same_metrics_as_before(tiny, tmp_path, monkeypatch):
     from ghmbench import training
     from ghmbench.criterion import DetectionCriterion

@@ -56,6 +56,7 @@ def test_perfect_predictions_in_original_coordinates_score_ap_1(coco_root, tmp_p
         assert max(round(w * sx), round(h * sy)) == 64
 
 
+@pytest.mark.slow
 def test_coco_trains_end_to_end_and_detections_use_original_ids(coco_root, tmp_path):
     r = ghmbench_cli("train", *TINY_TRAIN, *coco_overrides(coco_root), f"paths.runs_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr
@@ -72,6 +73,7 @@ def test_coco_trains_end_to_end_and_detections_use_original_ids(coco_root, tmp_p
     assert coco_evaluate(original, dets)["AP"] == pytest.approx(record["metrics"]["AP"])
 
 
+@pytest.mark.slow
 def test_export_digits_round_trip_trains_identically(tmp_path):
     out = tmp_path / "export"
     size = ["dataset.num_train=64", "dataset.num_val=16"]
@@ -86,6 +88,7 @@ def test_export_digits_round_trip_trains_identically(tmp_path):
     assert ra["metrics"] == rb["metrics"] and ra["history"] == rb["history"]
 
 
+@pytest.mark.slow
 def test_voc_end_to_end_and_difficult_objects_ignored(voc_root, tmp_path):
     overrides = ["dataset=voc", f"dataset.root={voc_root}", "dataset.image_size=64"]
     train, val, _ = _load([*overrides, f"paths.cache_dir={tmp_path}"])
@@ -103,6 +106,7 @@ def test_voc_end_to_end_and_difficult_objects_ignored(voc_root, tmp_path):
     assert record["status"] == "completed" and record["metrics"]["AP"] is not None
 
 
+@pytest.mark.slow
 def test_voc_missing_and_download_is_opt_in(tmp_path):
     r = ghmbench_cli("data", "check", "dataset=voc", f"dataset.root={tmp_path}")
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -180,6 +184,7 @@ def test_invalid_input_error_and_skip(case, tmp_path):
         assert len(val) == len(reference_val) and kept_boxes == sum(map(len, reference_val.boxes)) - 1
 
 
+@pytest.mark.slow
 def test_invalid_input_through_the_cli_keeps_what_exists(tmp_path):
     root, expected = _broken_coco(tmp_path / "d", "unknown_category")
     runs = tmp_path / "runs"
@@ -226,6 +231,7 @@ def test_lazy_loading_with_workers_matches_the_cache(coco_root, tmp_path):
         assert ia == ib and torch.equal(xa, xb) and all(torch.equal(u, v) for u, v in zip(ba, bb))
 
 
+@pytest.mark.slow
 def test_data_check_prints_anchor_imbalance(tmp_path):
     r = ghmbench_cli("data", "check", "dataset.num_train=64", "dataset.num_val=16", f"paths.cache_dir={tmp_path}")
     assert r.returncode == 0, r.stderr
@@ -236,6 +242,7 @@ def test_data_check_prints_anchor_imbalance(tmp_path):
     assert ratio > 10  # background anchors outnumber positives by far: the imbalance these losses treat
 
 
+@pytest.mark.slow
 def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
     """The fair comparison's data gives >= 1,000 negative anchors per positive, on every split."""
     r = ghmbench_cli("data", "check", "experiment=loss_comparison", "dataset.num_train=200", "dataset.num_val=100", "dataset.num_test=100", f"paths.cache_dir={tmp_path}")

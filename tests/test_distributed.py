@@ -248,6 +248,7 @@ def test_every_rank_yields_its_shard_of_each_global_batch():
         batches(0, 3)
 
 
+@pytest.mark.slow
 def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
     for key in [
         k
@@ -292,6 +293,7 @@ def _records(runs: Path) -> list[tuple[Path, dict]]:
     ]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
     """``torchrun --nproc_per_node=2 -m ghmbench train``: one record, written by rank 0 alone,
     with the losses of a single-process run of the same global batches."""
@@ -358,6 +360,7 @@ def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
             assert ours[key] == pytest.approx(ref[key], rel=1e-4), (ours, ref)
 
 
+@pytest.mark.slow
 def test_a_run_of_two_submitit_tasks(tiny, tmp_path):
     """``hydra.launcher.tasks_per_node=2``: the ranks of one run come from submitit's environment
     (the SLURM launcher's path, here through submitit_local)."""
@@ -486,6 +489,7 @@ def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
     assert run_key(OmegaConf.create(older)) == run_key(base)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU"
 )

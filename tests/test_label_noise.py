@@ -102,6 +102,7 @@ def test_focal_gradient_on_a_confidently_wrong_label_by_hand():
     assert got == pytest.approx(by_hand.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_noisy_run_records_the_weight_on_its_mislabelled_objects_and_the_report_shows_it(tiny, tmp_path):
     record = run(validate(compose_config([*tiny, "dataset.class_noise=0.3", "loss=ghm", "dataset.num_test=16"])))
     weight = record["noisy_weight"]

@@ -39,6 +39,7 @@ def _train(tmp_path: Path, overrides: list[str]) -> tuple[dict, list[dict], Path
     return json.loads((folder / "metrics.json").read_text()), json.loads((folder / "detections.json").read_text()), folder
 
 
+@pytest.mark.slow
 def test_voc_export_with_its_own_class_names_trains(own_voc, tmp_path):
     cfg = _cfg(["dataset=voc", f"dataset.root={own_voc}"])
     assert list(cfg.dataset.classes) == sorted(NAMES)  # sorted union over the training split, in the config and key
@@ -60,6 +61,7 @@ def test_pascal_voc_keeps_its_20_names_and_run_key(tmp_path):
     assert shorthand.class_names == VOC_CLASSES and shorthand.dropped["unknown_category"] > 0
 
 
+@pytest.mark.slow
 def test_classes_fix_the_order_and_other_classes_are_an_error_or_dropped(own_voc, tmp_path):
     base = ["dataset=voc", f"dataset.root={own_voc}", "dataset.image_size=64", f"paths.cache_dir={tmp_path}", "dataset.classes=[zebra,apple]"]
     with pytest.raises(DatasetError, match=r"\.xml: object \d+ \('\w+'\): class '\w+' is not one of the dataset's classes; allowed: one of zebra, apple \(dataset.classes\)"):
@@ -93,6 +95,7 @@ def test_folder_without_imagesets_is_split_by_seed(tmp_path, layout):
     assert any(a["iscrowd"] for s in (train, val, test) for a in s.ground_truth["annotations"])  # the difficult object
 
 
+@pytest.mark.slow
 def test_labelimg_export_trains_through_the_cli(tmp_path):
     root = make_voc(tmp_path / "li", num_train=40, num_val=12, names=NAMES, layout="labelimg")
     record, dets, _ = _train(tmp_path, ["dataset=voc", f"dataset.root={root}", "dataset.test_fraction=0.1"])
@@ -100,6 +103,7 @@ def test_labelimg_export_trains_through_the_cli(tmp_path):
     assert record["dataset"]["classes"] == sorted(NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["coco", "voc", "yolo"])
 def test_missing_dataset_path_is_one_line_and_writes_nothing(tmp_path, dataset):
     runs = tmp_path / "runs"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ def _run(args: list, cwd: Path, env: dict | None = None, timeout: float = 300) -
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_ci_recipe(tmp_path):
     # build from a copy of what the sdist holds, so the repository gets no build/ or egg-info
     src = tmp_path / "src"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -18,6 +20,7 @@ PROTOCOL = [
 ]
 
 
+@pytest.mark.slow
 def test_protocol_tunes_selects_on_val_and_reports_test(tiny, tmp_path):
     runs = tmp_path / "runs"
     result = ghmbench_cli("sweep", *PROTOCOL, *tiny)
@@ -51,6 +54,7 @@ def test_protocol_tunes_selects_on_val_and_reports_test(tiny, tmp_path):
     assert forced.stdout.count("[completed]") == 6 and forced.stdout.count("[exists]") == 2
 
 
+@pytest.mark.slow
 def test_protocol_bad_override_is_one_line_exit_2(tiny):
     result = ghmbench_cli("sweep", "loss=ce,focal", "protocol.tune=[train.lr]", *tiny)
     assert result.returncode == 2 and "protocol.tune" in result.stderr and "Traceback" not in result.stderr

@@ -69,6 +69,7 @@ def record(runs: Path, cache: Path) -> None:
     PIN_FILE.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_fixed_config_gives_the_recorded_run_key_and_numbers(name, tmp_path):
     expected = json.loads(PIN_FILE.read_text())[name]

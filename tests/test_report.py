@@ -104,6 +104,7 @@ def test_focal_grid_and_ce_alpha_tables_by_hand(tmp_path):
     assert ce.loc["0.75", "AP"] == "**0.305 ± 0.007 (2)**" and ce.loc["0.25", "paper AP % (Table 1a)"] == "10.8"
 
 
+@pytest.mark.slow
 def test_cli_report_writes_tables_figures_and_runs(comparison, tmp_path):
     out = tmp_path / "report"
     result = ghmbench_cli("report", str(comparison), "--out", str(out))
@@ -124,6 +125,7 @@ def test_cli_report_writes_tables_figures_and_runs(comparison, tmp_path):
     assert summary["loss"].tolist() == ["ce", "focal", "ghm"] and summary["runs"].tolist() == [5, 3, 4]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -136,6 +138,7 @@ def test_cli_report_bad_options(comparison, args, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_report_empty_folder(tmp_path):
     result = ghmbench_cli("report", str(tmp_path))
     assert result.returncode == 2 and "no run records" in result.stderr
@@ -296,6 +299,7 @@ def test_imbalance_table(tmp_path):
     assert table.cells.loc[0, "AP"] == t_cell([0.4, 0.41]) and table.cells.loc[0, "neg:pos"] == "150"
 
 
+@pytest.mark.slow
 def test_cli_report_protocol_runs(protocol_runs, tmp_path):
     (protocol_runs / "broken-run").mkdir()
     (protocol_runs / "broken-run" / METRICS_FILE).write_text('{"run_key": ')

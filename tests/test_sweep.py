@@ -23,6 +23,7 @@ def _records(runs: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in runs.glob(f"*/{METRICS_FILE}")}
 
 
+@pytest.mark.slow
 def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     runs = tmp_path / "runs"
     first = ghmbench_cli("sweep", *GRID, *tiny)
@@ -42,6 +43,7 @@ def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     assert report.returncode == 0 and "classification (rows) x regression" in report.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]])
 def test_parallel_launchers(tiny, tmp_path, launcher):
     result = ghmbench_cli("sweep", *GRID, *tiny, *launcher)
@@ -117,6 +119,7 @@ def test_grid_expansion_refuses_what_hydras_basic_sweeper_refuses(overrides, mes
         expand_jobs(overrides)
 
 
+@pytest.mark.slow
 def test_sweep_rejects_a_bad_job_before_starting(tiny, tmp_path):
     result = ghmbench_cli("sweep", "loss=focal", "loss.gamma=1,-2", *tiny)
     assert result.returncode == 2
@@ -130,6 +133,7 @@ def _sweep_process(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([ghmbench_exe(), "sweep", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_path):
     grid = ["loss=ce,ghm", "train.epochs=4", "dataset.num_train=128"]
     killed = tmp_path / "killed"
@@ -165,6 +169,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_pa
         assert (killed / "report" / table).read_text() == (clean / "report" / table).read_text()
 
 
+@pytest.mark.slow
 def test_smoke_preset_passes_and_fails_loudly(tmp_path):
     paths = [f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}", "train.progress=false"]
     ok = ghmbench_cli("train", "experiment=smoke", *paths)

@@ -25,6 +25,7 @@ def _cfg(*overrides: str):
     return validate(compose_config(list(overrides)))
 
 
+@pytest.mark.slow
 def test_cli_train_end_to_end(tiny, tmp_path):
     result = ghmbench_cli("train", "loss=focal", "regression=ghm", "seed=3", *tiny)
     assert result.returncode == 0, result.stderr
@@ -52,6 +53,7 @@ def test_cli_train_end_to_end(tiny, tmp_path):
     assert again_cli.returncode == 0 and "existing record" in again_cli.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(tiny, tmp_path):
     first = run(_cfg(*tiny, "loss=ghm"))
     second = run(_cfg(*tiny[:-2], f"paths.runs_dir={tmp_path / 'other'}", tiny[-1], "loss=ghm"))
@@ -60,6 +62,7 @@ def test_same_seed_gives_identical_metrics(tiny, tmp_path):
     assert first["metrics"] == second["metrics"] and first["per_class_AP"] == second["per_class_AP"]
 
 
+@pytest.mark.slow
 def test_training_learns_and_resumes_from_checkpoint(tiny):
     cfg = _cfg(*tiny, "loss=ce", "dataset.num_train=128", "train.epochs=3")
     record = run(cfg)
@@ -74,6 +77,7 @@ def test_training_learns_and_resumes_from_checkpoint(tiny):
     assert "resumed from" in (folder / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
     result = ghmbench_cli("train", *tiny, "loss=ce", "train.lr=1e30", "train.grad_clip=null", "train.warmup_iters=0")
     assert result.returncode == 1
@@ -85,6 +89,7 @@ def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
     assert "non-finite loss" in (folder / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
     import fcntl
 
@@ -102,6 +107,7 @@ def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
     assert (folder / CHECKPOINT_FILE).read_bytes() == b"another process's checkpoint"
 
 
+@pytest.mark.slow
 def test_resnet18_backbone_trains_and_loads_local_weights(tiny, tmp_path):
     import torch
     import torchvision
@@ -129,6 +135,7 @@ def _umask(mask: int):
         os.umask(old)
 
 
+@pytest.mark.slow
 def test_records_are_readable_under_the_users_umask(tiny, tmp_path):
     """A colleague's report on a shared file system reads the records: their mode is what open()
     gives under the umask (mkstemp's 0o600 would hide them), and a private umask keeps them private."""
@@ -143,6 +150,7 @@ def test_records_are_readable_under_the_users_umask(tiny, tmp_path):
     assert not list(folder.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))  # every temporary file renamed
 
 
+@pytest.mark.slow
 def test_a_run_logged_to_a_file_prints_a_line_per_epoch_and_validation(tiny, tmp_path):
     """Where stdout is not a terminal (CI logs, files, pipes) a rich bar would be drawn once, at the
     end: the run prints lines instead, one per epoch (loss, images/s, ETA) and one per validation."""

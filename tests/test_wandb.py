@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 
 from tests.conftest import ghmbench_cli
 
 
+@pytest.mark.slow
 def test_wandb_defaults_to_offline_and_writes_local_run(tiny, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no WANDB_MODE: offline by default
     env["WANDB_SILENT"] = "true"

@@ -39,6 +39,7 @@ def test_names_as_list_or_mapping_folders_or_list_files(tmp_path, names_as_dict,
         validate(compose_config([*yolo_overrides(root), "dataset.classes=[a]"]))
 
 
+@pytest.mark.slow
 def test_yolo_trains_through_the_cli(yolo_root, tmp_path):
     r = ghmbench_cli("train", *TINY_TRAIN, *yolo_overrides(yolo_root), f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path / 'c'}")
     assert r.returncode == 0, r.stderr
@@ -57,6 +58,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [*BAD, "orphan"])
 def test_bad_labels_are_one_line_or_dropped(tmp_path, case):
     root = make_yolo(tmp_path / "y", num_train=8, num_val=4)
@@ -79,6 +81,7 @@ def test_bad_labels_are_one_line_or_dropped(tmp_path, case):
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and expected in r.stderr
 
 
+@pytest.mark.slow
 def test_export_yolo_round_trip_reproduces_the_digits(tmp_path):
     out = tmp_path / "export"
     size = ["dataset.num_train=24", "dataset.num_val=8", "dataset.num_test=4"]
