@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ghmbench import __version__ as ghmbench_version
-from ghmbench.config import compose_config, searchpath_overrides, validate
+from ghmbench.config.compose import compose_config, searchpath_overrides, validate
 from ghmbench.errors import ConfigError
-from ghmbench.record_fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
+from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 
 app = typer.Typer(
     add_completion=False,
@@ -133,7 +133,7 @@ def train(
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
-    from ghmbench.run_environment import RunLocked
+    from ghmbench.store.lock import RunLocked
 
     try:
         record = ghmbench.train(cfg, force=force)
@@ -144,7 +144,7 @@ def train(
     if record["status"] != COMPLETED:
         raise typer.Exit(code=1)
     if cfg.train.smoke_check:
-        from ghmbench.records import smoke_failures
+        from ghmbench.store.records import smoke_failures
 
         problems = smoke_failures(record)
         if problems:
@@ -196,8 +196,10 @@ def sweep(
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
     config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
-    from ghmbench.records import is_complete, read_record, run_dir, smoke_failures
-    from ghmbench.sweep import absolute_paths, expand_jobs, launch, protocol_of, run_protocol, validate_jobs
+    from ghmbench.store.records import is_complete, read_record, run_dir, smoke_failures
+    from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs
+    from ghmbench.sweep.launch import launch
+    from ghmbench.sweep.protocol import protocol_of, run_protocol
 
     try:
         overrides = list(overrides or [])
@@ -257,8 +259,8 @@ def report(
     bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
     note: Optional[str] = typer.Option(None, "--note", help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).", show_default=False),
 ) -> None:
-    from ghmbench.reporting import make_report
-    from ghmbench.run_table import ReportError
+    from ghmbench.reporting.report import make_report
+    from ghmbench.reporting.run_table import ReportError
 
     try:
         result = make_report(list(runs_dirs or [Path("runs")]), out_dir, metric, group_by, bootstrap, note)
@@ -300,8 +302,8 @@ def data_export(
     overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides of dataset.* (e.g. dataset.num_train=500).", show_default=False),
     fmt: str = typer.Option("coco", "--format", help="Output format: coco or yolo."),
 ) -> None:
-    from ghmbench.datasets import build_datasets
-    from ghmbench.formats.export import export_coco, export_yolo
+    from ghmbench.data.builder import build_datasets
+    from ghmbench.data.formats.export import export_coco, export_yolo
 
     if name != "digits":
         _fail(f"data export {name}: unknown dataset; allowed: digits")
@@ -349,9 +351,9 @@ def data_check(
     config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
 ) -> None:
     import ghmbench
-    from ghmbench import dataset_stats
-    from ghmbench.datasets import build_datasets
-    from ghmbench.model import build_model
+    from ghmbench.data.builder import build_datasets
+    from ghmbench.detection import anchor_fit
+    from ghmbench.detection.model import build_model
 
     try:
         cfg = ghmbench.load_config(overrides or [], config_dir=config_dir or [])
@@ -359,7 +361,7 @@ def data_check(
     except ConfigError as e:
         _fail(str(e))
     channels = train_split.images.shape[1]
-    anchors = dataset_stats.detector_anchors(build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size)
+    anchors = anchor_fit.detector_anchors(build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size)
     splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)
     overview = Table(title=f"dataset={cfg.dataset.name} (input {cfg.dataset.image_size} px)")
     overview.add_column("")
@@ -368,22 +370,22 @@ def data_check(
     rows: dict[str, list[str]] = {"images": [str(len(s)) for _, s in splits]}
     rows["images without objects"] = [str(sum(len(b) == 0 for b in s.boxes)) for _, s in splits]
     for split_name, split in splits:
-        for key, value in dataset_stats.box_sizes(split).items():
+        for key, value in anchor_fit.box_sizes(split).items():
             rows.setdefault(key, []).append(str(value))
-        for key, value in dataset_stats.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
+        for key, value in anchor_fit.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
             rows.setdefault(key, []).append(str(value))
     rows["dropped (on_invalid=skip)"] = [", ".join(f"{k} {n}" for k, n in s.dropped.items()) or "none" for _, s in splits]
     for key, values in rows.items():
         overview.add_row(key, *values)
     out.print(overview)
-    warning = dataset_stats.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    warning = anchor_fit.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
     if warning:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     per_class = Table(title="objects per class")
     per_class.add_column("class")
     for split_name, _ in splits:
         per_class.add_column(split_name, justify="right")
-    counts = [dataset_stats.class_counts(s) for _, s in splits]
+    counts = [anchor_fit.class_counts(s) for _, s in splits]
     for k, name in enumerate(train_split.class_names):
         per_class.add_row(name, *(str(c[k]) for c in counts))
     out.print(per_class)

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from ghmbench.evaluation import coco_evaluate
-from ghmbench.record_fields import METRICS
+from ghmbench.detection.evaluation import coco_evaluate
+from ghmbench.store.fields import METRICS
 
 
 def synthetic(images: int, dets: int, classes: int, seed: int = 0) -> tuple[dict, list[dict]]:

@@ -39,13 +39,13 @@ from torch import nn
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from ghmbench.anchors import match_anchors
-from ghmbench.config import compose_config, validate
-from ghmbench.criterion import DetectionCriterion
-from ghmbench.datasets import build_datasets
-from ghmbench.model import DetectorOutput, build_model, postprocess
-from ghmbench.splits import iterate_batches
-from ghmbench.training import build_optimizer
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.data.splits import iterate_batches
+from ghmbench.detection.anchors import match_anchors
+from ghmbench.detection.criterion import DetectionCriterion
+from ghmbench.detection.model import DetectorOutput, build_model, postprocess
+from ghmbench.run.training import build_optimizer
 
 SETTINGS = {
     "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),

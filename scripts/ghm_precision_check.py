@@ -105,11 +105,11 @@ def check_model(device: torch.device) -> list[str]:
     """Check 3 on the small detector and a digits batch."""
     from omegaconf import OmegaConf
 
-    from ghmbench.config import compose_config, validate
-    from ghmbench.criterion import DetectionCriterion
-    from ghmbench.digits import DigitsParams, load_digits_detection
-    from ghmbench.model import amp_forward, build_model
-    from ghmbench.splits import iterate_batches
+    from ghmbench.config.compose import compose_config, validate
+    from ghmbench.data.digits import DigitsParams, load_digits_detection
+    from ghmbench.data.splits import iterate_batches
+    from ghmbench.detection.criterion import DetectionCriterion
+    from ghmbench.detection.model import amp_forward, build_model
 
     cfg = validate(compose_config(["loss=ghm", "regression=ghm"]))
     split = load_digits_detection(DigitsParams(num_train=32, num_val=1), None).train

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ghmbench.comparison import REGRESSION_LABELS, difference_text
+from ghmbench.reporting.comparison import REGRESSION_LABELS, difference_text
 
 ROW_KEYS = ["a", "b", "under"]
 

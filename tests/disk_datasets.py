@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
-from ghmbench.digits import DigitsParams, load_digits_detection
-from ghmbench.formats.voc import VOC_CLASSES
+from ghmbench.data.digits import DigitsParams, load_digits_detection
+from ghmbench.data.formats.voc import VOC_CLASSES
 
 SIZES = [(64, 64), (48, 96), (100, 60), (80, 80), (40, 120), (96, 72)]  # (height, width)
 

@@ -3,13 +3,12 @@ the training objects are matched only by the low-quality rule; the real-image pr
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
+import pytest
 from conftest import TINY, ghmbench_cli
 
-from ghmbench.config import compose_config, validate
+from ghmbench.config.compose import compose_config, validate
 
 LARGE = ["dataset.image_size=256", "dataset.min_scale=100", "dataset.max_scale=220", "dataset.max_objects=1", "dataset.num_train=16", "dataset.num_val=4"]
 
@@ -28,9 +27,9 @@ def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(t
 
 
 def test_the_digits_fit_the_default_detector(tmp_path):
-    from ghmbench.dataset_stats import anchor_fit_warning, detector_anchors
-    from ghmbench.datasets import build_datasets
-    from ghmbench.model import build_model
+    from ghmbench.data.builder import build_datasets
+    from ghmbench.detection.anchor_fit import anchor_fit_warning, detector_anchors
+    from ghmbench.detection.model import build_model
 
     cfg = validate(compose_config(["dataset.num_train=32", "dataset.num_val=4", f"paths.cache_dir={tmp_path}"]))
     train = build_datasets(cfg)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ghmbench.anchors import BACKGROUND, IGNORE, BoxCoder, make_anchors, match_anchors
+from ghmbench.detection.anchors import BACKGROUND, IGNORE, BoxCoder, make_anchors, match_anchors
 
 
 def test_make_anchors_order_and_shapes():

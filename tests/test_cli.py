@@ -50,7 +50,7 @@ def test_help_and_version_as_a_user_runs_them(tmp_path):
 def _report_table_names() -> set[str]:
     """Every table name the report's code can write: the literal first argument of each
     ``Table(...)`` and the literal ``name`` argument of each ``_grid_table(...)`` in ghmbench/."""
-    from ghmbench import tables
+    from ghmbench.reporting import tables
 
     name_at = {"Table": 0, "_grid_table": list(inspect.signature(tables._grid_table).parameters).index("name")}
     names = set()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from ghmbench.config import compose_config, conf_dir, validate
+from ghmbench.config.compose import compose_config, conf_dir, validate
 from ghmbench.errors import ConfigError
 from tests.conftest import ghmbench_cli
 
@@ -108,7 +108,7 @@ def test_digits_generator_defaults_equal_the_dataset_yaml():
     line; they must be conf/dataset/digits.yaml's values (the source of truth for runs)."""
     from dataclasses import asdict
 
-    from ghmbench.digits import DigitsParams
+    from ghmbench.data.digits import DigitsParams
 
     yaml = OmegaConf.to_container(OmegaConf.load(conf_dir() / "dataset" / "digits.yaml"))
     yaml.pop("name")

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from ghmbench import losses
-from ghmbench.config import compose_config, validate
+from ghmbench.config.compose import compose_config, validate
 from ghmbench.errors import ConfigError
-from ghmbench.records import METRICS_FILE, run_key
+from ghmbench.store.records import METRICS_FILE, run_key
 from tests.conftest import README, ghmbench_cli, write_readme_project
 
 CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # the README's command
@@ -156,7 +156,7 @@ def test_own_loss_run_key_holds_its_target_and_parameters():
 
 
 def test_regression_custom_builds_its_target_with_its_arguments():
-    from ghmbench.criterion import DetectionCriterion
+    from ghmbench.detection.criterion import DetectionCriterion
 
     cfg = validate(compose_config(["regression=custom", "regression.name=l1_x2", "regression._target_=ghmbench.losses.L1Loss", "+regression.loss_weight=2.0"]))
     criterion = DetectionCriterion.from_config(cfg)
@@ -188,7 +188,7 @@ def _losses_before_targets(cfg):
     [["loss=ce", "loss.alpha=null", "regression=l1"], ["loss=focal", "loss.gamma=0.5", "regression=smooth_l1", "regression.beta=0.2"], ["loss=ghm", "loss.per_level=true", "loss.sync=false", "regression=ghm", "regression.mu=0.05"]],
 )
 def test_builtin_losses_are_built_as_before(overrides):
-    from ghmbench.criterion import DetectionCriterion
+    from ghmbench.detection.criterion import DetectionCriterion
 
     cfg = validate(compose_config(overrides))
     criterion = DetectionCriterion.from_config(cfg)
@@ -202,8 +202,8 @@ def test_builtin_losses_are_built_as_before(overrides):
 
 @pytest.mark.slow
 def test_builtin_losses_train_to_the_same_metrics_as_before(tiny, tmp_path, monkeypatch):
-    from ghmbench import training
-    from ghmbench.criterion import DetectionCriterion
+    from ghmbench.detection.criterion import DetectionCriterion
+    from ghmbench.run import training
 
     overrides = [*tiny, "loss=ghm", "regression=ghm", "train.epochs=1", "train.num_threads=1"]
     now = training.run(validate(compose_config(overrides)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ghmbench.digits import DigitsParams, load_digits_detection, params_key, source_split, source_split3
+from ghmbench.data.digits import DigitsParams, load_digits_detection, params_key, source_split, source_split3
 
 SMALL = dict(num_train=40, num_val=10, image_size=64)
 

@@ -11,10 +11,10 @@ import torch
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import coco_overrides, make_coco, make_voc
 
-from ghmbench.config import compose_config, validate
-from ghmbench.datasets import build_datasets
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.detection.evaluation import coco_evaluate, coco_results
 from ghmbench.errors import DatasetError
-from ghmbench.evaluation import coco_evaluate, coco_results
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_voc_unknown_class_names_the_xml_object(voc_root, tmp_path):
 
 
 def test_lazy_loading_with_workers_matches_the_cache(coco_root, tmp_path):
-    from ghmbench.splits import iterate_batches
+    from ghmbench.data.splits import iterate_batches
 
     base = [*coco_overrides(coco_root), f"paths.cache_dir={tmp_path}"]
     cached = _load(base)[0]
@@ -276,7 +276,7 @@ def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
 def test_broken_file_found_while_decoding_in_a_worker_is_one_line(coco_root, tmp_path):
     import shutil
 
-    from ghmbench.splits import iterate_batches
+    from ghmbench.data.splits import iterate_batches
 
     root = tmp_path / "coco"
     shutil.copytree(coco_root, root)

@@ -20,15 +20,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ghmbench import distributed
-from ghmbench.config import compose_config, validate
-from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.digits import DigitsParams, load_digits_detection
+from ghmbench.data.splits import iterate_batches
+from ghmbench.detection.criterion import DetectionCriterion
+from ghmbench.detection.model import amp_forward, build_model
 from ghmbench.errors import ConfigError
 from ghmbench.losses import GHMC, GHMR, ghm_weights
-from ghmbench.records import METRICS_FILE
-from ghmbench.criterion import DetectionCriterion
-from ghmbench.model import amp_forward, build_model
-from ghmbench.splits import iterate_batches
-from ghmbench.training import run
+from ghmbench.run.training import run
+from ghmbench.store.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 WORLD = 2
@@ -382,7 +382,7 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf
 
-    from ghmbench.config import conf_dir
+    from ghmbench.config.compose import conf_dir
 
     overrides = [
         "hydra/launcher=slurm",
@@ -473,7 +473,7 @@ def test_bf16_forward_gives_float32_outputs_and_losses():
 def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
     from omegaconf import OmegaConf
 
-    from ghmbench.records import run_key
+    from ghmbench.store.records import run_key
 
     base = validate(compose_config([]))
     assert run_key(validate(compose_config(["train.amp=bf16"]))) != run_key(base)

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from ghmbench.config import compose_config, validate
-from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.digits import DigitsParams, load_digits_detection
+from ghmbench.detection.noisy_weight import summary, watch
 from ghmbench.errors import ConfigError
 from ghmbench.losses import GHMC, FocalLoss
-from ghmbench.noisy_weight import summary, watch
-from ghmbench.records import run_key
-from ghmbench.reporting import make_report
-from ghmbench.training import run
+from ghmbench.reporting.report import make_report
+from ghmbench.run.training import run
+from ghmbench.store.records import run_key
 
 BASE = dict(num_train=60, num_val=12, num_test=12, image_size=64, clutter=1)
 

@@ -10,11 +10,11 @@ import pytest
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import make_voc
 
-from ghmbench.config import compose_config, validate
-from ghmbench.datasets import build_datasets
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.data.formats.voc import VOC_CLASSES
 from ghmbench.errors import ConfigError, DatasetError
-from ghmbench.formats.voc import VOC_CLASSES
-from ghmbench.records import run_key
+from ghmbench.store.records import run_key
 
 NAMES = ["zebra", "apple", "kiwi", "mango", "lemon", "fig", "plum", "pear", "lime", "date"]  # digit -> class name
 

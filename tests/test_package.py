@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import readme_ci_command, write_readme_project
 
@@ -42,7 +42,7 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     # a user's project: not the repository, with the README's loss, config folder and CI job
     project = write_readme_project(tmp_path / "project")
     env = {k: v for k, v in os.environ.items() if k != "GHMBENCH_CONF_DIR"} | {"PYTHONPATH": f"{site}{os.pathsep}{project}"}
-    where = _run([sys.executable, "-c", "import ghmbench.config as c; print(c.__file__); print(c.conf_dir())"], cwd=project, env=env)
+    where = _run([sys.executable, "-c", "import ghmbench.config.compose as c; print(c.__file__); print(c.conf_dir())"], cwd=project, env=env)
     assert where.stdout.split() == [str(site / "ghmbench" / "config.py"), str(site / "ghmbench" / "conf")], where.stderr
 
     cache = f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}"

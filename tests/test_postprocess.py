@@ -7,8 +7,8 @@ import torch
 import torchvision
 from torchvision.ops import batched_nms
 
-from ghmbench.anchors import BoxCoder, make_anchors
-from ghmbench.model import DetectorOutput, postprocess
+from ghmbench.detection.anchors import BoxCoder, make_anchors
+from ghmbench.detection.model import DetectorOutput, postprocess
 
 
 def _per_image_reference(out: DetectorOutput, coder: BoxCoder, image_hw, score_thresh, topk, nms_thresh, max_det):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 from pathlib import Path
 
-from ghmbench.records import METRICS_FILE
+import pytest
+
+from ghmbench.store.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 PROTOCOL = [

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from ghmbench.config import compose_config, validate
-from ghmbench.fileio import write_json
-from ghmbench.records import METRICS_FILE, run_dir, run_key, smoke_failures
-from ghmbench.reporting import build_tables
-from ghmbench.run_table import load_runs
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.reporting.report import build_tables
+from ghmbench.reporting.run_table import load_runs
+from ghmbench.store.fileio import write_json
+from ghmbench.store.records import METRICS_FILE, run_dir, run_key, smoke_failures
 from tests.conftest import ghmbench_cli
 
 
@@ -257,7 +257,7 @@ def test_validation_only_protocol_says_so(tmp_path):
 def write_eval_run(root: Path, loss: str, gt: dict, detections: list[dict]) -> Path:
     folder = write_run(root, [f"loss={loss}"], 0, 0.0)
     record = json.loads((folder / METRICS_FILE).read_text())
-    from ghmbench.evaluation import coco_evaluate
+    from ghmbench.detection.evaluation import coco_evaluate
 
     metrics = {k: v for k, v in coco_evaluate(gt, detections).items() if k != "per_class_AP"}
     write_json(folder / "ground_truth_test.json", gt)

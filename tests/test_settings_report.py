@@ -8,11 +8,11 @@ import math
 import pandas as pd
 import pytest
 
-from ghmbench.comparison import Bootstrap
-from ghmbench.noise_table import noise_table
-from ghmbench.settings import FOCAL, GHM, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table, verdict
-from ghmbench.shapes import focal_contrasts, ghm_contrasts, shapes_table
-from ghmbench.stats import Interval
+from ghmbench.reporting.comparison import Bootstrap
+from ghmbench.reporting.intervals import Interval
+from ghmbench.reporting.noise_table import noise_table
+from ghmbench.reporting.settings import FOCAL, GHM, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table, verdict
+from ghmbench.reporting.shapes import focal_contrasts, ghm_contrasts, shapes_table
 
 NO_BOOT = Bootstrap(0)
 

@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
-from ghmbench.evaluation import coco_evaluate
-from ghmbench.protocol import Protocol, ProtocolError, final_runs, format_value, parse_overrides, select_settings
-from ghmbench.stats import (
+from ghmbench.detection.evaluation import coco_evaluate
+from ghmbench.reporting.intervals import (
     ImageEval,
-    se_interval,
     bootstrap_interval,
     bootstrap_values,
     convergence_rise,
@@ -19,8 +17,10 @@ from ghmbench.stats import (
     paired_bootstrap,
     paired_difference,
     resample_coco,
+    se_interval,
     t_interval,
 )
+from ghmbench.sweep.selection import Protocol, ProtocolError, final_runs, format_value, parse_overrides, select_settings
 
 
 def test_t_interval_is_scipys():

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ghmbench.config import compose_config, validate
-from ghmbench.records import METRICS_FILE
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.store.records import METRICS_FILE
 from tests.conftest import ghmbench_cli
 
 GRID = ["loss=ce,ghm", "seed=0,1"]
@@ -83,7 +83,7 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
     ],
 )
 def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
-    from ghmbench.sweep import expand_jobs
+    from ghmbench.sweep.grid import expand_jobs
 
     assert expand_jobs(overrides) == jobs
 
@@ -100,7 +100,8 @@ def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
 )
 def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
     """Stage 1 of the settings presets: every cell, seed 0, in the comparison regime."""
-    from ghmbench.sweep import expand_jobs, protocol_of, tuning_overrides
+    from ghmbench.sweep.grid import expand_jobs
+    from ghmbench.sweep.protocol import protocol_of, tuning_overrides
 
     overrides = [f"experiment={experiment}"]
     jobs = expand_jobs(tuning_overrides(overrides, protocol_of(overrides)))
@@ -112,8 +113,8 @@ def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
 
 @pytest.mark.parametrize(("overrides", "message"), [(["loss=glob(*)"], "ConfigLoader is not set"), (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP")])
 def test_grid_expansion_refuses_what_hydras_basic_sweeper_refuses(overrides, message):
-    from ghmbench.config import ConfigError
-    from ghmbench.sweep import expand_jobs
+    from ghmbench.config.compose import ConfigError
+    from ghmbench.sweep.grid import expand_jobs
 
     with pytest.raises(ConfigError, match=message):
         expand_jobs(overrides)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ghmbench.config import compose_config, validate
-from ghmbench.datasets import build_datasets
-from ghmbench.evaluation import coco_evaluate
-from ghmbench.fileio import write_text
-from ghmbench.records import CHECKPOINT_FILE, METRICS_FILE, load_checkpoint
-from ghmbench.training import run
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.detection.evaluation import coco_evaluate
+from ghmbench.run.training import run
+from ghmbench.store.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from ghmbench.store.fileio import write_text
+from ghmbench.store.records import METRICS_FILE
 from tests.conftest import ghmbench_cli, ghmbench_exe
 
 
@@ -93,8 +94,8 @@ def test_diverging_run_is_recorded_as_diverged(tiny, tmp_path):
 def test_a_run_being_trained_elsewhere_is_not_touched(tiny):
     import fcntl
 
-    from ghmbench.records import run_dir
-    from ghmbench.run_environment import RunLocked
+    from ghmbench.store.lock import RunLocked
+    from ghmbench.store.records import run_dir
 
     cfg = _cfg(*tiny)
     folder = run_dir(cfg)
@@ -117,7 +118,7 @@ def test_resnet18_backbone_trains_and_loads_local_weights(tiny, tmp_path):
     torch.save(reference.state_dict(), weights)
     record = run(_cfg(*tiny, "model=resnet18", f"model.weights_path={weights}", "train.epochs=1"))
     assert record["status"] == "completed" and record["metrics"]["AR100"] is not None
-    from ghmbench.model import ResNet18Backbone
+    from ghmbench.detection.model import ResNet18Backbone
 
     backbone = ResNet18Backbone(in_channels=1, weights_path=str(weights))
     # grey input: the first convolution is the RGB filters summed (a grey image replicated to RGB

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
+
+import pytest
 
 from tests.conftest import ghmbench_cli
 

@@ -13,9 +13,9 @@ import torch
 from conftest import TINY_TRAIN, ghmbench_cli
 from disk_datasets import make_yolo, yolo_overrides
 
-from ghmbench.config import compose_config, validate
-from ghmbench.datasets import build_datasets
-from ghmbench.digits import DigitsParams, load_digits_detection
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.data.digits import DigitsParams, load_digits_detection
 from ghmbench.errors import ConfigError, DatasetError
 
 
