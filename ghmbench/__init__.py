@@ -45,7 +45,9 @@ def load_config(overrides: Iterable[str] = (), *, config_dir: ConfigDirs = ()) -
     return validate(compose_config([*searchpath_overrides(dirs, overrides), *overrides]))
 
 
-def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = False, config_dir: ConfigDirs = ()) -> dict[str, Any]:
+def train(
+    overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = False, config_dir: ConfigDirs = ()
+) -> dict[str, Any]:
     """Train, evaluate and record one configuration, as ``ghmbench train`` does.
 
     Args:

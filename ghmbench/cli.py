@@ -38,7 +38,11 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Run `ghmbench COMMAND --help` for a command's overrides and examples."""
 
 
@@ -105,7 +109,15 @@ def _records_table(records: list[dict], title: str) -> Table:
         metrics = record.get("metrics") or {}
         status = record["status"] + (f" @ step {record['diverged_at_step']}" if record["status"] == DIVERGED else "")
         shown = (_fmt(metrics.get(name)) for name in SHOWN_METRICS)
-        table.add_row(record["run_key"], record["loss"], record["regression"], str(record["seed"]), status, *shown, f"{record.get('wall_time_s', 0):.1f}")
+        table.add_row(
+            record["run_key"],
+            record["loss"],
+            record["regression"],
+            str(record["seed"]),
+            status,
+            *shown,
+            f"{record.get('wall_time_s', 0):.1f}",
+        )
     return table
 
 
@@ -114,10 +126,17 @@ def _records_table(records: list[dict], title: str) -> Table:
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def train(
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, KEY=VALUE or GROUP=OPTION.", show_default=False),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Hydra overrides, KEY=VALUE or GROUP=OPTION.", show_default=False
+    ),
     force: bool = typer.Option(False, "--force", help="Retrain even when a complete record exists."),
     print_config: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
-    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
+    config_dir: Optional[list[Path]] = typer.Option(
+        None,
+        "--config-dir",
+        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        show_default=False,
+    ),
 ) -> None:
     from omegaconf import OmegaConf
 
@@ -192,9 +211,16 @@ Then `ghmbench report` turns the folder into tables and figures.
 
 @app.command(help=SWEEP_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sweep(
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides; comma lists are swept.", show_default=False),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Hydra overrides; comma lists are swept.", show_default=False
+    ),
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
-    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
+    config_dir: Optional[list[Path]] = typer.Option(
+        None,
+        "--config-dir",
+        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        show_default=False,
+    ),
 ) -> None:
     from ghmbench.store.records import is_complete, read_record, run_dir, smoke_failures
     from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs
@@ -214,14 +240,25 @@ def sweep(
         _fail(str(e))
     if proto is None:
         done = sum(is_complete(run_dir(c)) for c in cfgs)
-        out.print(f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}", highlight=False)
+        out.print(
+            f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}",
+            highlight=False,
+        )
         launch(overrides, force, runs=len(jobs))
     if not cfgs:
         err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
         raise typer.Exit(code=1)
-    records = [read_record(run_dir(c)) or {"run_key": "-", "loss": c.loss.name, "regression": c.regression.name, "seed": c.seed, "status": "missing"} for c in cfgs]
+    records = [
+        read_record(run_dir(c))
+        or {"run_key": "-", "loss": c.loss.name, "regression": c.regression.name, "seed": c.seed, "status": "missing"}
+        for c in cfgs
+    ]
     out.print(_records_table(records, "sweep results"))
-    out.print(f"runs folder: {cfgs[0].paths.runs_dir}  (next: ghmbench report {cfgs[0].paths.runs_dir})", highlight=False, soft_wrap=True)
+    out.print(
+        f"runs folder: {cfgs[0].paths.runs_dir}  (next: ghmbench report {cfgs[0].paths.runs_dir})",
+        highlight=False,
+        soft_wrap=True,
+    )
     bad = [r for r in records if r["status"] not in COMPLETE_STATUSES]
     smoke = [r for c, r in zip(cfgs, records) if c.train.smoke_check and r["status"] != "missing" and smoke_failures(r)]
     if bad or smoke:
@@ -253,11 +290,28 @@ one. Configurations whose validation AP still rose in the last quarter of traini
 @app.command(help=REPORT_HELP)
 def report(
     runs_dirs: Optional[list[Path]] = typer.Argument(None, help="Runs folders (or run folders).", show_default=False),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: `<first runs folder>/report`]."),
-    metric: str = typer.Option("AP", "--metric", help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."),
-    bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."),
-    note: Optional[str] = typer.Option(None, "--note", help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).", show_default=False),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder [default: `<first runs folder>/report`]."
+    ),
+    metric: str = typer.Option(
+        "AP",
+        "--metric",
+        help="Metric of the paper-shaped tables and figures: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100.",
+    ),
+    group_by: Optional[str] = typer.Option(
+        None,
+        "--group-by",
+        help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies].",
+    ),
+    bootstrap: int = typer.Option(
+        500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."
+    ),
+    note: Optional[str] = typer.Option(
+        None,
+        "--note",
+        help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).",
+        show_default=False,
+    ),
 ) -> None:
     from ghmbench.reporting.report import make_report
     from ghmbench.reporting.run_table import ReportError
@@ -269,7 +323,11 @@ def report(
     out.print(result.path.read_text().split("### Figures")[0], highlight=False, markup=False, soft_wrap=True)
     for fig in result.figures:
         out.print(f"figure: {fig}", highlight=False, soft_wrap=True)
-    out.print(f"report: {result.path} (tables as .md/.tex/.csv and runs.csv/.parquet beside it)", highlight=False, soft_wrap=True)
+    out.print(
+        f"report: {result.path} (tables as .md/.tex/.csv and runs.csv/.parquet beside it)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 data_app = typer.Typer(
@@ -295,11 +353,15 @@ dataset.root=OUT dataset.image_size=64 dataset.channels=1` (YOLO).
 """
 
 
-@data_app.command("export", help=EXPORT_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@data_app.command(
+    "export", help=EXPORT_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
 def data_export(
     name: str = typer.Argument(..., help="Dataset to export: digits."),
     out_dir: Path = typer.Argument(..., help="Output folder (created)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides of dataset.* (e.g. dataset.num_train=500).", show_default=False),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Hydra overrides of dataset.* (e.g. dataset.num_train=500).", show_default=False
+    ),
     fmt: str = typer.Option("coco", "--format", help="Output format: coco or yolo."),
 ) -> None:
     from ghmbench.data.builder import build_datasets
@@ -322,10 +384,22 @@ def data_export(
             where = f"{out_dir / 'images' / split_name}/, {out_dir / 'labels' / split_name}/, {written}"
         else:
             where = f"{out_dir / split_name}/, {export_coco(split, out_dir, split_name)}"
-        out.print(f"{split_name}: {len(split)} images, {sum(map(len, split.boxes))} objects -> {where}", highlight=False, soft_wrap=True)
+        out.print(
+            f"{split_name}: {len(split)} images, {sum(map(len, split.boxes))} objects -> {where}",
+            highlight=False,
+            soft_wrap=True,
+        )
     size, channels = train_split.images.shape[-1], train_split.images.shape[1]
-    dataset = f"dataset=yolo dataset.root={out_dir}" if fmt == "yolo" else f"dataset=coco dataset.root={out_dir} dataset.train_split=train dataset.val_split=val"
-    out.print(f"train on it: ghmbench train {dataset} dataset.image_size={size} dataset.channels={channels}", highlight=False, soft_wrap=True)
+    dataset = (
+        f"dataset=yolo dataset.root={out_dir}"
+        if fmt == "yolo"
+        else f"dataset=coco dataset.root={out_dir} dataset.train_split=train dataset.val_split=val"
+    )
+    out.print(
+        f"train on it: ghmbench train {dataset} dataset.image_size={size} dataset.channels={channels}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 CHECK_HELP = """Validate a dataset and print its statistics: images, objects per class, box sizes,
@@ -347,8 +421,15 @@ the objects' sizes. Invalid content is reported as in training
 
 @data_app.command("check", help=CHECK_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def data_check(
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides (dataset=..., dataset.*, model.*).", show_default=False),
-    config_dir: Optional[list[Path]] = typer.Option(None, "--config-dir", help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.", show_default=False),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Hydra overrides (dataset=..., dataset.*, model.*).", show_default=False
+    ),
+    config_dir: Optional[list[Path]] = typer.Option(
+        None,
+        "--config-dir",
+        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        show_default=False,
+    ),
 ) -> None:
     import ghmbench
     from ghmbench.data.builder import build_datasets
@@ -361,8 +442,12 @@ def data_check(
     except ConfigError as e:
         _fail(str(e))
     channels = train_split.images.shape[1]
-    anchors = anchor_fit.detector_anchors(build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size)
-    splits = tuple((n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None)
+    anchors = anchor_fit.detector_anchors(
+        build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size
+    )
+    splits = tuple(
+        (n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None
+    )
     overview = Table(title=f"dataset={cfg.dataset.name} (input {cfg.dataset.image_size} px)")
     overview.add_column("")
     for split_name, _ in splits:
@@ -374,7 +459,9 @@ def data_check(
             rows.setdefault(key, []).append(str(value))
         for key, value in anchor_fit.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
             rows.setdefault(key, []).append(str(value))
-    rows["dropped (on_invalid=skip)"] = [", ".join(f"{k} {n}" for k, n in s.dropped.items()) or "none" for _, s in splits]
+    rows["dropped (on_invalid=skip)"] = [
+        ", ".join(f"{k} {n}" for k, n in s.dropped.items()) or "none" for _, s in splits
+    ]
     for key, values in rows.items():
         overview.add_row(key, *values)
     out.print(overview)

@@ -72,7 +72,13 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
             failures.append(f"{name} is not float32 under autocast")
     cases = {
         "GHM-C": (GHMC, logits, target, lambda x: (torch.sigmoid(x) - target).abs(), 30),
-        "GHM-R": (GHMR, deltas, box_target, lambda x: ((x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2)), 10),
+        "GHM-R": (
+            GHMR,
+            deltas,
+            box_target,
+            lambda x: (x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2),
+            10,
+        ),
     }
     for name, (cls, x, y, g_of, bins) in cases.items():
         if not _bf16_matches_float32(device, name, cls, x, y, weight, g_of, bins):
@@ -80,7 +86,9 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
     return failures
 
 
-def _bf16_matches_float32(device: torch.device, name: str, cls, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, g_of, bins: int) -> bool:
+def _bf16_matches_float32(
+    device: torch.device, name: str, cls, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, g_of, bins: int
+) -> bool:
     """Check 2 for one loss: its value and GHM weights on bf16-rounded inputs against float32; prints the result."""
     valid = (weight > 0)[:, None]
     x16 = x.bfloat16().float()  # what the losses see after a bf16 forward
@@ -128,13 +136,7 @@ def check_model(device: torch.device) -> list[str]:
     print(
         f"detector ({OmegaConf.select(cfg, 'model.backbone')}, batch 32) GHM-C / GHM-R with the forward in bf16 vs float32: {losses['bf16'].tolist()} vs {losses['none'].tolist()}, relative differences {rel[0]:.2e} / {rel[1]:.2e} (<= {MODEL_RTOL:g}): {'ok' if ok else 'FAIL'}"
     )
-    return (
-        []
-        if ok
-        else [
-            "the detector's GHM losses with a bf16 forward differ from float32 beyond tolerance"
-        ]
-    )
+    return [] if ok else ["the detector's GHM losses with a bf16 forward differ from float32 beyond tolerance"]
 
 
 def main() -> int:
@@ -151,10 +153,7 @@ def main() -> int:
         )
         return 1
     failures = check_losses(device, args.n, args.classes) + check_model(device)
-    print(
-        "GHM bf16 check: "
-        + ("passed" if not failures else "FAILED: " + "; ".join(failures))
-    )
+    print("GHM bf16 check: " + ("passed" if not failures else "FAILED: " + "; ".join(failures)))
     return 1 if failures else 0
 
 

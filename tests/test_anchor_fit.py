@@ -10,7 +10,14 @@ from conftest import TINY, ghmbench_cli
 
 from ghmbench.config.compose import compose_config, validate
 
-LARGE = ["dataset.image_size=256", "dataset.min_scale=100", "dataset.max_scale=220", "dataset.max_objects=1", "dataset.num_train=16", "dataset.num_val=4"]
+LARGE = [
+    "dataset.image_size=256",
+    "dataset.min_scale=100",
+    "dataset.max_scale=220",
+    "dataset.max_objects=1",
+    "dataset.num_train=16",
+    "dataset.num_val=4",
+]
 
 
 @pytest.mark.slow
@@ -25,7 +32,6 @@ def test_data_check_warns_for_large_objects_and_not_with_the_real_image_preset(t
     assert r.returncode == 0 and "anchor fit" not in r.stderr + r.stdout
 
 
-
 def test_the_digits_fit_the_default_detector(tmp_path):
     from ghmbench.data.builder import build_datasets
     from ghmbench.detection.anchor_fit import anchor_fit_warning, detector_anchors
@@ -33,15 +39,31 @@ def test_the_digits_fit_the_default_detector(tmp_path):
 
     cfg = validate(compose_config(["dataset.num_train=32", "dataset.num_val=4", f"paths.cache_dir={tmp_path}"]))
     train = build_datasets(cfg)[0]
-    assert anchor_fit_warning(train, detector_anchors(build_model(cfg, train.num_classes, 1), 1, cfg.dataset.image_size), cfg.model, cfg.dataset.image_size) is None
+    assert (
+        anchor_fit_warning(
+            train,
+            detector_anchors(build_model(cfg, train.num_classes, 1), 1, cfg.dataset.image_size),
+            cfg.model,
+            cfg.dataset.image_size,
+        )
+        is None
+    )
     large = validate(compose_config([*LARGE, f"paths.cache_dir={tmp_path}"]))
     big = build_datasets(large)[0]
-    assert "of 16 training objects" in anchor_fit_warning(big, detector_anchors(build_model(large, big.num_classes, 1), 1, large.dataset.image_size), large.model, 256)
+    assert "of 16 training objects" in anchor_fit_warning(
+        big, detector_anchors(build_model(large, big.num_classes, 1), 1, large.dataset.image_size), large.model, 256
+    )
 
 
 @pytest.mark.slow
 def test_a_run_starts_with_the_warning_line(tmp_path):
-    args = [*[o for o in TINY if not o.startswith("dataset.")], *LARGE, "train.epochs=1", f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path}"]
+    args = [
+        *[o for o in TINY if not o.startswith("dataset.")],
+        *LARGE,
+        "train.epochs=1",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.cache_dir={tmp_path}",
+    ]
     r = ghmbench_cli("train", *args)
     assert r.returncode == 0, r.stderr
     assert len([x for x in r.stderr.splitlines() if x.startswith("warning: anchor fit:")]) == 1
@@ -52,4 +74,8 @@ def test_a_run_starts_with_the_warning_line(tmp_path):
 
 def test_real_image_preset():
     m = validate(compose_config(["model=retinanet_r18"])).model
-    assert m.backbone == "resnet18" and list(m.levels) == [3, 4, 5, 6, 7] and list(m.anchor_sizes) == [32, 64, 128, 256, 512]
+    assert (
+        m.backbone == "resnet18"
+        and list(m.levels) == [3, 4, 5, 6, 7]
+        and list(m.anchor_sizes) == [32, 64, 128, 256, 512]
+    )

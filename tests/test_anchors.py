@@ -73,7 +73,9 @@ def test_batched_matching_equals_torchvision_matcher_per_image():
             assert (m.labels[i] == BACKGROUND).all()
             continue
         idx = matcher(box_iou(b, anchors))  # every box here overlaps some anchor, so no IoU-0 quirk
-        expected = torch.where(idx >= 0, lab[idx.clamp(min=0)], torch.where(idx == Matcher.BETWEEN_THRESHOLDS, IGNORE, BACKGROUND))
+        expected = torch.where(
+            idx >= 0, lab[idx.clamp(min=0)], torch.where(idx == Matcher.BETWEEN_THRESHOLDS, IGNORE, BACKGROUND)
+        )
         assert torch.equal(m.labels[i], expected)
         pos = (idx >= 0).nonzero().squeeze(1)
         torch.testing.assert_close(m.matched_boxes[i, pos], b[idx[pos]])

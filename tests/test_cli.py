@@ -26,14 +26,28 @@ def _text(output: str) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [["-h"], ["train", "-h"], ["train", "-h", "experiment=smoke", "loss=ghm"], ["sweep", "-h", "loss=ce,focal"], ["report", "-h"], ["data", "-h"], ["data", "check", "-h"], ["data", "export", "-h"]],
+    [
+        ["-h"],
+        ["train", "-h"],
+        ["train", "-h", "experiment=smoke", "loss=ghm"],
+        ["sweep", "-h", "loss=ce,focal"],
+        ["report", "-h"],
+        ["data", "-h"],
+        ["data", "check", "-h"],
+        ["data", "export", "-h"],
+    ],
 )
 def test_dash_h_is_help_everywhere(args):
     result = CliRunner().invoke(app, args, prog_name="ghmbench", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     command = " ".join(a for a in args if a != "-h" and "=" not in a)
     assert f"Usage: ghmbench {command}".strip() in _text(result.output)
-    assert result.output == CliRunner().invoke(app, [a if a != "-h" else "--help" for a in args], prog_name="ghmbench", env={"COLUMNS": "200"}).output
+    assert (
+        result.output
+        == CliRunner()
+        .invoke(app, [a if a != "-h" else "--help" for a in args], prog_name="ghmbench", env={"COLUMNS": "200"})
+        .output
+    )
 
 
 @pytest.mark.slow

@@ -18,7 +18,12 @@ from ghmbench.errors import ConfigError
 from ghmbench.store.records import METRICS_FILE, run_key
 from tests.conftest import README, ghmbench_cli, write_readme_project
 
-CUSTOM = ["loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "loss.name=scaled_bce"]  # the README's command
+CUSTOM = [
+    "loss=custom",
+    "loss._target_=my_pkg.losses.ScaledBCE",
+    "+loss.scale=2.0",
+    "loss.name=scaled_bce",
+]  # the README's command
 
 
 @pytest.fixture
@@ -57,7 +62,9 @@ def test_own_loss_trains_sweeps_beside_focal_and_has_its_own_report_rows(tiny, t
     reported = ghmbench_cli("report", str(runs), "--bootstrap", "0")
     assert reported.returncode == 0, reported.stderr
     summary = (runs / "report" / "summary.md").read_text()
-    assert re.search(r"^\| scaled_bce +\| smooth_l1 ", summary, flags=re.M) and re.search(r"^\| focal +\| smooth_l1 ", summary, flags=re.M)
+    assert re.search(r"^\| scaled_bce +\| smooth_l1 ", summary, flags=re.M) and re.search(
+        r"^\| focal +\| smooth_l1 ", summary, flags=re.M
+    )
     assert re.search(r"^\| scaled_bce +\|", (runs / "report" / "loss_comparison.md").read_text(), flags=re.M)
 
     # the Python entry points: the same config, run key and record; the same tables
@@ -81,7 +88,14 @@ def test_protocol_tunes_and_selects_an_own_loss_beside_focal(tiny, tmp_path, pro
     # a loss whose name differs from its file: stage 2 must find it by its loss= option
     conf = project / "ghmbench_conf"
     (conf / "loss" / "scaled.yaml").write_text("name: scaled_x3\n_target_: my_pkg.losses.ScaledBCE\nscale: 3.0\n")
-    args = ["--config-dir", str(conf), "loss=focal,scaled", 'protocol.tune=["train.lr=0.0005,0.003"]', 'protocol.tune_with=["seed=0"]', *tiny]
+    args = [
+        "--config-dir",
+        str(conf),
+        "loss=focal,scaled",
+        'protocol.tune=["train.lr=0.0005,0.003"]',
+        'protocol.tune_with=["seed=0"]',
+        *tiny,
+    ]
     result = ghmbench_cli("sweep", *args, cwd=project, env=_env(project))
     assert result.returncode == 0, result.stderr + result.stdout
     assert "protocol stage 1 (tuning): 4 runs: focal, scaled_x3 x train.lr=0.0005,0.003" in result.stdout
@@ -100,15 +114,37 @@ def test_protocol_tunes_and_selects_an_own_loss_beside_focal(tiny, tmp_path, pro
 def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project):
     env, conf = _env(project), project / "ghmbench_conf"
     (conf / "loss" / "broken.yaml").write_text("name: broken\n_target_: no_such_pkg.Loss\n")
-    (project / "my_pkg" / "boxes.py").write_text("from torch import nn\n\nclass NoLevels(nn.Module):\n    def forward(self, pred, target, label_weight, avg_factor=None):\n        return pred.sum()\n")
-    (readme_error,) = re.findall(r"\nerror: (loss\._target_=my_pkg\.losses\.ScaledBCE does not accept .+)\n", README.read_text())
+    (project / "my_pkg" / "boxes.py").write_text(
+        "from torch import nn\n\nclass NoLevels(nn.Module):\n    def forward(self, pred, target, label_weight, avg_factor=None):\n        return pred.sum()\n"
+    )
+    (readme_error,) = re.findall(
+        r"\nerror: (loss\._target_=my_pkg\.losses\.ScaledBCE does not accept .+)\n", README.read_text()
+    )
     cases = [
-        (["train", "loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "+loss.gama=1"], readme_error),
-        (["train", "loss=custom", "loss._target_=my_pkg.losses.Nope"], "loss._target_=my_pkg.losses.Nope cannot be imported: AttributeError: module 'my_pkg.losses' has no attribute 'Nope'"),
-        (["train", "loss=custom"], "loss._target_ is not set (loss.name=custom); allowed: the dotted path of your loss class"),
-        (["train", "regression=custom", "regression._target_=my_pkg.boxes.NoLevels"], "regression._target_=my_pkg.boxes.NoLevels: its forward(pred, target, label_weight, avg_factor=None) cannot be called as forward(pred, target, label_weight, avg_factor=None, level_ids=None)"),
-        (["train", "loss=focal", "loss._target_=my_pkg.losses.ScaledBCE"], "loss._target_=my_pkg.losses.ScaledBCE with loss.name=focal: the built-in focal is ghmbench.losses.FocalLoss"),
-        (["sweep", "--config-dir", str(conf), "loss=focal,broken"], "loss._target_=no_such_pkg.Loss cannot be imported: ModuleNotFoundError: No module named 'no_such_pkg' (is its module installed, or its folder on PYTHONPATH?) (in the sweep job loss=broken"),
+        (
+            ["train", "loss=custom", "loss._target_=my_pkg.losses.ScaledBCE", "+loss.scale=2.0", "+loss.gama=1"],
+            readme_error,
+        ),
+        (
+            ["train", "loss=custom", "loss._target_=my_pkg.losses.Nope"],
+            "loss._target_=my_pkg.losses.Nope cannot be imported: AttributeError: module 'my_pkg.losses' has no attribute 'Nope'",
+        ),
+        (
+            ["train", "loss=custom"],
+            "loss._target_ is not set (loss.name=custom); allowed: the dotted path of your loss class",
+        ),
+        (
+            ["train", "regression=custom", "regression._target_=my_pkg.boxes.NoLevels"],
+            "regression._target_=my_pkg.boxes.NoLevels: its forward(pred, target, label_weight, avg_factor=None) cannot be called as forward(pred, target, label_weight, avg_factor=None, level_ids=None)",
+        ),
+        (
+            ["train", "loss=focal", "loss._target_=my_pkg.losses.ScaledBCE"],
+            "loss._target_=my_pkg.losses.ScaledBCE with loss.name=focal: the built-in focal is ghmbench.losses.FocalLoss",
+        ),
+        (
+            ["sweep", "--config-dir", str(conf), "loss=focal,broken"],
+            "loss._target_=no_such_pkg.Loss cannot be imported: ModuleNotFoundError: No module named 'no_such_pkg' (is its module installed, or its folder on PYTHONPATH?) (in the sweep job loss=broken",
+        ),
     ]
     for args, message in cases:
         result = ghmbench_cli(*args, *tiny, cwd=project, env=env)
@@ -147,18 +183,33 @@ def test_own_loss_run_key_holds_its_target_and_parameters():
 
     focal = key("loss._target_=ghmbench.losses.FocalLoss", "+loss.alpha=0.5")
     assert focal == key("loss._target_=ghmbench.losses.FocalLoss", "+loss.alpha=0.50")
-    assert key("loss._target_=ghmbench.losses.FocalLoss", "+loss.gamma=1") == key("loss._target_=ghmbench.losses.FocalLoss", "+loss.gamma=1.0")  # untyped: 1 and 1.0 are one run
+    assert key("loss._target_=ghmbench.losses.FocalLoss", "+loss.gamma=1") == key(
+        "loss._target_=ghmbench.losses.FocalLoss", "+loss.gamma=1.0"
+    )  # untyped: 1 and 1.0 are one run
     assert focal != key("loss._target_=ghmbench.losses.CrossEntropyLoss", "+loss.alpha=0.5")
     assert focal != key("loss._target_=ghmbench.losses.FocalLoss", "+loss.alpha=0.25")
-    assert focal != run_key(validate(compose_config(["loss=focal", "loss.alpha=0.5"])))  # a custom loss is never a built-in run
-    with pytest.raises(ConfigError, match=r"^loss\.name='a b' is not allowed; allowed: ce, focal, ghm, or a name of your own"):
+    assert focal != run_key(
+        validate(compose_config(["loss=focal", "loss.alpha=0.5"]))
+    )  # a custom loss is never a built-in run
+    with pytest.raises(
+        ConfigError, match=r"^loss\.name='a b' is not allowed; allowed: ce, focal, ghm, or a name of your own"
+    ):
         key("loss.name=a b", "loss._target_=ghmbench.losses.FocalLoss")
 
 
 def test_regression_custom_builds_its_target_with_its_arguments():
     from ghmbench.detection.criterion import DetectionCriterion
 
-    cfg = validate(compose_config(["regression=custom", "regression.name=l1_x2", "regression._target_=ghmbench.losses.L1Loss", "+regression.loss_weight=2.0"]))
+    cfg = validate(
+        compose_config(
+            [
+                "regression=custom",
+                "regression.name=l1_x2",
+                "regression._target_=ghmbench.losses.L1Loss",
+                "+regression.loss_weight=2.0",
+            ]
+        )
+    )
     criterion = DetectionCriterion.from_config(cfg)
     cls, box = criterion.cls_loss, criterion.box_loss
     assert type(cls) is losses.FocalLoss and type(box) is losses.L1Loss and box.loss_weight == 2.0
@@ -173,19 +224,36 @@ def _losses_before_targets(cfg):
     elif loss_cfg.name == "focal":
         cls = losses.FocalLoss(alpha=loss_cfg.alpha, gamma=loss_cfg.gamma, loss_weight=loss_cfg.loss_weight)
     else:
-        cls = losses.GHMC(bins=loss_cfg.bins, momentum=loss_cfg.momentum, loss_weight=loss_cfg.loss_weight, per_level=loss_cfg.per_level, sync=loss_cfg.sync)
+        cls = losses.GHMC(
+            bins=loss_cfg.bins,
+            momentum=loss_cfg.momentum,
+            loss_weight=loss_cfg.loss_weight,
+            per_level=loss_cfg.per_level,
+            sync=loss_cfg.sync,
+        )
     if box_cfg.name == "smooth_l1":
         box = losses.SmoothL1Loss(beta=box_cfg.beta, loss_weight=box_cfg.loss_weight)
     elif box_cfg.name == "l1":
         box = losses.L1Loss(loss_weight=box_cfg.loss_weight)
     else:
-        box = losses.GHMR(mu=box_cfg.mu, bins=box_cfg.bins, momentum=box_cfg.momentum, loss_weight=box_cfg.loss_weight, per_level=box_cfg.per_level, sync=box_cfg.sync)
+        box = losses.GHMR(
+            mu=box_cfg.mu,
+            bins=box_cfg.bins,
+            momentum=box_cfg.momentum,
+            loss_weight=box_cfg.loss_weight,
+            per_level=box_cfg.per_level,
+            sync=box_cfg.sync,
+        )
     return cls, box
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [["loss=ce", "loss.alpha=null", "regression=l1"], ["loss=focal", "loss.gamma=0.5", "regression=smooth_l1", "regression.beta=0.2"], ["loss=ghm", "loss.per_level=true", "loss.sync=false", "regression=ghm", "regression.mu=0.05"]],
+    [
+        ["loss=ce", "loss.alpha=null", "regression=l1"],
+        ["loss=focal", "loss.gamma=0.5", "regression=smooth_l1", "regression.beta=0.2"],
+        ["loss=ghm", "loss.per_level=true", "loss.sync=false", "regression=ghm", "regression.mu=0.05"],
+    ],
 )
 def test_builtin_losses_are_built_as_before(overrides):
     from ghmbench.detection.criterion import DetectionCriterion
@@ -207,8 +275,14 @@ def test_builtin_losses_train_to_the_same_metrics_as_before(tiny, tmp_path, monk
 
     overrides = [*tiny, "loss=ghm", "regression=ghm", "train.epochs=1", "train.num_threads=1"]
     now = training.run(validate(compose_config(overrides)))
-    before_targets = lambda cls, cfg: cls(*_losses_before_targets(cfg), cfg.model.fg_iou, cfg.model.bg_iou, cfg.model.allow_low_quality)  # noqa: E731
+    before_targets = lambda cls, cfg: cls(
+        *_losses_before_targets(cfg), cfg.model.fg_iou, cfg.model.bg_iou, cfg.model.allow_low_quality
+    )  # noqa: E731
     monkeypatch.setattr(DetectionCriterion, "from_config", classmethod(before_targets))
     before = training.run(validate(compose_config([*overrides, f"paths.runs_dir={tmp_path / 'before'}"])))
     assert now["run_key"] == before["run_key"] and now["run_dir"] != before["run_dir"]
-    assert now["history"] == before["history"] and now["metrics"] == before["metrics"] and now["g_hist"] == before["g_hist"]
+    assert (
+        now["history"] == before["history"]
+        and now["metrics"] == before["metrics"]
+        and now["g_hist"] == before["g_hist"]
+    )

@@ -81,6 +81,7 @@ def test_clutter_draws_unannotated_ink_away_from_objects():
     clean = load_digits_detection(DigitsParams(**params), None).train
     cluttered = load_digits_detection(DigitsParams(**params, clutter=3), None).train
     assert sum(map(len, cluttered.boxes)) == sum(map(len, clean.boxes))  # clutter is never annotated
+
     def ink_outside_boxes(split):
         counts = []
         for img, boxes in zip(split.images, split.boxes):

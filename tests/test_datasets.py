@@ -58,7 +58,13 @@ def test_perfect_predictions_in_original_coordinates_score_ap_1(coco_root, tmp_p
 
 @pytest.mark.slow
 def test_coco_trains_end_to_end_and_detections_use_original_ids(coco_root, tmp_path):
-    r = ghmbench_cli("train", *TINY_TRAIN, *coco_overrides(coco_root), f"paths.runs_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}")
+    r = ghmbench_cli(
+        "train",
+        *TINY_TRAIN,
+        *coco_overrides(coco_root),
+        f"paths.runs_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    )
     assert r.returncode == 0, r.stderr
     (folder,) = [p for p in tmp_path.iterdir() if (p / "metrics.json").exists()]
     record = json.loads((folder / "metrics.json").read_text())
@@ -77,7 +83,9 @@ def test_coco_trains_end_to_end_and_detections_use_original_ids(coco_root, tmp_p
 def test_export_digits_round_trip_trains_identically(tmp_path):
     out = tmp_path / "export"
     size = ["dataset.num_train=64", "dataset.num_val=16"]
-    r = ghmbench_cli("data", "export", "digits", "--format", "coco", str(out), *size, f"paths.cache_dir={tmp_path / 'c'}")
+    r = ghmbench_cli(
+        "data", "export", "digits", "--format", "coco", str(out), *size, f"paths.cache_dir={tmp_path / 'c'}"
+    )
     assert r.returncode == 0, r.stderr
     assert "dataset.channels=1" in r.stdout and len(list((out / "train").glob("*.png"))) == 64
     common = [*TINY_TRAIN, f"paths.cache_dir={tmp_path / 'c'}", "train.epochs=1"]
@@ -95,12 +103,17 @@ def test_voc_end_to_end_and_difficult_objects_ignored(voc_root, tmp_path):
     assert train.class_names[0] == "aeroplane" and len(train) == 40 and len(val) == 12
     gt = val.coco_ground_truth()
     difficult = [a for a in gt["annotations"] if a["iscrowd"]]
-    assert len(difficult) == 1 and len(val.boxes[0]) == sum(a["image_id"] == val.image_ids[0] for a in gt["annotations"]) - 1
+    assert (
+        len(difficult) == 1
+        and len(val.boxes[0]) == sum(a["image_id"] == val.image_ids[0] for a in gt["annotations"]) - 1
+    )
     assert coco_evaluate(gt, _perfect(val))["AP"] == pytest.approx(1.0)  # difficult not detected: no miss
     d = difficult[0]
     extra = {"image_id": d["image_id"], "category_id": d["category_id"], "bbox": d["bbox"], "score": 0.5}
     assert coco_evaluate(gt, [*_perfect(val), extra])["AP"] == pytest.approx(1.0)  # detected: no false positive
-    r = ghmbench_cli("train", *TINY_TRAIN, *overrides, f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path}")
+    r = ghmbench_cli(
+        "train", *TINY_TRAIN, *overrides, f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path}"
+    )
     assert r.returncode == 0, r.stderr
     record = json.loads(next((tmp_path / "runs").glob("*/metrics.json")).read_text())
     assert record["status"] == "completed" and record["metrics"]["AP"] is not None
@@ -156,7 +169,17 @@ def _broken_coco(root: Path, case: str) -> tuple[Path, str]:
     return root, expected
 
 
-CASES = ["missing_image", "unreadable_image", "image_size_mismatch", "unknown_image", "unknown_category", "non_positive_size", "non_finite_box", "box_outside_image", "empty"]
+CASES = [
+    "missing_image",
+    "unreadable_image",
+    "image_size_mismatch",
+    "unknown_image",
+    "unknown_category",
+    "non_positive_size",
+    "non_finite_box",
+    "box_outside_image",
+    "empty",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -166,7 +189,9 @@ def test_invalid_input_error_and_skip(case, tmp_path):
     with pytest.raises(DatasetError) as err:
         _load(base)
     message = str(err.value)
-    assert "\n" not in message and str(root / "annotations" / "instances_val.json") in message and expected in message, message
+    assert (
+        "\n" not in message and str(root / "annotations" / "instances_val.json") in message and expected in message
+    ), message
     if case == "non_finite_box":
         assert "NaN or infinite" in message
     if case == "empty":
@@ -174,12 +199,19 @@ def test_invalid_input_error_and_skip(case, tmp_path):
             _load([*base, "dataset.on_invalid=skip"])  # nothing to skip to
         return
     assert "dataset.on_invalid=skip drops it" in message
-    reference_val = _load([*coco_overrides(make_coco(tmp_path / "ok", num_train=8, num_val=6, crowd=False)), f"paths.cache_dir={tmp_path / 'c'}"])[1]
+    reference_val = _load(
+        [
+            *coco_overrides(make_coco(tmp_path / "ok", num_train=8, num_val=6, crowd=False)),
+            f"paths.cache_dir={tmp_path / 'c'}",
+        ]
+    )[1]
     train, val, _ = _load([*base, "dataset.on_invalid=skip"])
     assert val.dropped == {case: 1} and train.dropped == {}
     kept_boxes = sum(map(len, val.boxes))
     if case in ("missing_image", "unreadable_image", "image_size_mismatch"):
-        assert len(val) == len(reference_val) - 1 and kept_boxes == sum(map(len, reference_val.boxes)) - len(reference_val.boxes[2])
+        assert len(val) == len(reference_val) - 1 and kept_boxes == sum(map(len, reference_val.boxes)) - len(
+            reference_val.boxes[2]
+        )
     else:
         assert len(val) == len(reference_val) and kept_boxes == sum(map(len, reference_val.boxes)) - 1
 
@@ -207,7 +239,10 @@ def test_voc_unknown_class_names_the_xml_object(voc_root, tmp_path):
     xml = root / "VOCdevkit/VOC2007/Annotations/005003.xml"
     xml.write_text(xml.read_text().replace("<name>", "<name>x", 1))
     base = ["dataset=voc", f"dataset.root={root}", "dataset.image_size=64", f"paths.cache_dir={tmp_path}"]
-    with pytest.raises(DatasetError, match=r"005003\.xml: object 1 \('x\w+'\): class 'x\w+' is not one of the dataset's classes; allowed: one of aeroplane, bicycle, .*tvmonitor \(dataset.classes\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"005003\.xml: object 1 \('x\w+'\): class 'x\w+' is not one of the dataset's classes; allowed: one of aeroplane, bicycle, .*tvmonitor \(dataset.classes\)",
+    ):
         _load(base)
     assert _load([*base, "dataset.on_invalid=skip"])[1].dropped == {"unknown_category": 1}
 
@@ -235,7 +270,13 @@ def test_lazy_loading_with_workers_matches_the_cache(coco_root, tmp_path):
 def test_data_check_prints_anchor_imbalance(tmp_path):
     r = ghmbench_cli("data", "check", "dataset.num_train=64", "dataset.num_val=16", f"paths.cache_dir={tmp_path}")
     assert r.returncode == 0, r.stderr
-    for row in ["positive per image", "negative per image", "ignored per image", "negative : positive", "objects per class"]:
+    for row in [
+        "positive per image",
+        "negative per image",
+        "ignored per image",
+        "negative : positive",
+        "objects per class",
+    ]:
         assert row in r.stdout
     line = next(x for x in r.stdout.splitlines() if "negative : positive" in x)
     ratio = int(line.split("│")[2].split(":")[0])
@@ -245,7 +286,15 @@ def test_data_check_prints_anchor_imbalance(tmp_path):
 @pytest.mark.slow
 def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
     """The fair comparison's data gives >= 1,000 negative anchors per positive, on every split."""
-    r = ghmbench_cli("data", "check", "experiment=loss_comparison", "dataset.num_train=200", "dataset.num_val=100", "dataset.num_test=100", f"paths.cache_dir={tmp_path}")
+    r = ghmbench_cli(
+        "data",
+        "check",
+        "experiment=loss_comparison",
+        "dataset.num_train=200",
+        "dataset.num_val=100",
+        "dataset.num_test=100",
+        f"paths.cache_dir={tmp_path}",
+    )
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "negative : positive" in x)
     ratios = [int(cell.split(":")[0]) for cell in line.split("│")[2:5]]
@@ -256,12 +305,22 @@ def test_comparison_preset_is_in_the_papers_imbalance_regime(tmp_path):
 def test_digits_sized_presets_point_to_budget_none(coco_root):
     from ghmbench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^budget=short with dataset=coco: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^budget=short with dataset=coco: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none$",
+    ):
         validate(compose_config(["budget=short", *coco_overrides(coco_root)]))
     # the settings presets draw each seed's data anew, which data read from disk cannot do
-    with pytest.raises(ConfigError, match=r"protocol\.seed_draws=true needs a generated dataset; allowed with dataset=coco: false"):
+    with pytest.raises(
+        ConfigError, match=r"protocol\.seed_draws=true needs a generated dataset; allowed with dataset=coco: false"
+    ):
         validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root)]))
-    assert validate(compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "protocol.seed_draws=false"])).dataset.name == "coco"
+    assert (
+        validate(
+            compose_config(["experiment=focal_grid", *coco_overrides(coco_root), "protocol.seed_draws=false"])
+        ).dataset.name
+        == "coco"
+    )
     # the fair comparison's preset sets no digits-only key: it runs on one's own data as it is
     cfg = validate(compose_config(["experiment=loss_comparison", *coco_overrides(coco_root)]))
     assert cfg.dataset.name == "coco" and cfg.protocol.tune
@@ -269,7 +328,11 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
 
 def test_relative_dataset_paths_become_absolute(coco_root, monkeypatch):
     monkeypatch.chdir(coco_root.parent)
-    cfg = validate(compose_config(["dataset=coco", f"dataset.root={coco_root.name}", "dataset.train_split=train", "dataset.val_split=val"]))
+    cfg = validate(
+        compose_config(
+            ["dataset=coco", f"dataset.root={coco_root.name}", "dataset.train_split=train", "dataset.val_split=val"]
+        )
+    )
     assert cfg.dataset.root == str(coco_root.resolve())  # sweep jobs may start elsewhere
 
 
@@ -280,7 +343,9 @@ def test_broken_file_found_while_decoding_in_a_worker_is_one_line(coco_root, tmp
 
     root = tmp_path / "coco"
     shutil.copytree(coco_root, root)
-    train = _load([*coco_overrides(root), "dataset.cache_images=false", "dataset.num_workers=1", f"paths.cache_dir={tmp_path}"])[0]
+    train = _load(
+        [*coco_overrides(root), "dataset.cache_images=false", "dataset.num_workers=1", f"paths.cache_dir={tmp_path}"]
+    )[0]
     broken = root / "train" / "0005.png"
     broken.write_bytes(broken.read_bytes()[:60])  # header intact, pixels cut: found only when decoded
     with pytest.raises(DatasetError) as err:

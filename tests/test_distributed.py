@@ -50,9 +50,7 @@ MODEL_CFG = ["model.backbone_width=8", "model.fpn_channels=16", "model.head_conv
 BATCH = 8  # the model's global batch
 
 
-def _inputs(
-    name: str, step: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(name: str, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The whole batch of a GHM case: (pred, target, label_weight, level_ids)."""
     g = torch.Generator().manual_seed(1000 * step + len(name))
     if name.startswith("ghmc"):
@@ -99,9 +97,7 @@ def _model_case(name: str, rank: int, world: int) -> dict:
     cfg = validate(compose_config([*MODEL_CASES[name], *MODEL_CFG]))
     split = load_digits_detection(DigitsParams(num_train=BATCH, num_val=1), None).train
     torch.manual_seed(0)
-    model = build_model(
-        cfg, split.num_classes, 1
-    ).double()  # float64: no rounding noise in the sums over the batch
+    model = build_model(cfg, split.num_classes, 1).double()  # float64: no rounding noise in the sums over the batch
     net = distributed.data_parallel(model, torch.device("cpu"))
     criterion = DetectionCriterion.from_config(cfg)
     batches = iterate_batches(
@@ -121,9 +117,7 @@ def _model_case(name: str, rank: int, world: int) -> dict:
         "values": values,
         "num_pos": num_pos,
         "idx": idx,
-        "grads": {
-            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
-        },
+        "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
     }
 
 
@@ -136,9 +130,7 @@ def _everything(rank: int, world: int) -> dict:
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
-    )
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         torch.save(_everything(rank, WORLD), Path(out_dir) / f"rank{rank}.pt")
     finally:
@@ -151,14 +143,10 @@ def two_ranks(tmp_path_factory) -> tuple[dict, list[dict]]:
     folder = tmp_path_factory.mktemp("dist")
     with pytest.MonkeyPatch.context() as env:  # for the spawned workers only
         env.setenv("OMP_NUM_THREADS", "1")
-        mp.spawn(
-            _worker, args=(str(folder / "init"), str(folder)), nprocs=WORLD, join=True
-        )
+        mp.spawn(_worker, args=(str(folder / "init"), str(folder)), nprocs=WORLD, join=True)
     assert not dist.is_initialized()  # the reference runs alone
     single = _everything(0, 1)
-    return single, [
-        torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)
-    ]
+    return single, [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -171,14 +159,10 @@ def test_ghm_on_two_ranks_equals_one_process_on_the_whole_batch(two_ranks, name)
     ref, parts = single["ghm"][name], [r["ghm"][name] for r in ranks]
     for step in range(2):
         _close(torch.cat([p[f"weights{step}"] for p in parts]), ref[f"weights{step}"])
-        _close(
-            sum(p[f"loss{step}"] for p in parts), ref[f"loss{step}"]
-        )  # each rank: its share of the global loss
+        _close(sum(p[f"loss{step}"] for p in parts), ref[f"loss{step}"])  # each rank: its share of the global loss
         _close(torch.cat([p[f"grad{step}"] for p in parts]), ref[f"grad{step}"])
     assert (ref["acc_sum"].sum() > 0) == (GHM_CASES[name][1]["momentum"] > 0)
-    for (
-        p
-    ) in parts:  # running counts identical on every rank, and equal to one process's
+    for p in parts:  # running counts identical on every rank, and equal to one process's
         assert torch.equal(p["acc_sum"], parts[0]["acc_sum"])
         _close(p["acc_sum"], ref["acc_sum"])
 
@@ -187,17 +171,12 @@ def test_ghm_on_two_ranks_equals_one_process_on_the_whole_batch(two_ranks, name)
 def test_ghm_without_sync_weights_with_each_rank_s_own_density(two_ranks, name):
     single, ranks = two_ranks
     ref, parts = single["ghm"][name], [r["ghm"][name] for r in ranks]
-    assert not torch.allclose(
-        torch.cat([p["weights0"] for p in parts]), ref["weights0"], rtol=1e-3
-    )
+    assert not torch.allclose(torch.cat([p["weights0"] for p in parts]), ref["weights0"], rtol=1e-3)
     assert not torch.allclose(parts[0]["acc_sum"], parts[1]["acc_sum"])
     # each rank's loss is the reference implementation's loss of its own half
     for rank, p in enumerate(parts):
         cls, kwargs = GHM_CASES[name]
-        pred, target, weight, levels = (
-            x[rank * ROWS // WORLD : (rank + 1) * ROWS // WORLD]
-            for x in _inputs(name, 0)
-        )
+        pred, target, weight, levels = (x[rank * ROWS // WORLD : (rank + 1) * ROWS // WORLD] for x in _inputs(name, 0))
         _close(p["loss0"], cls(**kwargs)(pred, target, weight, level_ids=levels))
 
 
@@ -205,18 +184,16 @@ def test_ghm_without_sync_weights_with_each_rank_s_own_density(two_ranks, name):
 def test_ddp_step_equals_one_process_on_the_global_batch(two_ranks, name):
     single, ranks = two_ranks
     ref, parts = single["model"][name], [r["model"][name] for r in ranks]
-    assert sorted(parts[0]["idx"] + parts[1]["idx"]) == sorted(ref["idx"]) and not set(
-        parts[0]["idx"]
-    ) & set(parts[1]["idx"])
+    assert sorted(parts[0]["idx"] + parts[1]["idx"]) == sorted(ref["idx"]) and not set(parts[0]["idx"]) & set(
+        parts[1]["idx"]
+    )
     assert (
         int(parts[0]["num_pos"]) == int(parts[1]["num_pos"]) == int(ref["num_pos"]) > 0
     )  # global positives on every rank
     for p in parts:
         _close(p["values"], ref["values"])
         assert p["grads"].keys() == ref["grads"].keys()
-        for key, grad in ref[
-            "grads"
-        ].items():  # DDP's averaged gradient = one process's, on every rank
+        for key, grad in ref["grads"].items():  # DDP's averaged gradient = one process's, on every rank
             _close(p["grads"][key], grad)
 
 
@@ -228,19 +205,12 @@ def test_every_rank_yields_its_shard_of_each_global_batch():
 
     def batches(rank: int, world: int) -> list[list[int]]:
         gen = torch.Generator().manual_seed(3)
-        return [
-            idx
-            for *_, idx in iterate_batches(
-                split, 4, shuffle=True, generator=gen, rank=rank, world_size=world
-            )
-        ]
+        return [idx for *_, idx in iterate_batches(split, 4, shuffle=True, generator=gen, rank=rank, world_size=world)]
 
     single = batches(0, 1)  # 4 + 4 + 3 images
     halves = [batches(r, 2) for r in range(2)]
     assert [a + b for a, b in zip(*halves)] == single  # the last batch of 3 split 2 + 1
-    assert (
-        len(batches(0, 4)) == 2
-    )  # a last batch of 3 cannot feed 4 ranks: skipped on all of them
+    assert len(batches(0, 4)) == 2  # a last batch of 3 cannot feed 4 ranks: skipped on all of them
     with pytest.raises(
         ConfigError,
         match="train.batch_size=4 is not allowed with 3 processes; allowed: a multiple of 3",
@@ -251,10 +221,7 @@ def test_every_rank_yields_its_shard_of_each_global_batch():
 @pytest.mark.slow
 def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
     for key in [
-        k
-        for k in os.environ
-        if k.startswith(("SLURM_", "SUBMITIT_"))
-        or k in ("RANK", "WORLD_SIZE", "MASTER_PORT")
+        k for k in os.environ if k.startswith(("SLURM_", "SUBMITIT_")) or k in ("RANK", "WORLD_SIZE", "MASTER_PORT")
     ]:
         monkeypatch.delenv(key)
     assert distributed.launch_env() is None
@@ -288,18 +255,14 @@ def test_launch_env_from_srun_and_not_from_the_batch_script(monkeypatch):
 
 
 def _records(runs: Path) -> list[tuple[Path, dict]]:
-    return [
-        (p.parent, json.loads(p.read_text())) for p in runs.glob(f"*/{METRICS_FILE}")
-    ]
+    return [(p.parent, json.loads(p.read_text())) for p in runs.glob(f"*/{METRICS_FILE}")]
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
     """``torchrun --nproc_per_node=2 -m ghmbench train``: one record, written by rank 0 alone,
     with the losses of a single-process run of the same global batches."""
-    torchrun = shutil.which(
-        "torchrun", path=str(Path(sys.executable).parent)
-    ) or shutil.which("torchrun")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torch's torchrun script is not installed"
     grid = ["loss=ghm", "regression=ghm"]
     cmd = [
@@ -333,15 +296,9 @@ def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
         "train.log",
         "checkpoint.pt",
     }
-    assert (
-        record["status"] == "completed"
-        and record["world_size"] == 2
-        and record["metrics"]["AP"] is not None
-    )
+    assert record["status"] == "completed" and record["world_size"] == 2 and record["metrics"]["AP"] is not None
     log = (folder / "train.log").read_text()
-    assert (
-        log.count("epoch 2/2:") == 1 and log.count(f"run {folder.name} on cpu") == 1
-    )  # one writer
+    assert log.count("epoch 2/2:") == 1 and log.count(f"run {folder.name} on cpu") == 1  # one writer
     # the same run in one process (another folder) has the same losses, up to float rounding
     alone = run(
         validate(
@@ -392,15 +349,10 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
     ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(
-            config_name="config", overrides=overrides, return_hydra_config=True
-        )
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     GlobalHydra.instance().clear()
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
-    assert (
-        launcher["_target_"]
-        == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    )
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (
         launcher["partition"],
         launcher["gpus_per_node"],
@@ -440,9 +392,7 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
         "--mem=32GB",
     ):
         assert f"#SBATCH {line}\n" in script
-    assert (
-        "export SUBMITIT_EXECUTOR=slurm" in script and "\nsrun " in script
-    )  # each task: one rank (see launch_env)
+    assert "export SUBMITIT_EXECUTOR=slurm" in script and "\nsrun " in script  # each task: one rank (see launch_env)
 
 
 # ----------------------------------------------------------------------------- the GPU path on a CPU
@@ -458,15 +408,12 @@ def test_bf16_forward_gives_float32_outputs_and_losses():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         raw = model(images)
     assert raw.cls_logits.dtype == torch.bfloat16  # autocast is on for the network...
-    assert (
-        out16.cls_logits.dtype == out16.box_deltas.dtype == torch.float32
-    )  # ...and off for the losses
+    assert out16.cls_logits.dtype == out16.box_deltas.dtype == torch.float32  # ...and off for the losses
     torch.testing.assert_close(out16.cls_logits, out32.cls_logits, rtol=0.05, atol=0.05)
     criterion = DetectionCriterion.from_config(cfg)
     loss_cls, loss_box, _ = criterion(out16, boxes, labels)
-    assert (
-        loss_cls.dtype == loss_box.dtype == criterion.cls_loss.acc_sum.dtype == torch.float32
-        and torch.isfinite(loss_cls + loss_box)
+    assert loss_cls.dtype == loss_box.dtype == criterion.cls_loss.acc_sum.dtype == torch.float32 and torch.isfinite(
+        loss_cls + loss_box
     )
 
 
@@ -477,9 +424,7 @@ def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
 
     base = validate(compose_config([]))
     assert run_key(validate(compose_config(["train.amp=bf16"]))) != run_key(base)
-    assert run_key(
-        validate(compose_config(["train.channels_last=true", "train.pin_memory=false"]))
-    ) == run_key(base)
+    assert run_key(validate(compose_config(["train.channels_last=true", "train.pin_memory=false"]))) == run_key(base)
     older = OmegaConf.to_container(base)  # a record written before train.amp existed
     del (
         older["train"]["amp"],
@@ -490,9 +435,7 @@ def test_run_key_counts_bf16_but_not_memory_layout_and_keeps_older_keys():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU"
-)
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_gpu_check_script_fails_loudly_without_a_gpu(tmp_path):
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.sh"
     result = subprocess.run(

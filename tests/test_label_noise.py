@@ -50,7 +50,10 @@ def test_class_noise_flips_to_another_class_deterministically(tmp_path):
     assert _annotations(first.train) == _annotations(again.train) == _annotations(fresh.train)
     assert [b.tolist() for b in first.train.noisy_boxes] == [b.tolist() for b in again.train.noisy_boxes]
     assert [b.tolist() for b in first.train.boxes] == [b.tolist() for b in clean.train.boxes]  # no box is lost
-    changed = [(int((a != b).sum()), len(n)) for a, b, n in zip(clean.train.labels, first.train.labels, first.train.noisy_boxes)]
+    changed = [
+        (int((a != b).sum()), len(n))
+        for a, b, n in zip(clean.train.labels, first.train.labels, first.train.noisy_boxes)
+    ]
     assert all(c == n for c, n in changed)  # exactly the relabelled objects are flagged
     rate = sum(c for c, _ in changed) / sum(map(len, clean.train.labels))
     assert 0.25 < rate < 0.55
@@ -60,11 +63,18 @@ def test_class_noise_flips_to_another_class_deterministically(tmp_path):
 
 def _hand_made_batch() -> tuple[Tensor, Tensor, list[Tensor], Tensor, Tensor]:
     """Two anchors on a clean object (positive), two on a mislabelled one, and four background anchors."""
-    anchors = torch.tensor([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [51, 50, 61, 60]] + [[100 + 20 * k, 0, 110 + 20 * k, 10] for k in range(4)], dtype=torch.float32)
+    anchors = torch.tensor(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [51, 50, 61, 60]]
+        + [[100 + 20 * k, 0, 110 + 20 * k, 10] for k in range(4)],
+        dtype=torch.float32,
+    )
     noisy_boxes = [torch.tensor([[50.0, 50.0, 60.0, 60.0]])]
     positive = torch.tensor([[True, True, False, False, False, False, False, False]])
     valid = torch.ones(1, 8, dtype=torch.bool)
-    logits = torch.tensor([[[2.0, -1.0], [1.0, -2.0], [3.0, -3.0], [2.5, -1.0], [-4.0, -4.0], [-3.0, -5.0], [-2.0, -2.0], [-6.0, -1.0]]], requires_grad=True)
+    logits = torch.tensor(
+        [[[2.0, -1.0], [1.0, -2.0], [3.0, -3.0], [2.5, -1.0], [-4.0, -4.0], [-3.0, -5.0], [-2.0, -2.0], [-6.0, -1.0]]],
+        requires_grad=True,
+    )
     return logits, anchors, noisy_boxes, positive, valid
 
 
@@ -75,7 +85,15 @@ def test_noisy_weight_on_a_hand_made_batch(loss):
     target[0, :2, 0] = 1.0  # the clean object's class
     target[0, 2:4, 1] = 1.0  # the mislabelled object, annotated with the wrong class
     sums = torch.zeros(5, dtype=torch.float64)
-    watch(logits, anchors, noisy_boxes, positive | torch.tensor([[False, False, True, True] + [False] * 4]), valid, (0.5, 0.4, True), sums)
+    watch(
+        logits,
+        anchors,
+        noisy_boxes,
+        positive | torch.tensor([[False, False, True, True] + [False] * 4]),
+        valid,
+        (0.5, 0.4, True),
+        sums,
+    )
     value = loss(logits.reshape(-1, 2), target.reshape(-1, 2), valid.reshape(-1).float(), avg_factor=torch.tensor(4.0))
     value.backward()
     expected = logits.grad.abs().sum(-1)[0].double()  # what autograd gives, anchor by anchor
@@ -92,10 +110,14 @@ def test_focal_gradient_on_a_confidently_wrong_label_by_hand():
     """FL's gradient wrt x for one entry is alpha_t * (d/dx) of (1-p_t)^gamma * -log p_t; check one number by hand."""
     logits, anchors, noisy_boxes, positive, valid = _hand_made_batch()
     sums = torch.zeros(5, dtype=torch.float64)
-    watch(logits, anchors, noisy_boxes, positive, valid, (0.5, 0.4, True), sums)  # missing label: the noisy anchors are background
+    watch(
+        logits, anchors, noisy_boxes, positive, valid, (0.5, 0.4, True), sums
+    )  # missing label: the noisy anchors are background
     target = torch.zeros(1, 8, 2)
     target[0, :2, 0] = 1.0
-    FocalLoss(alpha=0.25, gamma=2.0)(logits.reshape(-1, 2), target.reshape(-1, 2), valid.reshape(-1).float(), avg_factor=torch.tensor(1.0)).backward()
+    FocalLoss(alpha=0.25, gamma=2.0)(
+        logits.reshape(-1, 2), target.reshape(-1, 2), valid.reshape(-1).float(), avg_factor=torch.tensor(1.0)
+    ).backward()
     p = torch.sigmoid(torch.tensor(3.0, dtype=torch.float64))  # anchor 2, class 0: background target, score 0.95
     by_hand = 0.75 * (p**2 * (1 - p) * (-2 * torch.log(1 - p)) + p**2 * p)  # alpha_t (1-p_t)^g: d/dx of -p^2 log(1-p)
     got = logits.grad[0, 2, 0].item()
@@ -113,13 +135,19 @@ def test_a_noisy_run_records_the_weight_on_its_mislabelled_objects_and_the_repor
     assert "noisy_weight" not in clean
     report = make_report([tmp_path / "runs"], tmp_path / "report", bootstrap=20)
     rows = report.tables["label_noise"].numbers
-    assert rows["level"].tolist() == [0.0, 0.3] and rows["noisy_relative_weight"].iloc[1] == pytest.approx(weight["noisy_relative_weight"])
+    assert rows["level"].tolist() == [0.0, 0.3] and rows["noisy_relative_weight"].iloc[1] == pytest.approx(
+        weight["noisy_relative_weight"]
+    )
     assert rows["lo"].notna().all() and (tmp_path / "report" / "label_noise.png").is_file()
 
 
 def test_seed_draws_give_each_seed_its_own_data():
-    plain = [validate(compose_config(["experiment=focal_grid", f"seed={s}", "protocol.seed_draws=false"])) for s in (0, 1)]
-    drawn = [validate(compose_config(["experiment=focal_grid", f"seed={s}"])) for s in (0, 1)]  # the preset draws per seed
+    plain = [
+        validate(compose_config(["experiment=focal_grid", f"seed={s}", "protocol.seed_draws=false"])) for s in (0, 1)
+    ]
+    drawn = [
+        validate(compose_config(["experiment=focal_grid", f"seed={s}"])) for s in (0, 1)
+    ]  # the preset draws per seed
     assert [c.dataset.seed for c in plain] == [0, 0] and [c.dataset.seed for c in drawn] == [0, 1]
     assert run_key(drawn[0]) == run_key(plain[0])  # seed 0 is the embedded draw: the same run
     assert run_key(drawn[1]) != run_key(plain[1])

@@ -25,7 +25,11 @@ def _per_image_reference(out: DetectorOutput, coder: BoxCoder, image_hw, score_t
             s, top = s[idx].topk(min(topk, idx.numel()))
             idx = idx[top]
             anchor = rows[idx // num_classes]
-            boxes.append(torchvision.ops.clip_boxes_to_image(coder.decode(out.box_deltas[b, anchor], out.anchors[anchor]), image_hw))
+            boxes.append(
+                torchvision.ops.clip_boxes_to_image(
+                    coder.decode(out.box_deltas[b, anchor], out.anchors[anchor]), image_hw
+                )
+            )
             scores.append(s)
             labels.append(idx % num_classes)
         boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
@@ -37,7 +41,9 @@ def _per_image_reference(out: DetectorOutput, coder: BoxCoder, image_hw, score_t
 @pytest.mark.parametrize("shift", [-7.0, -4.0, 0.0])  # few, many, nearly all entries above the threshold
 def test_batched_postprocess_equals_the_per_image_definition(shift):
     g = torch.Generator().manual_seed(int(shift) + 10)
-    anchors, level_ids = make_anchors([(8, 8), (4, 4), (2, 2)], [(8, 8), (16, 16), (32, 32)], (16.0, 32.0, 64.0), (1.0, 1.26), (0.5, 1.0, 2.0))
+    anchors, level_ids = make_anchors(
+        [(8, 8), (4, 4), (2, 2)], [(8, 8), (16, 16), (32, 32)], (16.0, 32.0, 64.0), (1.0, 1.26), (0.5, 1.0, 2.0)
+    )
     batch, classes = 6, 5
     logits = torch.randn(batch, anchors.shape[0], classes, generator=g) + shift
     logits[2] = -20.0  # an image without any candidate

@@ -46,7 +46,9 @@ def test_protocol_tunes_selects_on_val_and_reports_test(tiny, tmp_path):
     assert report.returncode == 0, report.stderr
     text = (runs / "report" / "report.md").read_text()
     assert "candidates" in text.lower() and "test split" in text.lower()
-    again = ghmbench_cli("sweep", *PROTOCOL, *tiny)  # every run is found again (4 tuning + 2 x 2 final visits): nothing retrained
+    again = ghmbench_cli(
+        "sweep", *PROTOCOL, *tiny
+    )  # every run is found again (4 tuning + 2 x 2 final visits): nothing retrained
     assert again.returncode == 0 and again.stdout.count("[exists]") == 8 and "[completed]" not in again.stdout
     # --force retrains each of the 6 runs once, also with joblib, whose workers serve both stages
     forced = ghmbench_cli("sweep", "--force", *PROTOCOL, *tiny, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")

@@ -22,9 +22,16 @@ import pytest
 
 PIN_FILE = Path(__file__).parent / "data" / "behaviour_pin.json"
 BASE = [
-    "dataset.num_train=64", "dataset.num_val=16", "dataset.num_test=16",
-    "train.epochs=2", "train.batch_size=16", "train.warmup_iters=4", "train.progress=false",
-    "model.score_thresh=0.001", "train.num_threads=1", "train.eval_every=1",
+    "dataset.num_train=64",
+    "dataset.num_val=16",
+    "dataset.num_test=16",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "train.warmup_iters=4",
+    "train.progress=false",
+    "model.score_thresh=0.001",
+    "train.num_threads=1",
+    "train.eval_every=1",
 ]
 CASES = {
     "focal-smooth_l1": ["loss=focal", "regression=smooth_l1"],
@@ -32,8 +39,22 @@ CASES = {
     "ce-l1": ["loss=ce", "regression=l1", "loss.alpha=0.5"],
 }
 # everything a run records except what depends on time, paths or the library versions
-PINNED_FIELDS = ("run_key", "status", "steps", "epochs_done", "anchors", "dataset", "history", "curve", "g_hist",
-                 "metrics", "per_class_AP", "val_metrics", "test_metrics", "metrics_split")
+PINNED_FIELDS = (
+    "run_key",
+    "status",
+    "steps",
+    "epochs_done",
+    "anchors",
+    "dataset",
+    "history",
+    "curve",
+    "g_hist",
+    "metrics",
+    "per_class_AP",
+    "val_metrics",
+    "test_metrics",
+    "metrics_split",
+)
 
 
 METRIC_FIELDS = ("curve", "metrics", "per_class_AP", "val_metrics", "test_metrics")
@@ -64,7 +85,10 @@ def _pinned(overrides: list[str]) -> dict:
 
 
 def record(runs: Path, cache: Path) -> None:
-    pins = {name: _pinned([*BASE, *extra, f"paths.runs_dir={runs}", f"paths.cache_dir={cache}"]) for name, extra in CASES.items()}
+    pins = {
+        name: _pinned([*BASE, *extra, f"paths.runs_dir={runs}", f"paths.cache_dir={cache}"])
+        for name, extra in CASES.items()
+    }
     PIN_FILE.parent.mkdir(exist_ok=True)
     PIN_FILE.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
 

@@ -48,13 +48,17 @@ def test_paired_difference_is_a_paired_t_test():
 
 
 def test_convergence_rise_flags_a_curve_still_rising():
-    rising = [{"epoch": e, "step": 25 * e, "AP": 0.30 + (0.02 * (e - 6) / 2 if e > 6 else 0)} for e in range(1, 9)]  # +.02 after 75%
+    rising = [
+        {"epoch": e, "step": 25 * e, "AP": 0.30 + (0.02 * (e - 6) / 2 if e > 6 else 0)} for e in range(1, 9)
+    ]  # +.02 after 75%
     flat = [{**p, "AP": 0.30} for p in rising]
     assert convergence_rise(rising, 200) == pytest.approx(0.02)
     assert convergence_rise(flat, 200) == pytest.approx(0.0)
     assert convergence_rise(rising[:1], 200) is None and convergence_rise(None, 200) is None
     assert convergence_rise([{"step": 100, "AP": None}, *rising], None) == pytest.approx(0.02)  # null points skipped
-    assert not_converged([0.02, 0.015]) is True and not_converged([0.0, 0.005]) is False and not_converged([None]) is None
+    assert (
+        not_converged([0.02, 0.015]) is True and not_converged([0.0, 0.005]) is False and not_converged([None]) is None
+    )
 
 
 def tiny_coco(n_images: int = 12, seed: int = 0):
@@ -66,10 +70,28 @@ def tiny_coco(n_images: int = 12, seed: int = 0):
         for _ in range(int(rng.integers(1, 4))):
             x, y, w, h = *rng.uniform(0, 30, 2), *rng.uniform(8, 30, 2)
             c = int(rng.integers(1, 3))
-            anns.append({"id": len(anns) + 1, "image_id": 100 + 3 * i, "category_id": c, "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-            perfect.append({"image_id": 100 + 3 * i, "category_id": c, "bbox": [x, y, w, h], "score": float(rng.uniform(0.5, 1))})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 100 + 3 * i,
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+            perfect.append(
+                {"image_id": 100 + 3 * i, "category_id": c, "bbox": [x, y, w, h], "score": float(rng.uniform(0.5, 1))}
+            )
             shift = rng.normal(0, 3, 4)
-            noisy.append({"image_id": 100 + 3 * i, "category_id": c if rng.random() < 0.8 else 3 - c, "bbox": [x + shift[0], y + shift[1], w, h], "score": float(rng.random())})
+            noisy.append(
+                {
+                    "image_id": 100 + 3 * i,
+                    "category_id": c if rng.random() < 0.8 else 3 - c,
+                    "bbox": [x + shift[0], y + shift[1], w, h],
+                    "score": float(rng.random()),
+                }
+            )
     gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
     return gt, perfect, noisy
 
@@ -102,7 +124,12 @@ def test_se_interval_stays_centred_on_biased_replicates():
 def test_bootstrap_perfect_detections_and_determinism():
     gt, perfect, noisy = tiny_coco()
     iv = bootstrap_interval(ImageEval(gt, perfect), n_boot=50, seed=0)
-    assert (iv.mean, iv.lo, iv.hi, iv.method) == (pytest.approx(1.0), pytest.approx(1.0), pytest.approx(1.0), "bootstrap")
+    assert (iv.mean, iv.lo, iv.hi, iv.method) == (
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+        "bootstrap",
+    )
     ev = ImageEval(gt, noisy)
     a, b = bootstrap_values(ev, 40, seed=3), bootstrap_values(ev, 40, seed=3)
     assert np.array_equal(a, b) and not np.array_equal(a, bootstrap_values(ev, 40, seed=4))
@@ -115,27 +142,55 @@ def test_bootstrap_perfect_detections_and_determinism():
     assert (self_diff.lo, self_diff.hi) == (0.0, 0.0)  # same resamples: a run minus itself is exactly 0
     with pytest.raises(ValueError, match="different images"):
         last = gt["images"][-1]["id"]
-        paired_bootstrap(ev, ImageEval({**gt, "images": gt["images"][:-1]}, [d for d in noisy if d["image_id"] != last]), 5)
+        paired_bootstrap(
+            ev, ImageEval({**gt, "images": gt["images"][:-1]}, [d for d in noisy if d["image_id"] != last]), 5
+        )
 
 
 # ----------------------------------------------------------------------------- protocol
 
 
-PROTOCOL = {"tune": ["train.lr=0.0005,0.001,0.002", "train.batch_size=16,32"], "tune_with": ["regression=smooth_l1", "seed=0"], "select_metric": "AP"}
+PROTOCOL = {
+    "tune": ["train.lr=0.0005,0.001,0.002", "train.batch_size=16,32"],
+    "tune_with": ["regression=smooth_l1", "seed=0"],
+    "select_metric": "AP",
+}
 
 
-def record(loss: str, lr: float, bs: int, seed: int, val: float | None, reg: str = "smooth_l1", status: str = "completed") -> dict:
-    config = {"seed": seed, "loss": {"name": loss}, "regression": {"name": reg}, "train": {"lr": lr, "batch_size": bs}, "protocol": PROTOCOL}
-    return {"loss": loss, "seed": seed, "status": status, "config": config, "val_metrics": {"AP": val}, "metrics": {"AP": -1.0}}
+def record(
+    loss: str, lr: float, bs: int, seed: int, val: float | None, reg: str = "smooth_l1", status: str = "completed"
+) -> dict:
+    config = {
+        "seed": seed,
+        "loss": {"name": loss},
+        "regression": {"name": reg},
+        "train": {"lr": lr, "batch_size": bs},
+        "protocol": PROTOCOL,
+    }
+    return {
+        "loss": loss,
+        "seed": seed,
+        "status": status,
+        "config": config,
+        "val_metrics": {"AP": val},
+        "metrics": {"AP": -1.0},
+    }
 
 
 def test_parse_and_format_round_trip():
     axes = parse_overrides(PROTOCOL["tune"])
     assert axes == {"train.lr": [0.0005, 0.001, 0.002], "train.batch_size": [16, 32]}
     assert [format_value(v) for v in axes["train.lr"]] == ["0.0005", "0.001", "0.002"]
-    assert format_value(16) == "16" and format_value(1e-05) == "1e-05" and format_value(2.0) == "2.0" and format_value(True) == "true"
+    assert (
+        format_value(16) == "16"
+        and format_value(1e-05) == "1e-05"
+        and format_value(2.0) == "2.0"
+        and format_value(True) == "true"
+    )
     for v in (0.1 + 0.2, 3e-4, 16, 2.0):
-        assert parse_overrides([f"x={format_value(v)}"])["x"] == [v] and type(parse_overrides([f"x={format_value(v)}"])["x"][0]) is type(v)
+        assert parse_overrides([f"x={format_value(v)}"])["x"] == [v] and type(
+            parse_overrides([f"x={format_value(v)}"])["x"][0]
+        ) is type(v)
     with pytest.raises(ProtocolError):
         parse_overrides(["train.lr=0.1,,"])
 
@@ -173,8 +228,12 @@ def test_select_settings_picks_the_best_validation_candidate():
 
 
 def test_select_settings_mean_over_tuning_seeds_and_conflicts():
-    p = Protocol.from_config({"tune": ["train.lr=0.001,0.002"], "tune_with": ["regression=smooth_l1"], "select_metric": "AP"})
-    records = [record("ce", 0.001, 16, s, v) for s, v in ((0, 0.5), (1, 0.1))] + [record("ce", 0.002, 16, s, v) for s, v in ((0, 0.4), (1, 0.35))]
+    p = Protocol.from_config(
+        {"tune": ["train.lr=0.001,0.002"], "tune_with": ["regression=smooth_l1"], "select_metric": "AP"}
+    )
+    records = [record("ce", 0.001, 16, s, v) for s, v in ((0, 0.5), (1, 0.1))] + [
+        record("ce", 0.002, 16, s, v) for s, v in ((0, 0.4), (1, 0.35))
+    ]
     sel = select_settings(records, p)["ce"]  # means .30 vs .375
     assert sel.settings == {"train.lr": 0.002} and sel.candidates["n"].tolist() == [2, 2]
     other = {**records[0], "config": {**records[0]["config"], "protocol": {**PROTOCOL, "tune": ["train.lr=0.1,0.2"]}}}

@@ -54,7 +54,9 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names = [f"{base}.{a.name}" for a in node.names] + [base]
         else:
             continue
@@ -134,7 +136,9 @@ def _sources() -> list[Path]:
 
 
 def test_no_module_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for p in _sources() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n for p in _sources() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert long == {}
 
 
@@ -152,13 +156,18 @@ def test_no_function_over_60_lines():
     long = {}
     for path in _sources():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+            ):
                 long[f"{path.relative_to(ROOT)}:{node.name}"] = node.end_lineno - node.lineno + 1
     assert long == {}
 
 
 # a repository path: starts with one of the repository's top-level folders (or is a top-level file)
-_PATH = re.compile(r"(?<![\w./-])((?:ghmbench|scripts|docs|conf|results|tests|\.ci)/[\w./-]*\w|[A-Z_]+\.md|Makefile|pyproject\.toml)")
+_PATH = re.compile(
+    r"(?<![\w./-])((?:ghmbench|scripts|docs|conf|results|tests|\.ci)/[\w./-]*\w|[A-Z_]+\.md|Makefile|pyproject\.toml)"
+)
 
 
 # the wheel carries conf/ as ghmbench/conf (pyproject.toml's package-dir): in the repository it is conf/
@@ -173,12 +182,20 @@ def test_every_path_the_docs_and_docstrings_name_exists():
     texts = {str(p.relative_to(ROOT)): p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]}
     for path in _sources():
         tree = ast.parse(path.read_text())
-        docs = [ast.get_docstring(n) or "" for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))]
+        docs = [
+            ast.get_docstring(n) or ""
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        ]
         texts[str(path.relative_to(ROOT))] = "\n".join(docs)
     missing = {}
     for where, text in texts.items():
         for named in _named_paths(text):
-            candidates = [ROOT / named, ROOT / named.replace(".", "/") + ".py"] if named.startswith("ghmbench.") else [ROOT / named]
+            candidates = (
+                [ROOT / named, ROOT / named.replace(".", "/") + ".py"]
+                if named.startswith("ghmbench.")
+                else [ROOT / named]
+            )
             if not any(c.exists() or list(ROOT.glob(named)) for c in candidates):
                 missing.setdefault(where, []).append(named)
     assert missing == {}

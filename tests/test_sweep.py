@@ -29,7 +29,9 @@ def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     first = ghmbench_cli("sweep", *GRID, *tiny)
     assert first.returncode == 0, first.stderr
     assert "sweep: 4 runs, 0 with a complete record" in first.stdout
-    assert [f"run {i}/4 " in first.stdout and f"run {i}/4 [completed] " in first.stdout for i in range(1, 5)] == [True] * 4, first.stdout
+    assert [f"run {i}/4 " in first.stdout and f"run {i}/4 [completed] " in first.stdout for i in range(1, 5)] == [
+        True
+    ] * 4, first.stdout
     records = _records(runs)
     assert len(records) == 4 and all(r["status"] == "completed" for r in records.values())
     assert {(r["loss"], r["seed"]) for r in records.values()} == {("ce", 0), ("ce", 1), ("ghm", 0), ("ghm", 1)}
@@ -37,14 +39,25 @@ def test_basic_sweep_skips_finished_runs_and_reports(tiny, tmp_path):
     again = ghmbench_cli("sweep", *GRID, *tiny)
     assert again.returncode == 0 and "sweep: 4 runs, 4 with a complete record" in again.stdout
     assert again.stdout.count("[exists]") == 4
-    assert sorted(re.findall(r"run (\d/4) \[exists\] .* \(skipped: a complete record\)", again.stdout)) == ["1/4", "2/4", "3/4", "4/4"]
+    assert sorted(re.findall(r"run (\d/4) \[exists\] .* \(skipped: a complete record\)", again.stdout)) == [
+        "1/4",
+        "2/4",
+        "3/4",
+        "4/4",
+    ]
     assert mtimes == {p: p.stat().st_mtime_ns for p in runs.glob(f"*/{METRICS_FILE}")}
     report = ghmbench_cli("report", str(runs))
     assert report.returncode == 0 and "classification (rows) x regression" in report.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"],
+    ],
+)
 def test_parallel_launchers(tiny, tmp_path, launcher):
     result = ghmbench_cli("sweep", *GRID, *tiny, *launcher)
     assert result.returncode == 0, result.stderr + result.stdout
@@ -57,29 +70,62 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
     assert report.returncode == 0, report.stderr
 
 
-
-
 @pytest.mark.parametrize(
     ("overrides", "jobs"),
     [  # as Hydra's BasicSweeper.split_arguments expanded them before the public-API version (the first key varies slowest)
-        (["loss=ce,focal", "seed=0,1,2"], [["loss=ce", "seed=0"], ["loss=ce", "seed=1"], ["loss=ce", "seed=2"], ["loss=focal", "seed=0"], ["loss=focal", "seed=1"], ["loss=focal", "seed=2"]]),
+        (
+            ["loss=ce,focal", "seed=0,1,2"],
+            [
+                ["loss=ce", "seed=0"],
+                ["loss=ce", "seed=1"],
+                ["loss=ce", "seed=2"],
+                ["loss=focal", "seed=0"],
+                ["loss=focal", "seed=1"],
+                ["loss=focal", "seed=2"],
+            ],
+        ),
         (
             ["experiment=loss_comparison", "seed=5", "loss=focal,ghm"],
-            [[f"loss={loss}", f"regression={reg}", "seed=5", "experiment=loss_comparison"] for loss in ("focal", "ghm") for reg in ("smooth_l1", "ghm")],
+            [
+                [f"loss={loss}", f"regression={reg}", "seed=5", "experiment=loss_comparison"]
+                for loss in ("focal", "ghm")
+                for reg in ("smooth_l1", "ghm")
+            ],
         ),
         (
             ["experiment=loss_comparison"],
-            [[f"loss={loss}", f"regression={reg}", f"seed={seed}", "experiment=loss_comparison"] for loss in ("ce", "focal", "ghm") for reg in ("smooth_l1", "ghm") for seed in (0, 1, 2)],
+            [
+                [f"loss={loss}", f"regression={reg}", f"seed={seed}", "experiment=loss_comparison"]
+                for loss in ("ce", "focal", "ghm")
+                for reg in ("smooth_l1", "ghm")
+                for seed in (0, 1, 2)
+            ],
         ),
-        (["experiment=focal_grid", "seed=0,1"], [["seed=0", "experiment=focal_grid"], ["seed=1", "experiment=focal_grid"]]),
+        (
+            ["experiment=focal_grid", "seed=0,1"],
+            [["seed=0", "experiment=focal_grid"], ["seed=1", "experiment=focal_grid"]],
+        ),
         (
             ["experiment=label_noise"],
-            [[f"loss={loss}", f"dataset.unannotated_rate={rate}", "seed=0", "experiment=label_noise"] for loss in ("ce", "focal", "ghm") for rate in ("0", "0.1", "0.2", "0.4")],
+            [
+                [f"loss={loss}", f"dataset.unannotated_rate={rate}", "seed=0", "experiment=label_noise"]
+                for loss in ("ce", "focal", "ghm")
+                for rate in ("0", "0.1", "0.2", "0.4")
+            ],
         ),
-        (["seed=range(0,3)", "loss.gamma=choice(1,2)", "train.lr=0.001"], [[f"seed={s}", f"loss.gamma={g}", "train.lr=0.001"] for s in (0, 1, 2) for g in (1, 2)]),
-        (["seed=0,1", "seed=3,4", "loss=ce"], [["seed=3", "loss=ce"], ["seed=4", "loss=ce"]]),  # a later value list of a key replaces the earlier one
+        (
+            ["seed=range(0,3)", "loss.gamma=choice(1,2)", "train.lr=0.001"],
+            [[f"seed={s}", f"loss.gamma={g}", "train.lr=0.001"] for s in (0, 1, 2) for g in (1, 2)],
+        ),
+        (
+            ["seed=0,1", "seed=3,4", "loss=ce"],
+            [["seed=3", "loss=ce"], ["seed=4", "loss=ce"]],
+        ),  # a later value list of a key replaces the earlier one
         (["+loss.extra=1,2", "loss=focal"], [["+loss.extra=1", "loss=focal"], ["+loss.extra=2", "loss=focal"]]),
-        (["experiment=smoke", "loss=ce,focal,ghm"], [["experiment=smoke", "loss=ce"], ["experiment=smoke", "loss=focal"], ["experiment=smoke", "loss=ghm"]]),
+        (
+            ["experiment=smoke", "loss=ce,focal,ghm"],
+            [["experiment=smoke", "loss=ce"], ["experiment=smoke", "loss=focal"], ["experiment=smoke", "loss=ghm"]],
+        ),
     ],
 )
 def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
@@ -93,9 +139,22 @@ def test_grid_expansion_is_hydras_basic_sweeper(overrides, jobs):
     [
         (
             "focal_grid",
-            [[f"loss.gamma={g}", f"loss.alpha={a}", f"train.lr={lr}", f"train.batch_size={b}"] for g in ("0", "0.5", "1", "2", "5") for a in ("0.1", "0.25", "0.5", "0.75") for lr in ("0.001", "0.003") for b in (8, 16)],
+            [
+                [f"loss.gamma={g}", f"loss.alpha={a}", f"train.lr={lr}", f"train.batch_size={b}"]
+                for g in ("0", "0.5", "1", "2", "5")
+                for a in ("0.1", "0.25", "0.5", "0.75")
+                for lr in ("0.001", "0.003")
+                for b in (8, 16)
+            ],
         ),
-        ("ghm_ablation", [[f"loss.bins={b}", f"loss.momentum={m}"] for b in ("5", "10", "20", "30", "40") for m in ("0", "0.5", "0.75", "0.9")]),
+        (
+            "ghm_ablation",
+            [
+                [f"loss.bins={b}", f"loss.momentum={m}"]
+                for b in ("5", "10", "20", "30", "40")
+                for m in ("0", "0.5", "0.75", "0.9")
+            ],
+        ),
     ],
 )
 def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
@@ -107,11 +166,22 @@ def test_settings_presets_tune_every_cell_of_their_grid(experiment, cells):
     jobs = expand_jobs(tuning_overrides(overrides, protocol_of(overrides)))
     assert jobs == [["seed=0", f"experiment={experiment}", *cell] for cell in cells]
     cfg = validate(compose_config(jobs[0]))
-    assert (cfg.dataset.image_size, cfg.dataset.num_test, cfg.model.fpn_channels, cfg.model.levels) == (160, 500, 32, [3, 4, 5])
+    assert (cfg.dataset.image_size, cfg.dataset.num_test, cfg.model.fpn_channels, cfg.model.levels) == (
+        160,
+        500,
+        32,
+        [3, 4, 5],
+    )
     assert (cfg.train.epochs, cfg.protocol.seed_draws) == (36, True)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [(["loss=glob(*)"], "ConfigLoader is not set"), (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP")])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loss=glob(*)"], "ConfigLoader is not set"),
+        (["seed=interval(0,1)"], "BasicSweeper does not support sweep type : INTERVAL_SWEEP"),
+    ],
+)
 def test_grid_expansion_refuses_what_hydras_basic_sweeper_refuses(overrides, message):
     from ghmbench.config.compose import ConfigError
     from ghmbench.sweep.grid import expand_jobs
@@ -131,7 +201,9 @@ def test_sweep_rejects_a_bad_job_before_starting(tiny, tmp_path):
 def _sweep_process(args: list[str]) -> subprocess.Popen:
     from tests.conftest import ghmbench_exe
 
-    return subprocess.Popen([ghmbench_exe(), "sweep", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [ghmbench_exe(), "sweep", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 @pytest.mark.slow
@@ -156,10 +228,15 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_pa
     resumed = ghmbench_cli("sweep", *args)
     assert resumed.returncode == 0, resumed.stderr
     assert "sweep: 2 runs, 1 with a complete record" in resumed.stdout
-    assert f"run 2/2 {interrupted[0].name}: resumes from its checkpoint" in resumed.stdout and "run 1/2 [exists]" in resumed.stdout
+    assert (
+        f"run 2/2 {interrupted[0].name}: resumes from its checkpoint" in resumed.stdout
+        and "run 1/2 [exists]" in resumed.stdout
+    )
     assert "resumed from" in (interrupted[0] / "train.log").read_text()
     folders = [p for p in killed.iterdir() if not p.name.startswith(".")]
-    assert len(folders) == 2 and all(json.loads((f / METRICS_FILE).read_text())["status"] == "completed" for f in folders)
+    assert len(folders) == 2 and all(
+        json.loads((f / METRICS_FILE).read_text())["status"] == "completed" for f in folders
+    )
 
     clean = tmp_path / "clean"
     straight = ghmbench_cli("sweep", *tiny, *grid, f"paths.runs_dir={clean}")
@@ -172,9 +249,15 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_report(tiny, tmp_pa
 
 @pytest.mark.slow
 def test_smoke_preset_passes_and_fails_loudly(tmp_path):
-    paths = [f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}", "train.progress=false"]
+    paths = [
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}",
+        "train.progress=false",
+    ]
     ok = ghmbench_cli("train", "experiment=smoke", *paths)
     assert ok.returncode == 0, ok.stderr
     assert "smoke check passed" in ok.stdout
-    bad = ghmbench_cli("train", "experiment=smoke", "train.lr=1e30", "train.grad_clip=null", "train.warmup_iters=0", *paths)
+    bad = ghmbench_cli(
+        "train", "experiment=smoke", "train.lr=1e30", "train.grad_clip=null", "train.warmup_iters=0", *paths
+    )
     assert bad.returncode == 1 and "diverged" in bad.stdout

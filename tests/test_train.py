@@ -33,7 +33,9 @@ def test_cli_train_end_to_end(tiny, tmp_path):
     folders = list((tmp_path / "runs").iterdir())
     assert len(folders) == 1 and folders[0].name.startswith("focal-ghm-s3-")
     folder = folders[0]
-    assert {"config.yaml", METRICS_FILE, "detections.json", "train.log", CHECKPOINT_FILE} <= {p.name for p in folder.iterdir()}
+    assert {"config.yaml", METRICS_FILE, "detections.json", "train.log", CHECKPOINT_FILE} <= {
+        p.name for p in folder.iterdir()
+    }
     record = json.loads((folder / METRICS_FILE).read_text())
     assert record["status"] == "completed" and record["seed"] == 3 and record["epochs_done"] == 2
     assert set(record["metrics"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"}
@@ -143,7 +145,10 @@ def test_records_are_readable_under_the_users_umask(tiny, tmp_path):
     with _umask(0o022):
         record = run(_cfg(*tiny, "train.epochs=1"))
     folder = Path(record["run_dir"])
-    modes = {name: stat.S_IMODE((folder / name).stat().st_mode) for name in (METRICS_FILE, "config.yaml", CHECKPOINT_FILE, "detections.json")}
+    modes = {
+        name: stat.S_IMODE((folder / name).stat().st_mode)
+        for name in (METRICS_FILE, "config.yaml", CHECKPOINT_FILE, "detections.json")
+    }
     assert modes == dict.fromkeys(modes, 0o644)
     with _umask(0o027):
         write_text(tmp_path / "group_only.txt", "x")
@@ -157,11 +162,23 @@ def test_a_run_logged_to_a_file_prints_a_line_per_epoch_and_validation(tiny, tmp
     end: the run prints lines instead, one per epoch (loss, images/s, ETA) and one per validation."""
     log = tmp_path / "stdout.log"
     with open(log, "w") as stdout:
-        result = subprocess.run([ghmbench_exe(), "train", *tiny, "train.epochs=3", "train.eval_every=2", "train.progress=true"], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+        result = subprocess.run(
+            [ghmbench_exe(), "train", *tiny, "train.epochs=3", "train.eval_every=2", "train.progress=true"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 0, result.stderr
     lines = log.read_text().splitlines()
-    epochs = [line for line in lines if re.search(r" epoch \d/3: loss \d\.\d{4} \(cls \d\.\d{4}, box \d\.\d{4}\), [\d.]+ images/s, ETA \d+s$", line)]
+    epochs = [
+        line
+        for line in lines
+        if re.search(r" epoch \d/3: loss \d\.\d{4} \(cls \d\.\d{4}, box \d\.\d{4}\), [\d.]+ images/s, ETA \d+s$", line)
+    ]
     validations = [line for line in lines if re.search(r" epoch \d/3: validation AP \d\.\d{4}$", line)]
     assert [line.split(":")[0].split()[-1] for line in epochs] == ["1/3", "2/3", "3/3"], lines
     assert [line.split(":")[0].split()[-1] for line in validations] == ["2/3", "3/3"], lines
-    assert epochs[-1].endswith("ETA 0s") and not any(re.search(r"\d+/\d+ +loss \d", line) for line in lines)  # and no bar drawn at the end
+    assert epochs[-1].endswith("ETA 0s") and not any(
+        re.search(r"\d+/\d+ +loss \d", line) for line in lines
+    )  # and no bar drawn at the end

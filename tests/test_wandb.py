@@ -14,7 +14,9 @@ from tests.conftest import ghmbench_cli
 def test_wandb_defaults_to_offline_and_writes_local_run(tiny, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no WANDB_MODE: offline by default
     env["WANDB_SILENT"] = "true"
-    result = ghmbench_cli("train", *tiny, "logger=wandb", "logger.project=ghmbench-test", "train.log_every=1", env=env, timeout=240)
+    result = ghmbench_cli(
+        "train", *tiny, "logger=wandb", "logger.project=ghmbench-test", "train.log_every=1", env=env, timeout=240
+    )
     assert result.returncode == 0, result.stderr
     runs = tmp_path / "runs"
     (offline,) = list((runs / ".wandb" / "wandb").glob("offline-run-*"))

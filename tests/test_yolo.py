@@ -41,7 +41,13 @@ def test_names_as_list_or_mapping_folders_or_list_files(tmp_path, names_as_dict,
 
 @pytest.mark.slow
 def test_yolo_trains_through_the_cli(yolo_root, tmp_path):
-    r = ghmbench_cli("train", *TINY_TRAIN, *yolo_overrides(yolo_root), f"paths.runs_dir={tmp_path / 'runs'}", f"paths.cache_dir={tmp_path / 'c'}")
+    r = ghmbench_cli(
+        "train",
+        *TINY_TRAIN,
+        *yolo_overrides(yolo_root),
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"paths.cache_dir={tmp_path / 'c'}",
+    )
     assert r.returncode == 0, r.stderr
     (folder,) = [p.parent for p in (tmp_path / "runs").glob("*/metrics.json")]
     record = json.loads((folder / "metrics.json").read_text())
@@ -53,8 +59,16 @@ def test_yolo_trains_through_the_cli(yolo_root, tmp_path):
 
 BAD = {
     "fields": ("0 0.5 0.5 0.2\n", "line 1: 4 fields; allowed: 5 fields: class cx cy w h", "bad_label_line"),
-    "class": ("10 0.5 0.5 0.2 0.2\n", "line 1: class id 10 is out of range; allowed: 0..9 (digit0, digit1,", "class_out_of_range"),
-    "coords": ("1 0.5 0.5 1.2 0.2\n", "line 1: cx cy w h 0.5 0.5 1.2 0.2 leave [0, 1]; allowed: normalised coordinates in [0, 1]", "coordinates_outside_image"),
+    "class": (
+        "10 0.5 0.5 0.2 0.2\n",
+        "line 1: class id 10 is out of range; allowed: 0..9 (digit0, digit1,",
+        "class_out_of_range",
+    ),
+    "coords": (
+        "1 0.5 0.5 1.2 0.2\n",
+        "line 1: cx cy w h 0.5 0.5 1.2 0.2 leave [0, 1]; allowed: normalised coordinates in [0, 1]",
+        "coordinates_outside_image",
+    ),
 }
 
 
@@ -78,21 +92,38 @@ def test_bad_labels_are_one_line_or_dropped(tmp_path, case):
     assert train.dropped == {reason: 1} and sum(map(len, train.boxes)) == clean_objects  # the bad line alone is dropped
     if case == "class":
         r = ghmbench_cli("data", "check", *base)
-        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and expected in r.stderr
+        assert (
+            r.returncode == 2
+            and "Traceback" not in r.stderr
+            and len(r.stderr.strip().splitlines()) == 1
+            and expected in r.stderr
+        )
 
 
 @pytest.mark.slow
 def test_export_yolo_round_trip_reproduces_the_digits(tmp_path):
     out = tmp_path / "export"
     size = ["dataset.num_train=24", "dataset.num_val=8", "dataset.num_test=4"]
-    r = ghmbench_cli("data", "export", "digits", "--format", "yolo", str(out), *size, f"paths.cache_dir={tmp_path / 'c'}")
+    r = ghmbench_cli(
+        "data", "export", "digits", "--format", "yolo", str(out), *size, f"paths.cache_dir={tmp_path / 'c'}"
+    )
     assert r.returncode == 0, r.stderr
     assert f"ghmbench train dataset=yolo dataset.root={out} dataset.image_size=64 dataset.channels=1" in r.stdout
     original = load_digits_detection(DigitsParams(num_train=24, num_val=8, num_test=4), None)
-    loaded = _load(["dataset=yolo", f"dataset.root={out}", "dataset.image_size=64", "dataset.channels=1", f"paths.cache_dir={tmp_path / 'c'}"])
+    loaded = _load(
+        [
+            "dataset=yolo",
+            f"dataset.root={out}",
+            "dataset.image_size=64",
+            "dataset.channels=1",
+            f"paths.cache_dir={tmp_path / 'c'}",
+        ]
+    )
     for a, b in zip(original, loaded):
         assert len(a) == len(b) and b.class_names == a.class_names
         assert torch.equal(a.images, b.images)
         for k in range(len(a)):
             assert torch.equal(a.labels[k], b.labels[k])
-            torch.testing.assert_close(a.boxes[k], b.boxes[k], atol=1e-3, rtol=0)  # 6 decimals of the normalised coordinates
+            torch.testing.assert_close(
+                a.boxes[k], b.boxes[k], atol=1e-3, rtol=0
+            )  # 6 decimals of the normalised coordinates

@@ -16,7 +16,17 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from ghmbench.config.schema import LOSS_SECTIONS, NAME_PATTERN, PATH_KEYS, RANGES, SECTIONS, TARGET_PATTERN, TOP_LEVEL, DigitsCfg, cross_checks
+from ghmbench.config.schema import (
+    LOSS_SECTIONS,
+    NAME_PATTERN,
+    PATH_KEYS,
+    RANGES,
+    SECTIONS,
+    TARGET_PATTERN,
+    TOP_LEVEL,
+    DigitsCfg,
+    cross_checks,
+)
 from ghmbench.data.formats.coco import coco_paths
 from ghmbench.data.formats.voc import voc_class_names, voc_split_items
 from ghmbench.data.formats.yolo import yolo_data, yolo_data_file, yolo_images
@@ -42,7 +52,9 @@ def conf_dir() -> Path:
     for candidate in candidates:
         if (candidate / "config.yaml").is_file():
             return candidate
-    raise ConfigError(f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>")
+    raise ConfigError(
+        f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,11 +109,13 @@ def _typed_section(section: str, node: Any) -> DictConfig:
             if section == "dataset" and key in {f.name for f in fields(DigitsCfg)}:
                 hint = " (a digits-only key, e.g. from a budget or experiment preset: add budget=none, and dataset.max_images=N to subsample)"
             if section in LOSS_SECTIONS:
-                hint = f" (a loss of your own with its own parameters: {section}=custom, see README \"Use it from another project\")"
+                hint = f' (a loss of your own with its own parameters: {section}=custom, see README "Use it from another project")'
             shown = [k for k in allowed if k != "_target_"]  # a built-in loss's target is fixed
             raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(shown)}{hint}")
     try:
-        builtin = OmegaConf.to_container(OmegaConf.create(_builtin_values(str(conf_dir()), section, name if "" not in schemas else "")), resolve=True)
+        builtin = OmegaConf.to_container(
+            OmegaConf.create(_builtin_values(str(conf_dir()), section, name if "" not in schemas else "")), resolve=True
+        )
         typed = OmegaConf.merge(OmegaConf.structured(schema), builtin, node)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or ""
@@ -127,9 +141,13 @@ def _custom_loss_section(section: str, node: DictConfig) -> DictConfig:
         )
     example = f"{section}._target_=my_pkg.losses.My{'Box' if section == 'regression' else ''}Loss"
     if target is None or target == "???":
-        raise ConfigError(f"{section}._target_ is not set ({section}.name={name}); allowed: the dotted path of your loss class, e.g. {example}")
+        raise ConfigError(
+            f"{section}._target_ is not set ({section}.name={name}); allowed: the dotted path of your loss class, e.g. {example}"
+        )
     if not isinstance(target, str) or not TARGET_PATTERN.fullmatch(target):
-        raise ConfigError(f"{section}._target_={target!r} is not allowed; allowed: the dotted path of your loss class, e.g. {example}")
+        raise ConfigError(
+            f"{section}._target_={target!r} is not allowed; allowed: the dotted path of your loss class, e.g. {example}"
+        )
     return node
 
 
@@ -197,7 +215,9 @@ def _draw_per_seed(cfg: DictConfig) -> None:
     if not cfg.protocol.seed_draws:
         return
     if cfg.dataset.name != "digits":
-        raise ConfigError(f"protocol.seed_draws=true needs a generated dataset; allowed with dataset={cfg.dataset.name}: false")
+        raise ConfigError(
+            f"protocol.seed_draws=true needs a generated dataset; allowed with dataset={cfg.dataset.name}: false"
+        )
     cfg.dataset.seed = cfg.seed
 
 
@@ -212,7 +232,9 @@ def _resolve_dataset(cfg: DictConfig) -> None:
     elif dataset["name"] == "yolo":
         base, data, names = yolo_data(dataset)
         if dataset["classes"] is not None and [str(c) for c in dataset["classes"]] != names:
-            raise ConfigError(f"dataset.classes={dataset['classes']!r:.100} differs from the names of {yolo_data_file(dataset)}; allowed: null (they are read from data.yaml)")
+            raise ConfigError(
+                f"dataset.classes={dataset['classes']!r:.100} differs from the names of {yolo_data_file(dataset)}; allowed: null (they are read from data.yaml)"
+            )
         cfg.dataset.classes = names
         for split in ("train", "val", "test"):
             if data.get(split):
@@ -224,7 +246,9 @@ def _resolve_dataset(cfg: DictConfig) -> None:
             voc_split_items(dataset)
 
 
-def searchpath_overrides(config_dirs: list[str] | list[Path] | tuple = (), overrides: list[str] | tuple = ()) -> list[str]:
+def searchpath_overrides(
+    config_dirs: list[str] | list[Path] | tuple = (), overrides: list[str] | tuple = ()
+) -> list[str]:
     """``hydra.searchpath=[...]`` for the user's config folders (``--config-dir``), [] for none.
 
     The folders add config groups and presets (``loss/my_loss.yaml``, ``experiment/my_ci.yaml``)
@@ -241,7 +265,9 @@ def searchpath_overrides(config_dirs: list[str] | list[Path] | tuple = (), overr
     for folder in config_dirs:
         path = Path(folder).expanduser().resolve()
         if not path.is_dir():
-            raise ConfigError(f"--config-dir {folder}: no such folder; allowed: a folder of config groups (loss/, experiment/, ...)")
+            raise ConfigError(
+                f"--config-dir {folder}: no such folder; allowed: a folder of config groups (loss/, experiment/, ...)"
+            )
         if '"' in str(path):
             raise ConfigError(f"--config-dir {folder}: a path with a double quote is not allowed")
         paths.append(f'"file://{path}"')
@@ -297,15 +323,23 @@ def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tup
             f"allowed: experiment={experiment} alone (CPU scale) or with scale=gpu (GPU scale)"
         )
     if budget not in (None, "none") and dataset != "digits":
-        raise ConfigError(f"budget={budget} with dataset={dataset}: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none")
+        raise ConfigError(
+            f"budget={budget} with dataset={dataset}: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none"
+        )
     if scale in (None, "cpu"):
         return
     if experiment is None:
-        raise ConfigError(f"scale={scale} without an experiment: it sizes an experiment preset; allowed: with experiment=NAME (e.g. experiment=loss_comparison), or budget=full for the default run")
+        raise ConfigError(
+            f"scale={scale} without an experiment: it sizes an experiment preset; allowed: with experiment=NAME (e.g. experiment=loss_comparison), or budget=full for the default run"
+        )
     if cfg.train.get("smoke_check"):
-        raise ConfigError(f"scale={scale} with experiment={experiment}: the smoke check has one size, for CI; allowed: scale=cpu (device=cuda runs it on a GPU)")
+        raise ConfigError(
+            f"scale={scale} with experiment={experiment}: the smoke check has one size, for CI; allowed: scale=cpu (device=cuda runs it on a GPU)"
+        )
     if cfg.dataset.get("name") != "digits":
-        raise ConfigError(f"scale={scale} with dataset={dataset}: it sizes the embedded digits data; allowed: dataset=digits or digits_sparse, or sizes of your own (model=resnet18 train.epochs=...)")
+        raise ConfigError(
+            f"scale={scale} with dataset={dataset}: it sizes the embedded digits data; allowed: dataset=digits or digits_sparse, or sizes of your own (model=resnet18 train.epochs=...)"
+        )
 
 
 def hydra_error(e: Exception) -> ConfigError:

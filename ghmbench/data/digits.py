@@ -83,7 +83,13 @@ def _box_iou_max(box: np.ndarray, others: list[np.ndarray]) -> float:
 
 
 def _compose(
-    params: DigitsParams, n: int, pool: list[int], crops: list[np.ndarray], targets: np.ndarray, rng: np.random.Generator, label_noise: bool
+    params: DigitsParams,
+    n: int,
+    pool: list[int],
+    crops: list[np.ndarray],
+    targets: np.ndarray,
+    rng: np.random.Generator,
+    label_noise: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Compose ``n`` images from the source digits in ``pool``.
 
@@ -147,7 +153,14 @@ def _flip_classes(labels: np.ndarray, rate: float, seed: int) -> tuple[np.ndarra
     return np.where(flipped, (labels + shift) % 10, labels), flipped
 
 
-def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], params: DigitsParams, pool: np.ndarray, crops: list[np.ndarray], rng: np.random.Generator) -> None:
+def _draw_clutter(
+    canvas: np.ndarray,
+    objects: list[np.ndarray],
+    params: DigitsParams,
+    pool: np.ndarray,
+    crops: list[np.ndarray],
+    rng: np.random.Generator,
+) -> None:
     """Draw one unannotated distractor on ``canvas`` [S, S] (in place), clear of the objects.
 
     Half are *fragments*: a random window of 30-60% of the height and width of a source digit
@@ -173,7 +186,11 @@ def _draw_clutter(canvas: np.ndarray, objects: list[np.ndarray], params: DigitsP
         w = max(2, int(np.ceil(abs(np.cos(angle)) * length)) + 2)
         patch = np.zeros((h, w), dtype=np.float32)
         t = np.linspace(0.0, 1.0, int(length * 2) + 2)
-        ys = np.clip(np.round(1 + t * (h - 3) if np.sin(angle) * np.cos(angle) >= 0 else 1 + (1 - t) * (h - 3)).astype(int), 0, h - 1)
+        ys = np.clip(
+            np.round(1 + t * (h - 3) if np.sin(angle) * np.cos(angle) >= 0 else 1 + (1 - t) * (h - 3)).astype(int),
+            0,
+            h - 1,
+        )
         xs = np.clip(np.round(1 + t * (w - 3)).astype(int), 0, w - 1)
         patch[ys, xs] = rng.uniform(0.6, 1.0)
         if rng.random() < 0.5:  # 2 px thick
@@ -208,7 +225,9 @@ def source_split(targets: np.ndarray, val_fraction: float, rng: np.random.Genera
     return train_pool, val_pool
 
 
-def source_split3(targets: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int], list[int]]:
+def source_split3(
+    targets: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> tuple[list[int], list[int], list[int]]:
     """Split the source digits into disjoint train / val / test pools, stratified by class.
 
     Args:
@@ -281,7 +300,11 @@ def load_digits_detection(params: DigitsParams, cache_dir: str | Path | None) ->
     if "train_missing" in arrays:
         train.noisy_boxes = _noisy_boxes(arrays, len(train))
     val = _split_from_arrays(arrays["val_images"], arrays["val_boxes"], arrays["val_labels"])
-    test = _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"]) if "test_images" in arrays else None
+    test = (
+        _split_from_arrays(arrays["test_images"], arrays["test_boxes"], arrays["test_labels"])
+        if "test_images" in arrays
+        else None
+    )
     return Splits(train, val, test)
 
 
@@ -304,7 +327,14 @@ def _generate(params: DigitsParams) -> dict[str, np.ndarray]:
         (train_pool, val_pool), test_pool = source_split(targets, params.val_fraction, rng), []
     ti, tb, tl, missing = _compose(params, params.num_train, train_pool, crops, targets, rng, label_noise=True)
     vi, vb, vl, _ = _compose(params, params.num_val, val_pool, crops, targets, rng, label_noise=False)
-    arrays = {"train_images": ti, "train_boxes": tb, "train_labels": tl, "val_images": vi, "val_boxes": vb, "val_labels": vl}
+    arrays = {
+        "train_images": ti,
+        "train_boxes": tb,
+        "train_labels": tl,
+        "val_images": vi,
+        "val_boxes": vb,
+        "val_labels": vl,
+    }
     if params.unannotated_rate > 0 or params.class_noise > 0:
         arrays["train_labels"], flipped = _flip_classes(tl, params.class_noise, params.seed)
         arrays |= {"train_missing": missing, "train_flipped": flipped}

@@ -109,7 +109,9 @@ def check_shardable(batch_size: int, world_size: int) -> None:
         ConfigError: ``batch_size`` is not a multiple of ``world_size``.
     """
     if batch_size % world_size:
-        raise ConfigError(f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of {world_size}")
+        raise ConfigError(
+            f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of {world_size}"
+        )
 
 
 def iterate_batches(
@@ -141,7 +143,9 @@ def iterate_batches(
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     batches = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
     if world_size > 1:  # this rank's shard of each global batch
-        batches = [np.array_split(np.asarray(idx), world_size)[rank].tolist() for idx in batches if len(idx) >= world_size]
+        batches = [
+            np.array_split(np.asarray(idx), world_size)[rank].tolist() for idx in batches if len(idx) >= world_size
+        ]
     if isinstance(split.images, Tensor):
         pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
     else:

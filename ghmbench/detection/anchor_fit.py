@@ -26,7 +26,9 @@ def class_counts(split: DetectionSplit) -> list[int]:
 def box_sizes(split: DetectionSplit) -> dict:
     """Distribution of sqrt(box area) in original pixels, and COCO's small / medium / large counts."""
     gt = split.coco_ground_truth()
-    sides = torch.tensor([math.sqrt(max(a["area"], 0.0)) for a in gt["annotations"] if not a.get("iscrowd", 0)], dtype=torch.float64)
+    sides = torch.tensor(
+        [math.sqrt(max(a["area"], 0.0)) for a in gt["annotations"] if not a.get("iscrowd", 0)], dtype=torch.float64
+    )
     if sides.numel() == 0:
         return {"objects": 0}
     q = torch.quantile(sides, torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)).tolist()
@@ -41,7 +43,9 @@ def box_sizes(split: DetectionSplit) -> dict:
 
 
 @torch.no_grad()
-def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: int, model_cfg: DictConfig, batch: int = 64) -> dict:
+def anchor_imbalance(
+    split: DetectionSplit, anchors: torch.Tensor, num_classes: int, model_cfg: DictConfig, batch: int = 64
+) -> dict:
     """Positive / negative / ignored anchors per image for the configured matcher.
 
     Args:
@@ -59,7 +63,12 @@ def anchor_imbalance(split: DetectionSplit, anchors: torch.Tensor, num_classes: 
         boxes, labels = [split.boxes[i] for i in idx], [split.labels[i] for i in idx]
         match = match_anchors(anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
         totals += torch.tensor(
-            [float(match.positive.sum()), float((match.labels == BACKGROUND).sum()), float((match.labels == IGNORE).sum())], dtype=torch.float64
+            [
+                float(match.positive.sum()),
+                float((match.labels == BACKGROUND).sum()),
+                float((match.labels == IGNORE).sum()),
+            ],
+            dtype=torch.float64,
         )
     objects, poorly_fit = low_quality_sides(split, anchors, model_cfg.fg_iou)
     low_quality_only = len(poorly_fit)
@@ -94,7 +103,9 @@ def low_quality_sides(split: DetectionSplit, anchors: torch.Tensor, fg_iou: floa
 ANCHOR_FIT_SHARE = 0.2  # above this share of training objects matched only by the low-quality rule, warn
 
 
-def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, model_cfg: DictConfig, image_size: int) -> str | None:
+def anchor_fit_warning(
+    split: DetectionSplit, anchors: torch.Tensor, model_cfg: DictConfig, image_size: int
+) -> str | None:
     """One line when more than 20% of the (training) objects are matched only by the low-quality
     rule: the share, those objects' size range and the model keys to change; None otherwise."""
     objects, sides = low_quality_sides(split, anchors, model_cfg.fg_iou)
@@ -102,7 +113,13 @@ def anchor_fit_warning(split: DetectionSplit, anchors: torch.Tensor, model_cfg: 
         return None
     low, high = min(model_cfg.anchor_sizes), max(model_cfg.anchor_sizes) * max(model_cfg.anchor_scales)
     median = sorted(sides)[len(sides) // 2]
-    hint = "larger anchors on coarser levels, e.g. model=retinanet_r18 for real-size images" if median > high else "smaller anchors on finer levels" if median < low else "denser anchor_scales / aspect_ratios"
+    hint = (
+        "larger anchors on coarser levels, e.g. model=retinanet_r18 for real-size images"
+        if median > high
+        else "smaller anchors on finer levels"
+        if median < low
+        else "denser anchor_scales / aspect_ratios"
+    )
     return (
         f"anchor fit: {len(sides)} of {objects} training objects ({len(sides) / objects:.0%}) are matched only by the low-quality rule; "
         f"their sizes (sqrt(area) at the {image_size} px input) span {min(sides):.0f}-{max(sides):.0f} px, the anchors {low:.0f}-{high:.0f} px; "

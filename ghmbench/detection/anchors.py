@@ -66,7 +66,9 @@ class BoxCoder:
         clip: maximum dw, dh before exp when decoding.
     """
 
-    def __init__(self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0), clip: float = math.log(1000.0 / 16)) -> None:
+    def __init__(
+        self, weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0), clip: float = math.log(1000.0 / 16)
+    ) -> None:
         self._coder = _TvBoxCoder(weights, bbox_xform_clip=clip)
 
     def encode(self, boxes: Tensor, anchors: Tensor) -> Tensor:
@@ -142,8 +144,14 @@ def match_anchors(
         boxes = torch.stack([b.to(device, torch.float32) for b in gt_boxes])
         labels = torch.stack([lab.to(device) for lab in gt_labels])
     else:  # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
-        boxes = pad_sequence([b.to(device, torch.float32) for b in gt_boxes] + [anchors.new_zeros(gmax, 4)], batch_first=True)[:batch]
-        labels = pad_sequence([lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)], batch_first=True, padding_value=BACKGROUND)[:batch]
+        boxes = pad_sequence(
+            [b.to(device, torch.float32) for b in gt_boxes] + [anchors.new_zeros(gmax, 4)], batch_first=True
+        )[:batch]
+        labels = pad_sequence(
+            [lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)],
+            batch_first=True,
+            padding_value=BACKGROUND,
+        )[:batch]
         present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
     iou = box_iou(boxes.reshape(-1, 4), anchors).view(batch, gmax, num_anchors)
     if present is not None:

@@ -133,14 +133,24 @@ class DetectionCriterion(nn.Module):
             num_pos,
         )
 
-    def _observe(self, out: DetectorOutput, onehot: Tensor, match: MatchResult, g_hist: Tensor | None, anchor_counts: Tensor | None, noisy: tuple) -> None:
+    def _observe(
+        self,
+        out: DetectorOutput,
+        onehot: Tensor,
+        match: MatchResult,
+        g_hist: Tensor | None,
+        anchor_counts: Tensor | None,
+        noisy: tuple,
+    ) -> None:
         """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``noisy``: (noisy_boxes, noisy_sums))."""
         if anchor_counts is not None:
             _add_anchor_counts(anchor_counts, match.positive, match.valid)
         if g_hist is not None:
             _add_gradient_norms(g_hist, out.cls_logits, onehot, match.valid)
         if noisy[0] is not None and noisy[1] is not None:
-            noisy_weight.watch(out.cls_logits, out.anchors, noisy[0], match.positive, match.valid, self.matcher, noisy[1])
+            noisy_weight.watch(
+                out.cls_logits, out.anchors, noisy[0], match.positive, match.valid, self.matcher, noisy[1]
+            )
 
 
 @torch.no_grad()
@@ -166,7 +176,12 @@ def anchor_stats(counts: Tensor) -> dict:
     -> per-image means and neg : pos."""
     images, pos, neg, ign = counts.tolist()
     n = max(images, 1.0)
-    return {"positive_per_image": pos / n, "negative_per_image": neg / n, "ignored_per_image": ign / n, "neg_per_pos": neg / pos if pos else None}
+    return {
+        "positive_per_image": pos / n,
+        "negative_per_image": neg / n,
+        "ignored_per_image": ign / n,
+        "neg_per_pos": neg / pos if pos else None,
+    }
 
 
 __all__ = ["DetectionCriterion", "anchor_stats", "is_globally_normalised"]

@@ -64,7 +64,12 @@ def coco_results(split: DetectionSplit, k: int, boxes: Tensor, scores: Tensor, l
     xywh = split.to_original(k, boxes).clone()
     xywh[:, 2:] -= xywh[:, :2]
     return [
-        {"image_id": split.image_ids[k], "category_id": split.category_ids[label], "bbox": [round(v, 3) for v in box], "score": round(score, 5)}
+        {
+            "image_id": split.image_ids[k],
+            "category_id": split.category_ids[label],
+            "bbox": [round(v, 3) for v in box],
+            "score": round(score, 5),
+        }
         for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist())
     ]
 

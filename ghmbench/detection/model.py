@@ -188,11 +188,15 @@ class RetinaDetector(nn.Module):
         self.box_head = Head(fpn_channels, 4, num_anchors, head_convs, 0.0)
         self._anchor_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
-    def _anchors(self, shapes: list[tuple[int, int]], image_hw: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor]:
+    def _anchors(
+        self, shapes: list[tuple[int, int]], image_hw: tuple[int, int], device: torch.device
+    ) -> tuple[Tensor, Tensor]:
         key = (tuple(shapes), image_hw, str(device))
         if key not in self._anchor_cache:
             strides = [(image_hw[0] / h, image_hw[1] / w) for h, w in shapes]
-            self._anchor_cache[key] = make_anchors(shapes, strides, self.anchor_sizes, self.anchor_scales, self.aspect_ratios, device)
+            self._anchor_cache[key] = make_anchors(
+                shapes, strides, self.anchor_sizes, self.anchor_scales, self.aspect_ratios, device
+            )
         return self._anchor_cache[key]
 
     def features(self, images: Tensor) -> list[Tensor]:
@@ -200,13 +204,18 @@ class RetinaDetector(nn.Module):
         feats = self.backbone(images)
         pyramid = self.fpn(OrderedDict((str(lvl), feats[lvl]) for lvl in self.base_levels))
         names = list(pyramid.keys())  # base levels, then "pool"-style extra names for P6, P7
-        by_level = {lvl: pyramid[names[i]] for i, lvl in enumerate(self.base_levels + [6, 7][: len(names) - len(self.base_levels)])}
+        by_level = {
+            lvl: pyramid[names[i]]
+            for i, lvl in enumerate(self.base_levels + [6, 7][: len(names) - len(self.base_levels)])
+        }
         return [by_level[lvl] for lvl in self.levels]
 
     def forward(self, images: Tensor) -> DetectorOutput:
         """Images [B, C, H, W] -> :class:`DetectorOutput`."""
         selected = self.features(images)
-        anchors, level_ids = self._anchors([tuple(f.shape[-2:]) for f in selected], tuple(images.shape[-2:]), images.device)
+        anchors, level_ids = self._anchors(
+            [tuple(f.shape[-2:]) for f in selected], tuple(images.shape[-2:]), images.device
+        )
         return DetectorOutput(self.cls_head(selected), self.box_head(selected), anchors, level_ids)
 
 
@@ -285,4 +294,13 @@ def amp_forward(net: nn.Module, images: Tensor, amp: str) -> DetectorOutput:
     return replace(out, cls_logits=out.cls_logits.float(), box_deltas=out.box_deltas.float())
 
 
-__all__ = ["RetinaDetector", "build_model", "amp_forward", "SmallBackbone", "ResNet18Backbone", "Head", "DetectorOutput", "postprocess"]
+__all__ = [
+    "RetinaDetector",
+    "build_model",
+    "amp_forward",
+    "SmallBackbone",
+    "ResNet18Backbone",
+    "Head",
+    "DetectorOutput",
+    "postprocess",
+]

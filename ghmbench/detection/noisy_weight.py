@@ -78,14 +78,20 @@ def summary(sums: list[float] | Tensor) -> dict:
     per_noisy = noisy_grad / noisy_anchors if noisy_anchors else None
     per_clean = clean_grad / clean_anchors if clean_anchors else None
     relative = per_noisy / per_clean if per_noisy is not None and per_clean else None
-    return {"noisy_grad_share": share, "noisy_relative_weight": relative, **dict(zip(SUMS, [noisy_grad, clean_grad, total_grad, noisy_anchors, clean_anchors]))}
+    return {
+        "noisy_grad_share": share,
+        "noisy_relative_weight": relative,
+        **dict(zip(SUMS, [noisy_grad, clean_grad, total_grad, noisy_anchors, clean_anchors])),
+    }
 
 
 def add_epoch(total: list[float] | None, epoch_sums: Tensor) -> tuple[list[float], dict]:
     """The run's sums with an epoch's added, and that epoch's two shares (for its history entry)."""
     epoch = epoch_sums.tolist()
     shares = summary(epoch)
-    return (epoch if total is None else [a + b for a, b in zip(total, epoch)]), {k: shares[k] for k in ("noisy_grad_share", "noisy_relative_weight")}
+    return (epoch if total is None else [a + b for a, b in zip(total, epoch)]), {
+        k: shares[k] for k in ("noisy_grad_share", "noisy_relative_weight")
+    }
 
 
 __all__ = ["SUMS", "add_epoch", "summary", "watch"]

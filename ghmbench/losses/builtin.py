@@ -11,5 +11,8 @@ BUILTIN_LOSSES: dict[str, dict[str, type]] = {
 }
 """The class each built-in loss name stands for, by section (a built-in name keeps its class)."""
 
-BUILTIN_TARGETS: dict[str, dict[str, str]] = {section: {name: f"ghmbench.losses.{loss_class.__name__}" for name, loss_class in losses.items()} for section, losses in BUILTIN_LOSSES.items()}
+BUILTIN_TARGETS: dict[str, dict[str, str]] = {
+    section: {name: f"ghmbench.losses.{loss_class.__name__}" for name, loss_class in losses.items()}
+    for section, losses in BUILTIN_LOSSES.items()
+}
 """The ``_target_`` of each built-in loss name (run keys leave these out)."""

@@ -54,7 +54,6 @@ def normaliser(avg_factor: float | Tensor | None, fallback: Tensor | None) -> Te
     return max(1.0, float(avg_factor))
 
 
-
 class PrecomputedGrad(torch.autograd.Function):
     """Returns a loss computed without autograd; backward scales a gradient computed with it.
 
@@ -73,4 +72,3 @@ class PrecomputedGrad(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * (grad_out * ctx.scale), None, None, None
-

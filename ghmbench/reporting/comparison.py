@@ -18,13 +18,22 @@ import numpy as np
 import pandas as pd
 
 from ghmbench.reporting import published
-from ghmbench.reporting.intervals import CONVERGENCE_TOL, ImageEval, Interval, bootstrap_values, paired_difference, se_interval, t_interval
+from ghmbench.reporting.intervals import (
+    CONVERGENCE_TOL,
+    ImageEval,
+    Interval,
+    bootstrap_values,
+    paired_difference,
+    se_interval,
+    t_interval,
+)
 from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, order_key
 from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 from ghmbench.sweep.selection import Selection
 
 REGRESSION_LABELS = {"ghm": "GHM-R", "smooth_l1": "smooth L1"}
 """How the differences table names the two regression losses it compares (its rows "GHM-R - smooth L1")."""
+
 
 class Bootstrap:
     """Image bootstrap of single runs, each run matched once and its replicates computed once.
@@ -41,7 +50,11 @@ class Bootstrap:
 
     def available(self, run: pd.Series) -> bool:
         """True when the bootstrap is on and the run has its evaluation files."""
-        return self.n_boot > 0 and isinstance(run.get("eval_detections"), str) and isinstance(run.get("eval_ground_truth"), str)
+        return (
+            self.n_boot > 0
+            and isinstance(run.get("eval_detections"), str)
+            and isinstance(run.get("eval_ground_truth"), str)
+        )
 
     def _eval(self, run: pd.Series) -> ImageEval:
         key = (run["eval_detections"], run["eval_ground_truth"])
@@ -90,9 +103,15 @@ def fmt_interval(iv: Interval, runs: int = 0, diverged: int = 0, failed: int = 0
     if iv.n == 0:
         if runs and diverged == runs:
             return f"diverged ({diverged}/{runs})"
-        return f"failed ({failed}/{runs})" if runs and failed and not diverged else (f"diverged {diverged}, failed {failed} /{runs}" if runs else "-")
+        return (
+            f"failed ({failed}/{runs})"
+            if runs and failed and not diverged
+            else (f"diverged {diverged}, failed {failed} /{runs}" if runs else "-")
+        )
     text = f"{iv.mean:.{digits}f}" + (f" [{iv.lo:.{digits}f}, {iv.hi:.{digits}f}]" if not math.isnan(iv.lo) else "")
-    extra = (["image bootstrap"] if iv.method == "bootstrap" else []) + [f"{k} {w}" for k, w in ((diverged, "diverged"), (failed, "failed")) if k]
+    extra = (["image bootstrap"] if iv.method == "bootstrap" else []) + [
+        f"{k} {w}" for k, w in ((diverged, "diverged"), (failed, "failed")) if k
+    ]
     return text + f" ({iv.n}" + "".join(f", {e}" for e in extra) + ")"
 
 
@@ -124,9 +143,24 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
             flag = bool(rise > CONVERGENCE_TOL)
             div, fail = int((part["status"] == DIVERGED).sum()), int((~part["status"].isin(COMPLETE_STATUSES)).sum())
             row[reg] = fmt_interval(iv, len(part), div, fail) + (" not converged" if flag else "")
-            nums.append({"loss": loss, "regression": reg, "split": split, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n, "interval": iv.method, "rise": rise, "not_converged": flag})
+            nums.append(
+                {
+                    "loss": loss,
+                    "regression": reg,
+                    "split": split,
+                    "mean": iv.mean,
+                    "lo": iv.lo,
+                    "hi": iv.hi,
+                    "n": iv.n,
+                    "interval": iv.method,
+                    "rise": rise,
+                    "not_converged": flag,
+                }
+            )
         if selections:
-            row[f"selected on val {next(iter(selections.values())).metric}"] = selections[loss].describe() if loss in selections else "-"
+            row[f"selected on val {next(iter(selections.values())).metric}"] = (
+                selections[loss].describe() if loss in selections else "-"
+            )
         row[published.GHM_COMPARISON_COLUMN] = published.ghm_comparison_cell(loss)
         rows.append(row)
     cells, numbers = pd.DataFrame(rows), pd.DataFrame(nums)
@@ -201,7 +235,15 @@ def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[p
     if "ghm" in regs and "smooth_l1" in regs:
         for loss in losses:
             at = final[final["loss"] == loss]
-            pairs.append((REGRESSION_LABELS["ghm"], REGRESSION_LABELS["smooth_l1"], f"classification {loss}", at[at["regression"] == "ghm"], at[at["regression"] == "smooth_l1"]))
+            pairs.append(
+                (
+                    REGRESSION_LABELS["ghm"],
+                    REGRESSION_LABELS["smooth_l1"],
+                    f"classification {loss}",
+                    at[at["regression"] == "ghm"],
+                    at[at["regression"] == "smooth_l1"],
+                )
+            )
     rows, nums = [], []
     for name_a, name_b, under, a, b in pairs:
         if a.empty or b.empty:
@@ -209,8 +251,14 @@ def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[p
         diff, how = compare(a, b, metric, boot)
         text = "-" if diff is None else difference_text(diff.mean, diff.lo, diff.hi)
         verdict = "-" if diff is None else diff.verdict(name_a, name_b)
-        rows.append({"A − B": f"{name_a} − {name_b}", "under": under, f"Δ{metric}": text, "paired": how, "verdict": verdict})
-        nums.append({"a": name_a, "b": name_b, "under": under} | ({} if diff is None else {"mean": diff.mean, "lo": diff.lo, "hi": diff.hi, "n": diff.n}) | {"paired": how, "verdict": verdict})
+        rows.append(
+            {"A − B": f"{name_a} − {name_b}", "under": under, f"Δ{metric}": text, "paired": how, "verdict": verdict}
+        )
+        nums.append(
+            {"a": name_a, "b": name_b, "under": under}
+            | ({} if diff is None else {"mean": diff.mean, "lo": diff.lo, "hi": diff.hi, "n": diff.n})
+            | {"paired": how, "verdict": verdict}
+        )
     return pd.DataFrame(rows), pd.DataFrame(nums)
 
 
@@ -221,7 +269,9 @@ def imbalance_columns(df: pd.DataFrame, varying: list[str]) -> list[str]:
     return [c for c in varying if c.startswith("dataset.")]
 
 
-def imbalance_table(df: pd.DataFrame, metric: str, settings: list[str], boot: Bootstrap | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def imbalance_table(
+    df: pd.DataFrame, metric: str, settings: list[str], boot: Bootstrap | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Metric (mean [95% CI] (n)) per loss x dataset setting, with the anchor negative:positive ratio.
 
     A setting with a single run gets the image bootstrap's interval when ``boot`` is given.
@@ -233,7 +283,9 @@ def imbalance_table(df: pd.DataFrame, metric: str, settings: list[str], boot: Bo
         iv = cell_interval(part, metric, boot) if boot is not None else t_interval(_done(part, metric)[metric])
         ratio = float(part["neg_per_pos"].mean())
         setting = dict(zip(keys, key))
-        rows.append({**{k: str(v) for k, v in setting.items()}, "neg:pos": f"{ratio:.0f}", metric: fmt_interval(iv, len(part))})
+        rows.append(
+            {**{k: str(v) for k, v in setting.items()}, "neg:pos": f"{ratio:.0f}", metric: fmt_interval(iv, len(part))}
+        )
         nums.append({**setting, "neg_per_pos": ratio, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n})
     numbers = pd.DataFrame(nums).sort_values(["loss", "regression", "neg_per_pos"], key=order_key)
     cells = pd.DataFrame(rows).loc[numbers.index].reset_index(drop=True)

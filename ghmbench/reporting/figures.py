@@ -44,7 +44,14 @@ def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for alpha, sub in summary.groupby("loss.alpha"):
         sub = sub.sort_values("loss.gamma")
-        ax.errorbar(sub["loss.gamma"], sub[f"{metric}_mean"], yerr=sub[f"{metric}_std"].fillna(0), marker="o", capsize=3, label=f"α = {alpha:g}")
+        ax.errorbar(
+            sub["loss.gamma"],
+            sub[f"{metric}_mean"],
+            yerr=sub[f"{metric}_std"].fillna(0),
+            marker="o",
+            capsize=3,
+            label=f"α = {alpha:g}",
+        )
     ax.set_xlabel("γ")
     ax.set_ylabel(metric)
     ax.set_title(f"Focal loss: {metric} against γ")
@@ -67,7 +74,14 @@ def loss_comparison(df: pd.DataFrame, metric: str, out: Path) -> Path | None:
     for j, reg in enumerate(regs):
         sub = summary[summary["regression"] == reg].set_index("loss").reindex(losses)
         x = np.arange(len(losses)) + (j - (len(regs) - 1) / 2) * width
-        ax.bar(x, sub[f"{metric}_mean"].fillna(0), width, yerr=sub[f"{metric}_std"].fillna(0), capsize=4, label=f"reg: {reg}")
+        ax.bar(
+            x,
+            sub[f"{metric}_mean"].fillna(0),
+            width,
+            yerr=sub[f"{metric}_std"].fillna(0),
+            capsize=4,
+            label=f"reg: {reg}",
+        )
     ax.set_xticks(np.arange(len(losses)), [LABELS.get(v, v) for v in losses])
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} by loss (mean ± std over seeds)")
@@ -80,7 +94,10 @@ def learning_curves(df: pd.DataFrame, hists: dict[str, dict], out: Path, metric:
     """Validation metric against training step of the final runs: per classification loss the
     mean over seeds (line) and their min-max (band); one panel per regression loss."""
     final = df[df["final"]] if "final" in df else df
-    curves = {k: [(p["step"], p.get(metric)) for p in (hists.get(k, {}).get("curve") or []) if p.get(metric) is not None] for k in final["run_key"]}
+    curves = {
+        k: [(p["step"], p.get(metric)) for p in (hists.get(k, {}).get("curve") or []) if p.get(metric) is not None]
+        for k in final["run_key"]
+    }
     final = final[final["run_key"].map(lambda k: len(curves.get(k, [])) >= 2)]
     if final.empty:
         return None
@@ -119,7 +136,15 @@ def imbalance(numbers: pd.DataFrame, metric: str, out: Path) -> Path | None:
         sub = sub.sort_values("neg_per_pos")
         err = np.array([sub["mean"] - sub["lo"], sub["hi"] - sub["mean"]]).clip(min=0)
         label = LABELS.get(loss, loss) + (f" + {reg}" if several else "")
-        ax.errorbar(sub["neg_per_pos"], sub["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3, color=None if several else COLORS.get(loss), label=label)
+        ax.errorbar(
+            sub["neg_per_pos"],
+            sub["mean"],
+            yerr=np.nan_to_num(err),
+            marker="o",
+            capsize=3,
+            color=None if several else COLORS.get(loss),
+            label=label,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("negative : positive anchors (training)")
     ax.set_ylabel(metric)
@@ -192,8 +217,19 @@ def reweighted_gradient(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> 
     if ghm is not None:
         bins = int(ghm[1]["loss"]["bins"])
         if ce is not None:  # the paper's view: GHM-C's weights on the gradient distribution of a CE model
-            ax.loglog(g, ghm_reweighted(g, ce[0], bins), color=COLORS["ghm"], label=f"GHM-C (M = {bins}) on the CE run's density")
-        ax.loglog(g, ghm_reweighted(g, ghm[0], bins), color=COLORS["ghm"], ls="--", label=f"GHM-C (M = {bins}) on its own final density")
+            ax.loglog(
+                g,
+                ghm_reweighted(g, ce[0], bins),
+                color=COLORS["ghm"],
+                label=f"GHM-C (M = {bins}) on the CE run's density",
+            )
+        ax.loglog(
+            g,
+            ghm_reweighted(g, ghm[0], bins),
+            color=COLORS["ghm"],
+            ls="--",
+            label=f"GHM-C (M = {bins}) on its own final density",
+        )
     ax.set_xlabel("original gradient norm g")
     ax.set_ylabel("reweighted gradient norm")
     ax.set_title("Gradient norm after reweighting")
@@ -216,7 +252,15 @@ def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Pat
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     for _, r in numbers.iterrows():
         i, j = rows.index(r[grid.rows]), cols.index(r[grid.cols])
-        ax.text(j, i, f"{r[metric]:.3f}" + (" *" if r["default"] else ""), ha="center", va="center", color="white" if r[metric] < np.nanmean(values) else "black", fontsize=9)
+        ax.text(
+            j,
+            i,
+            f"{r[metric]:.3f}" + (" *" if r["default"] else ""),
+            ha="center",
+            va="center",
+            color="white" if r[metric] < np.nanmean(values) else "black",
+            fontsize=9,
+        )
         if r["selected"]:
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
     rs, cs = grid.symbols
@@ -226,7 +270,10 @@ def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Pat
     ax.set_ylabel(rs)
     epochs = numbers["epochs"].dropna().unique() if "epochs" in numbers else []
     schedule = f", {int(epochs[0])} epochs" if len(epochs) == 1 else ""
-    ax.set_title(f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' default", fontsize=10)
+    ax.set_title(
+        f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' default",
+        fontsize=10,
+    )
     fig.colorbar(image, ax=ax, label=f"test {metric}")
     return _save(plt, fig, out / f"{grid.name}.png")
 
@@ -246,9 +293,17 @@ def label_noise_figure(numbers: pd.DataFrame, metric: str, out: Path) -> Path | 
             mine = part[part["loss"] == loss].sort_values("level")
             x = mine["level"].to_numpy() * 100 + (k - (len(losses) - 1) / 2) * 0.8  # dodged: bars side by side
             err = np.vstack([mine[metric] - mine["lo"], mine["hi"] - mine[metric]])
-            axes[0, col].errorbar(x, mine[metric], yerr=err, marker="o", capsize=3, color=COLORS.get(loss), label=LABELS.get(loss, loss))
+            axes[0, col].errorbar(
+                x, mine[metric], yerr=err, marker="o", capsize=3, color=COLORS.get(loss), label=LABELS.get(loss, loss)
+            )
             noisy = mine[mine["level"] > 0]
-            axes[1, col].plot(noisy["level"] * 100, noisy["noisy_relative_weight"], marker="o", color=COLORS.get(loss), label=LABELS.get(loss, loss))
+            axes[1, col].plot(
+                noisy["level"] * 100,
+                noisy["noisy_relative_weight"],
+                marker="o",
+                color=COLORS.get(loss),
+                label=LABELS.get(loss, loss),
+            )
         axes[0, col].set_title(f"{kind} in the training labels")
         axes[0, col].set_ylabel(f"test {metric} (95% bootstrap over images)")
         axes[1, col].axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
@@ -266,7 +321,9 @@ def make_figures(df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Pat
         tables: the report's tables (or their names: then no imbalance figure).
     """
     out.mkdir(parents=True, exist_ok=True)
-    by_name = {t: None for t in tables if isinstance(t, str)} | {t.name: t for t in tables if not isinstance(t, str) and not t.cells.empty}
+    by_name = {t: None for t in tables if isinstance(t, str)} | {
+        t.name: t for t in tables if not isinstance(t, str) and not t.cells.empty
+    }
     tables = list(by_name)
     made = [gradient_norm_distribution(df, hists, out), learning_curves(df, hists, out)]
     if by_name.get("imbalance") is not None:

@@ -170,7 +170,9 @@ def bootstrap_values(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: s
     return np.array([ev.metric(rng.integers(0, n, n), metric) for _ in range(n_boot)])
 
 
-def se_interval(point: float, values: np.ndarray, conf: float = 0.95, bounds: tuple[float, float] | None = None) -> Interval:
+def se_interval(
+    point: float, values: np.ndarray, conf: float = 0.95, bounds: tuple[float, float] | None = None
+) -> Interval:
     """``point`` +- z x the standard deviation of its bootstrap replicates ``values`` (normal interval).
 
     The replicates' spread, not their percentiles: COCO AP on images resampled with replacement
@@ -189,12 +191,16 @@ def se_interval(point: float, values: np.ndarray, conf: float = 0.95, bounds: tu
     return Interval(point, float(lo), float(hi), 1, "bootstrap")
 
 
-def bootstrap_interval(ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
+def bootstrap_interval(
+    ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
+) -> Interval:
     """A single run's metric with its bootstrap (normal, standard-error) interval over test images."""
     return se_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf, bounds=(0.0, 1.0))
 
 
-def paired_bootstrap(a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95) -> Interval:
+def paired_bootstrap(
+    a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
+) -> Interval:
     """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image sets.
 
     Raises:
@@ -219,7 +225,9 @@ def convergence_rise(curve: list[dict] | None, total_steps: float | None, metric
     Returns:
         The rise, or None with fewer than 2 points carrying the metric.
     """
-    points = sorted((p["step"], p[metric]) for p in curve or [] if p.get(metric) is not None and p.get("step") is not None)
+    points = sorted(
+        (p["step"], p[metric]) for p in curve or [] if p.get(metric) is not None and p.get("step") is not None
+    )
     if len(points) < 2:
         return None
     steps, values = np.array(points, dtype=float).T

@@ -28,7 +28,9 @@ def noise_runs(df: pd.DataFrame) -> pd.DataFrame | None:
     if not (noisy == 1).any():
         return None
     part = part[noisy <= 1]  # one kind of noise at a time
-    part["noise"] = [next((kind for key, kind in NOISE_KINDS.items() if row[key] > 0), "clean") for _, row in part.iterrows()]
+    part["noise"] = [
+        next((kind for key, kind in NOISE_KINDS.items() if row[key] > 0), "clean") for _, row in part.iterrows()
+    ]
     part["level"] = [max(row[key] for key in NOISE_KINDS) for _, row in part.iterrows()]
     return part
 
@@ -56,13 +58,39 @@ def noise_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None:
         clean = part.iloc[0] if part.iloc[0]["level"] == 0 else None
         for _, run in part.iterrows():
             iv = boot.interval(run, metric) if boot.available(run) else None
-            delta = boot.difference(run, clean, metric) if clean is not None and run["level"] > 0 and boot.available(run) else None
+            delta = (
+                boot.difference(run, clean, metric)
+                if clean is not None and run["level"] > 0 and boot.available(run)
+                else None
+            )
             share, relative = run.get("noisy_grad_share"), run.get("noisy_relative_weight")
-            rows.append({"loss": LOSS_LABELS.get(loss, loss), "label noise": kind, "level": f"{run['level']:.0%}", f"test {metric}": fmt_interval(iv) if iv else f"{run[metric]:.3f}",
-                         "Δ vs clean": fmt_delta(delta) if delta else "-", "gradient share on mislabelled": _pct(share), "weight per mislabelled anchor / clean positive": _num(relative)})
-            nums.append({"loss": loss, "noise": kind, "level": run["level"], metric: run[metric], "lo": iv.lo if iv else math.nan, "hi": iv.hi if iv else math.nan,
-                         "delta": delta.mean if delta else math.nan, "delta_lo": delta.lo if delta else math.nan, "delta_hi": delta.hi if delta else math.nan,
-                         "noisy_grad_share": share, "noisy_relative_weight": relative, "rise": run["rise"]})
+            rows.append(
+                {
+                    "loss": LOSS_LABELS.get(loss, loss),
+                    "label noise": kind,
+                    "level": f"{run['level']:.0%}",
+                    f"test {metric}": fmt_interval(iv) if iv else f"{run[metric]:.3f}",
+                    "Δ vs clean": fmt_delta(delta) if delta else "-",
+                    "gradient share on mislabelled": _pct(share),
+                    "weight per mislabelled anchor / clean positive": _num(relative),
+                }
+            )
+            nums.append(
+                {
+                    "loss": loss,
+                    "noise": kind,
+                    "level": run["level"],
+                    metric: run[metric],
+                    "lo": iv.lo if iv else math.nan,
+                    "hi": iv.hi if iv else math.nan,
+                    "delta": delta.mean if delta else math.nan,
+                    "delta_lo": delta.lo if delta else math.nan,
+                    "delta_hi": delta.hi if delta else math.nan,
+                    "noisy_grad_share": share,
+                    "noisy_relative_weight": relative,
+                    "rise": run["rise"],
+                }
+            )
     title = f"Label noise (training labels only): test {metric} [95% interval] by loss, kind and share of corrupted labels, and the gradient weight on the mislabelled objects' anchors"
     notes = [
         "Intervals: bootstrap over the clean test images (one seed per cell); Δ vs clean is paired image by image with the loss's clean run.",

@@ -47,4 +47,6 @@ GHM_COMPARISON_COLUMN = "paper AP % (GHM paper; smooth L1 / GHM-R)"
 def ghm_comparison_cell(loss: str) -> str:
     """The GHM paper's AP of classification loss ``loss`` with smooth L1 / with GHM-R (``-`` where
     it reports none): the paper column of the loss-comparison tables."""
-    return " / ".join(f"{GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm"))
+    return " / ".join(
+        f"{GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
+    )

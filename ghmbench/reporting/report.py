@@ -41,14 +41,25 @@ def split_note(df: pd.DataFrame) -> str:
     """One sentence saying which split the numbers come from, and when selection used it too."""
     split, sel = reported_split(df), "final" in df and not df["final"].all()
     if split == "test":
-        return "Metrics are on the held-out test split" + ("; settings were selected on the validation split." if sel else ".")
-    same = " Selection and reporting used the same split (there is no test split), so the selected settings' numbers are optimistic." if sel else ""
+        return "Metrics are on the held-out test split" + (
+            "; settings were selected on the validation split." if sel else "."
+        )
+    same = (
+        " Selection and reporting used the same split (there is no test split), so the selected settings' numbers are optimistic."
+        if sel
+        else ""
+    )
     if split == "val":
         return "Metrics are on the validation split." + (same or " There is no held-out test split.")
-    return "Metrics are on the test split for some runs and the validation split for others (runs without a test split)." + same
+    return (
+        "Metrics are on the test split for some runs and the validation split for others (runs without a test split)."
+        + same
+    )
 
 
-def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline: bool = True, boot_seed: int = 0) -> list[Table]:
+def comparison_tables(
+    df: pd.DataFrame, metric: str, n_boot: int = 500, headline: bool = True, boot_seed: int = 0
+) -> list[Table]:
     """The fair comparison: headline with intervals and paired differences (when ``headline``),
     tuning candidates, metric against imbalance."""
     sels, boot, split = selections(df), comparison.Bootstrap(n_boot, boot_seed), reported_split(df)
@@ -63,21 +74,41 @@ def comparison_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, headline
             split_note(df),
         ]
         if sels:
-            notes.insert(0, f"Final runs: each loss's runs at the setting selected on validation {next(iter(sels.values())).metric}.")
+            notes.insert(
+                0,
+                f"Final runs: each loss's runs at the setting selected on validation {next(iter(sels.values())).metric}.",
+            )
         if nums.get("not_converged", pd.Series(dtype=bool)).any():
             notes.append(CONVERGENCE_NOTE)
         tables.append(Table("headline", title, cells, nums, notes, best))
         cells, nums = comparison.differences_table(df, metric, boot)
         if not cells.empty:
-            note = "Δ = A − B of the reported metric with its 95% interval; a verdict only when the interval excludes 0."
+            note = (
+                "Δ = A − B of the reported metric with its 95% interval; a verdict only when the interval excludes 0."
+            )
             tables.append(Table("differences", f"Paired differences of {split} {metric}", cells, nums, [note]))
     if sels:
         cells, nums, best = comparison.candidates_table(sels)
-        tables.append(Table("candidates", "Tuning candidates per loss, scored on the validation split; selected in bold", cells, nums, best=best))
+        tables.append(
+            Table(
+                "candidates",
+                "Tuning candidates per loss, scored on the validation split; selected in bold",
+                cells,
+                nums,
+                best=best,
+            )
+        )
     settings = comparison.imbalance_columns(final, varying_columns(final))
     if settings:
         cells, nums = comparison.imbalance_table(df, metric, settings, boot)
-        tables.append(Table("imbalance", f"{split} {metric} against the anchors' negative:positive ratio, mean [95% interval] (n)", cells, nums))
+        tables.append(
+            Table(
+                "imbalance",
+                f"{split} {metric} against the anchors' negative:positive ratio, mean [95% interval] (n)",
+                cells,
+                nums,
+            )
+        )
     return tables
 
 
@@ -90,7 +121,9 @@ def settings_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, boot_seed:
         cells = grid_cells(df, grid)
         if cells is not None:
             tables += [grid_table(cells, grid, metric, boot), best_per_row_table(cells, grid, metric, boot)]
-            tables += [t for t in (tuning_table(df, cells, grid, metric), seeds_table(df, grid, metric)) if t is not None]
+            tables += [
+                t for t in (tuning_table(df, cells, grid, metric), seeds_table(df, grid, metric)) if t is not None
+            ]
     return tables + [t for t in (noise_table(df, metric, boot), shapes_table(df, metric, boot)) if t is not None]
 
 
@@ -109,7 +142,9 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_bo
         group_by = ["loss", "regression", *[c for c in varying_columns(df) if c not in ("loss", "regression")]]
     metrics = list(dict.fromkeys([metric, "AP", "AP50", "AP75"]))
     tables = [summary_table(df, group_by, metrics), *settings_tables(df, metric, n_boot)]
-    loss_table = loss_comparison_table(df, metric)  # None or a skip note unless the final runs form a loss x regression grid
+    loss_table = loss_comparison_table(
+        df, metric
+    )  # None or a skip note unless the final runs form a loss x regression grid
     tables += comparison_tables(df, metric, n_boot, headline=loss_table is not None and not loss_table.cells.empty)
     for table in (loss_table, *(make(df, metric) for make in (ce_alpha_table, focal_grid_table, ghm_ablation_table))):
         if table is not None:
@@ -117,7 +152,9 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_bo
     return tables
 
 
-def write_report(df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path], note: str | None = None) -> Path:
+def write_report(
+    df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path], note: str | None = None
+) -> Path:
     """Write runs.csv / runs.parquet, each table as .md / .tex / .csv, and report.md (``note``: a line
     in bold under its title, e.g. what the runs are for)."""
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,17 @@ from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED, METRIC
 from ghmbench.store.records import METRICS_FILE, semantic_config
 from ghmbench.sweep.selection import ProtocolError, Selection, final_mask, select_settings
 
-RUN_COLUMNS = ["run_key", "run_dir", "loss", "regression", "seed", "status", "diverged_at_step", "epochs_done", "wall_time_s"]
+RUN_COLUMNS = [
+    "run_key",
+    "run_dir",
+    "loss",
+    "regression",
+    "seed",
+    "status",
+    "diverged_at_step",
+    "epochs_done",
+    "wall_time_s",
+]
 LOSS_ORDER = {"ce": 0, "focal": 1, "ghm": 2}
 REG_ORDER = {"smooth_l1": 0, "l1": 1, "ghm": 2}
 
@@ -64,7 +74,10 @@ def read_records(paths: list[Path], skipped: list[Path] | None = None) -> list[t
             if not isinstance(record, dict) or "run_key" not in record:
                 raise ValueError("not a run record")
         except (OSError, ValueError) as e:
-            print(f"warning: {file}: unreadable run record ({type(e).__name__}: {str(e).splitlines()[0][:80]}), skipped", file=sys.stderr)
+            print(
+                f"warning: {file}: unreadable run record ({type(e).__name__}: {str(e).splitlines()[0][:80]}), skipped",
+                file=sys.stderr,
+            )
             if skipped is not None:
                 skipped.append(file)
             continue
@@ -90,7 +103,10 @@ def _record_row(file: Path, record: dict, cfg: dict) -> dict:
         row[f"eval_{key}"] = str(path) if path is not None and path.is_file() else None
     row["protocol"] = json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)
     noisy = record.get("noisy_weight") or {}  # label noise: the gradient weight on mislabelled objects
-    row["noisy_grad_share"], row["noisy_relative_weight"] = noisy.get("noisy_grad_share"), noisy.get("noisy_relative_weight")
+    row["noisy_grad_share"], row["noisy_relative_weight"] = (
+        noisy.get("noisy_grad_share"),
+        noisy.get("noisy_relative_weight"),
+    )
     flat: dict = {}
     for section in ("loss", "regression", "model", "dataset", "train"):
         _flatten(section, cfg.get(section, {}), flat)
@@ -116,7 +132,12 @@ def load_runs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
     for file, record in read_records(paths, skipped):
         cfg = semantic_config(OmegaConf.create(record.get("config") or {}))
         rows.append(_record_row(file, record, cfg))
-        hists[record["run_key"]] = {"g_hist": record.get("g_hist"), "config": cfg, "curve": record.get("curve"), "steps": record.get("steps")}
+        hists[record["run_key"]] = {
+            "g_hist": record.get("g_hist"),
+            "config": cfg,
+            "curve": record.get("curve"),
+            "steps": record.get("steps"),
+        }
     if not rows:
         raise ReportError(f"no run records (*/{METRICS_FILE}) under {', '.join(map(str, paths))}")
     df = pd.DataFrame(rows)
@@ -152,7 +173,9 @@ def order_key(col: pd.Series) -> pd.Series:
 def varying_columns(df: pd.DataFrame) -> list[str]:
     """Config columns whose value differs between runs (seed excluded, and the data draw where it follows the seed)."""
     cfg_cols = [c for c in df.columns if "." in c]
-    follows_seed = "dataset.seed" in df and "seed" in df and bool((df["dataset.seed"].astype(str) == df["seed"].astype(str)).all())
+    follows_seed = (
+        "dataset.seed" in df and "seed" in df and bool((df["dataset.seed"].astype(str) == df["seed"].astype(str)).all())
+    )
     return [c for c in cfg_cols if df[c].astype(str).nunique() > 1 and not (c == "dataset.seed" and follows_seed)]
 
 
@@ -193,4 +216,3 @@ def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
 
 def _groupable(df: pd.DataFrame) -> list[str]:
     return ["loss", "regression", "seed", *[c for c in df.columns if "." in c]]
-

@@ -76,7 +76,9 @@ def grid_cells(df: pd.DataFrame, grid: Grid) -> pd.DataFrame | None:
     best = part.groupby([grid.rows, grid.cols])["val_AP"].idxmax()  # a tuned cell's candidate selected on validation
     part = part.loc[best.to_numpy()].sort_values([grid.rows, grid.cols]).reset_index(drop=True)
     part["selected"] = part.index == part["val_AP"].idxmax()
-    part["default"] = [_same(r, grid.default[0]) and _same(c, grid.default[1]) for r, c in zip(part[grid.rows], part[grid.cols])]
+    part["default"] = [
+        _same(r, grid.default[0]) and _same(c, grid.default[1]) for r, c in zip(part[grid.rows], part[grid.cols])
+    ]
     return part
 
 
@@ -98,16 +100,38 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
             if run is None:
                 row[f"{cs} {c_value:g}"] = "-"
                 continue
-            iv = boot.interval(run, metric) if boot.available(run) else Interval(float(run[metric]), math.nan, math.nan, 1)
+            iv = (
+                boot.interval(run, metric)
+                if boot.available(run)
+                else Interval(float(run[metric]), math.nan, math.nan, 1)
+            )
             flag = (" *" if run["default"] else "") + (" †" if run["rise"] > CONVERGENCE_TOL else "")
-            row[f"{cs} {c_value:g}"] = f"{iv.mean:.3f}" + ("" if math.isnan(iv.lo) else f" [{iv.lo:.3f}, {iv.hi:.3f}]") + flag
-            nums.append({grid.rows: r_value, grid.cols: c_value, metric: iv.mean, "lo": iv.lo, "hi": iv.hi, f"val_{metric}": run[f"val_{metric}"], "rise": run["rise"], "selected": run["selected"], "default": run["default"], "epochs": run.get("train.epochs")})
+            row[f"{cs} {c_value:g}"] = (
+                f"{iv.mean:.3f}" + ("" if math.isnan(iv.lo) else f" [{iv.lo:.3f}, {iv.hi:.3f}]") + flag
+            )
+            nums.append(
+                {
+                    grid.rows: r_value,
+                    grid.cols: c_value,
+                    metric: iv.mean,
+                    "lo": iv.lo,
+                    "hi": iv.hi,
+                    f"val_{metric}": run[f"val_{metric}"],
+                    "rise": run["rise"],
+                    "selected": run["selected"],
+                    "default": run["default"],
+                    "epochs": run.get("train.epochs"),
+                }
+            )
             if run["selected"]:
                 hits.append((len(rows), f"{cs} {c_value:g}"))
         rows.append(row)
     table = pd.DataFrame(rows)
     title = f"{grid.label}: test {metric} by {rs} (rows) x {cs} (columns), one seed per cell, [95% interval]; selected on validation in bold, the papers' default *"
-    notes = [INTERVAL_NOTE, f"† not converged: validation {metric} still rose by more than {CONVERGENCE_TOL} over the last quarter of training."]
+    notes = [
+        INTERVAL_NOTE,
+        f"† not converged: validation {metric} still rose by more than {CONVERGENCE_TOL} over the last quarter of training.",
+    ]
     return Table(grid.name, title, table, pd.DataFrame(nums), notes, best=best_mask(table, hits))
 
 
@@ -120,9 +144,16 @@ def tuning_table(df: pd.DataFrame, cells: pd.DataFrame, grid: Grid, metric: str)
     rs, cs = grid.symbols
     text = lambda run: ", ".join(f"{c.split('.')[-1]} {run[c]:g}" for c in tuned) + f" (val {run[f'val_{metric}']:.3f})"  # noqa: E731
     table = cells.pivot(index=grid.rows, columns=grid.cols, values="run_key")
-    shown = pd.DataFrame({f"{cs} {c:g}": [text(cells[cells["run_key"] == k].iloc[0]) if isinstance(k, str) else "-" for k in table[c]] for c in table.columns})
+    shown = pd.DataFrame(
+        {
+            f"{cs} {c:g}": [text(cells[cells["run_key"] == k].iloc[0]) if isinstance(k, str) else "-" for k in table[c]]
+            for c in table.columns
+        }
+    )
     shown.insert(0, rs, [f"{r:g}" for r in table.index])
-    title = f"{grid.label}: each cell's optimiser setting ({' x '.join(tuned)} candidates), selected on validation {metric}"
+    title = (
+        f"{grid.label}: each cell's optimiser setting ({' x '.join(tuned)} candidates), selected on validation {metric}"
+    )
     return Table(f"{grid.name}_tuning", title, shown, cells[[grid.rows, grid.cols, *tuned, f"val_{metric}"]])
 
 
@@ -137,9 +168,25 @@ def best_per_row_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Boots
         test_best = part.loc[part[metric].idxmax()]
         iv = boot.interval(best, metric) if boot.available(best) else None
         delta = boot.difference(best, default, metric) if default is not None and boot.available(best) else None
-        rows.append({rs: f"{r_value:g}", f"best {cs} (validation)": f"{best[grid.cols]:g}", f"test {metric}": fmt_interval(iv) if iv else f"{best[metric]:.3f}",
-                     f"Δ vs default ({rs} {grid.default[0]:g}, {cs} {grid.default[1]:g})": fmt_delta(delta), f"best {cs} on test": f"{test_best[grid.cols]:g}"})
-        nums.append({grid.rows: r_value, grid.cols: best[grid.cols], metric: best[metric], "delta": delta.mean if delta else math.nan, "delta_lo": delta.lo if delta else math.nan, "delta_hi": delta.hi if delta else math.nan})
+        rows.append(
+            {
+                rs: f"{r_value:g}",
+                f"best {cs} (validation)": f"{best[grid.cols]:g}",
+                f"test {metric}": fmt_interval(iv) if iv else f"{best[metric]:.3f}",
+                f"Δ vs default ({rs} {grid.default[0]:g}, {cs} {grid.default[1]:g})": fmt_delta(delta),
+                f"best {cs} on test": f"{test_best[grid.cols]:g}",
+            }
+        )
+        nums.append(
+            {
+                grid.rows: r_value,
+                grid.cols: best[grid.cols],
+                metric: best[metric],
+                "delta": delta.mean if delta else math.nan,
+                "delta_lo": delta.lo if delta else math.nan,
+                "delta_hi": delta.hi if delta else math.nan,
+            }
+        )
     title = f"{grid.label}: the best {cs} for each {rs} (selected on validation), test {metric} [95% interval] and its paired difference from the papers' default"
     return Table(f"{grid.name}_best", title, pd.DataFrame(rows), pd.DataFrame(nums), [INTERVAL_NOTE])
 
@@ -154,19 +201,55 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
     keys = [grid.rows, grid.cols, *[c for c in TUNED if c in part]]
     for epochs, at in part.groupby("train.epochs"):
         by_cell = {key: dict(zip(g["seed"], g[metric])) for key, g in at.groupby(keys) if g["seed"].nunique() >= 2}
-        default = next((v for k, v in by_cell.items() if _same(k[0], grid.default[0]) and _same(k[1], grid.default[1])), None)
+        default = next(
+            (v for k, v in by_cell.items() if _same(k[0], grid.default[0]) and _same(k[1], grid.default[1])), None
+        )
         for (r_value, c_value, *setting), values in by_cell.items():
             iv = t_interval(values.values())
             delta = paired_difference(values, default) if default is not None and values is not default else None
-            rows.append({"epochs": int(epochs), "cell": f"{rs} {r_value:g}, {cs} {c_value:g}", "setting": ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in zip(keys[2:], setting)),
-                         f"test {metric}, mean [95% t] (seeds)": fmt_interval(iv),
-                         "Δ vs default, paired by seed": fmt_delta(delta) if delta is not None else "(the default)", "verdict": delta.verdict("cell", "default") if delta is not None else "-"})
-            nums.append({"train.epochs": epochs, grid.rows: r_value, grid.cols: c_value, metric: iv.mean, "lo": iv.lo, "hi": iv.hi, "delta": delta.mean if delta else math.nan, "delta_lo": delta.lo if delta else math.nan, "delta_hi": delta.hi if delta else math.nan})
+            rows.append(
+                {
+                    "epochs": int(epochs),
+                    "cell": f"{rs} {r_value:g}, {cs} {c_value:g}",
+                    "setting": ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in zip(keys[2:], setting)),
+                    f"test {metric}, mean [95% t] (seeds)": fmt_interval(iv),
+                    "Δ vs default, paired by seed": fmt_delta(delta) if delta is not None else "(the default)",
+                    "verdict": delta.verdict("cell", "default") if delta is not None else "-",
+                }
+            )
+            nums.append(
+                {
+                    "train.epochs": epochs,
+                    grid.rows: r_value,
+                    grid.cols: c_value,
+                    metric: iv.mean,
+                    "lo": iv.lo,
+                    "hi": iv.hi,
+                    "delta": delta.mean if delta else math.nan,
+                    "delta_lo": delta.lo if delta else math.nan,
+                    "delta_hi": delta.hi if delta else math.nan,
+                }
+            )
     if not rows or all(r["Δ vs default, paired by seed"] == "(the default)" for r in rows):
         return None
     title = f"{grid.label}: cells with several seeds against the papers' default, paired by seed, by schedule"
-    notes = ["Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s trained and was tested on its own draw s of the data, so these intervals cover the data draw as well as the training's randomness."]
+    notes = [
+        "Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s trained and was tested on its own draw s of the data, so these intervals cover the data draw as well as the training's randomness."
+    ]
     return Table(f"{grid.name}_seeds", title, pd.DataFrame(rows), pd.DataFrame(nums), notes)
 
 
-__all__ = ["FOCAL", "GHM", "GRIDS", "Grid", "best_per_row_table", "cell", "fmt_delta", "grid_cells", "grid_table", "seeds_table", "tuning_table", "verdict"]
+__all__ = [
+    "FOCAL",
+    "GHM",
+    "GRIDS",
+    "Grid",
+    "best_per_row_table",
+    "cell",
+    "fmt_delta",
+    "grid_cells",
+    "grid_table",
+    "seeds_table",
+    "tuning_table",
+    "verdict",
+]

@@ -57,7 +57,16 @@ def best_mask(cells: pd.DataFrame, hits: list[tuple[object, str]]) -> pd.DataFra
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"), ("α", r"$\alpha$"), ("γ", r"$\gamma$")]:
+    for a, b in [
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("±", r"$\pm$"),
+        ("α", r"$\alpha$"),
+        ("γ", r"$\gamma$"),
+    ]:
         s = s.replace(a, b)
     return s
 
@@ -85,7 +94,8 @@ def _metric_cells(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFra
     best_cells = pd.DataFrame(index=summary.index)
     for m in metrics:
         cells[m] = [
-            fmt_cell(r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_n"], r["runs"], r["diverged"], r["failed"]) for _, r in summary.iterrows()
+            fmt_cell(r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_n"], r["runs"], r["diverged"], r["failed"])
+            for _, r in summary.iterrows()
         ]
         best = summary[f"{m}_mean"].max()
         if not math.isnan(best):
@@ -105,14 +115,14 @@ def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> 
     cells = pd.concat([cells, metric_cells], axis=1)
     notes = []
     if summary["rise"].notna().any():
-        cells["converged"] = summary["rise"].map(lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if r > CONVERGENCE_TOL else "yes"))
+        cells["converged"] = summary["rise"].map(
+            lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if r > CONVERGENCE_TOL else "yes")
+        )
         notes.append(CONVERGENCE_NOTE)
     return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary, notes, best)
 
 
-CONVERGENCE_NOTE = (
-    f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of training and its end."
-)
+CONVERGENCE_NOTE = f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of training and its end."
 
 
 def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
@@ -125,7 +135,11 @@ def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
 def ce_alpha_table(df: pd.DataFrame, metric: str) -> Table | None:
     """Focal Loss paper Table 1a: alpha-balanced CE (or focal with gamma 0) by alpha."""
     gamma = df.get("loss.gamma")
-    part = df[(df["loss"] == "ce") | ((df["loss"] == "focal") & (gamma == 0))] if gamma is not None else df[df["loss"] == "ce"]
+    part = (
+        df[(df["loss"] == "ce") | ((df["loss"] == "focal") & (gamma == 0))]
+        if gamma is not None
+        else df[df["loss"] == "ce"]
+    )
     part = part[part["regression"] == part["regression"].iloc[0]] if len(part) else part
     if part.empty or "loss.alpha" not in part or part["loss.alpha"].nunique() < 2:
         return None
@@ -178,7 +192,13 @@ def _grid_table(
         for col in sorted(summary[cols_key].dropna().unique()):
             hit = sub[sub[cols_key] == col]
             r = hit.iloc[0] if not hit.empty else None
-            row[f"{cs}={col:g}"] = "-" if r is None else fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
+            row[f"{cs}={col:g}"] = (
+                "-"
+                if r is None
+                else fmt_cell(
+                    r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"]
+                )
+            )
         means = sub.set_index(cols_key)[f"{metric}_mean"]
         if means.notna().any():
             best = means.idxmax()
@@ -205,7 +225,18 @@ def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
         return f"{ref[0]:g} / {ref[1]:g}" if ref else "-"
 
     title = f"Focal loss {metric} by γ (rows) x α (columns), as Focal Loss Table 1b; best α per γ in bold"
-    return _grid_table(df, metric, "focal", "loss.gamma", "loss.alpha", ("γ", "α"), "focal_gamma_alpha", title, paper, "paper best α / AP % (Table 1b)")
+    return _grid_table(
+        df,
+        metric,
+        "focal",
+        "loss.gamma",
+        "loss.alpha",
+        ("γ", "α"),
+        "focal_gamma_alpha",
+        title,
+        paper,
+        "paper best α / AP % (Table 1b)",
+    )
 
 
 def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
@@ -216,7 +247,18 @@ def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
         return f"{ref:g}" if ref is not None else "-"
 
     title = f"GHM-C {metric} by bins M (rows) x momentum (columns); best momentum per M in bold"
-    return _grid_table(df, metric, "ghm", "loss.bins", "loss.momentum", ("M", "momentum"), "ghm_bins_momentum", title, paper, "paper AP % by M (GHM paper)")
+    return _grid_table(
+        df,
+        metric,
+        "ghm",
+        "loss.bins",
+        "loss.momentum",
+        ("M", "momentum"),
+        "ghm_bins_momentum",
+        title,
+        paper,
+        "paper AP % by M (GHM paper)",
+    )
 
 
 def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
@@ -232,7 +274,9 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 f"{metric}: classification x regression loss",
                 pd.DataFrame(),
                 pd.DataFrame(),
-                [f"skipped: the {loss} + {reg} runs differ in more than the seed ({', '.join(varying_columns(part)[:4])})"],
+                [
+                    f"skipped: the {loss} + {reg} runs differ in more than the seed ({', '.join(varying_columns(part)[:4])})"
+                ],
             )
     summary = summarize(df, ["loss", "regression"], [metric])
     regs = sorted(summary["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
@@ -246,11 +290,21 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 row[reg] = "-"
                 continue
             r = hit.iloc[0]
-            text = fmt_cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"])
+            text = fmt_cell(
+                r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"]
+            )
             row[reg] = text
             if r[f"{metric}_mean"] == best:
                 hits.append((len(rows), reg))
-            nums.append({"loss": loss, "regression": reg, "mean": r[f"{metric}_mean"], "std": r[f"{metric}_std"], "n": r[f"{metric}_n"]})
+            nums.append(
+                {
+                    "loss": loss,
+                    "regression": reg,
+                    "mean": r[f"{metric}_mean"],
+                    "std": r[f"{metric}_std"],
+                    "n": r[f"{metric}_n"],
+                }
+            )
         row[published.GHM_COMPARISON_COLUMN] = published.ghm_comparison_cell(loss)
         rows.append(row)
     cells = pd.DataFrame(rows)

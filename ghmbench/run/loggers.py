@@ -57,11 +57,23 @@ class WandbLogger(NullLogger):
         summary["status"] = record["status"]
         summary["wall_time_s"] = record.get("wall_time_s")
         self._run.summary.update(summary)
-        row = {"loss": record["loss"], "regression": record["regression"], "seed": record["seed"], "status": record["status"], **metrics}
+        row = {
+            "loss": record["loss"],
+            "regression": record["regression"],
+            "seed": record["seed"],
+            "status": record["status"],
+            **metrics,
+        }
         self._run.log({"run_table": self._wandb.Table(columns=list(row), data=[list(row.values())])})
         per_class = record.get("per_class_AP") or {}
         if per_class:
-            self._run.log({"per_class_AP": self._wandb.Table(columns=["class", "AP"], data=[[k, v] for k, v in per_class.items()])})
+            self._run.log(
+                {
+                    "per_class_AP": self._wandb.Table(
+                        columns=["class", "AP"], data=[[k, v] for k, v in per_class.items()]
+                    )
+                }
+            )
         self._run.finish()
 
 

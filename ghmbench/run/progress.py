@@ -14,9 +14,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ghmbench")
 
+
 def _bar(enabled: bool):
     """A rich progress bar of the training steps with the running mean losses (silent unless ``enabled``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -29,10 +37,12 @@ def _bar(enabled: bool):
         transient=False,
     )
 
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
 
 class RunProgress:
     """A run's progress on stdout: a rich bar on a terminal; elsewhere (a CI log, a file, a sweep's
@@ -48,11 +58,24 @@ class RunProgress:
         terminal: a bar (True) or lines (False); None: a bar when stdout is a terminal.
     """
 
-    def __init__(self, name: str, epochs: int, steps_per_epoch: int, images_per_epoch: int, enabled: bool = True, terminal: bool | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        epochs: int,
+        steps_per_epoch: int,
+        images_per_epoch: int,
+        enabled: bool = True,
+        terminal: bool | None = None,
+    ) -> None:
         from rich.console import Console
 
         terminal = Console().is_terminal if terminal is None else terminal
-        self.name, self.epochs, self.steps_per_epoch, self.images_per_epoch = name, epochs, steps_per_epoch, images_per_epoch
+        self.name, self.epochs, self.steps_per_epoch, self.images_per_epoch = (
+            name,
+            epochs,
+            steps_per_epoch,
+            images_per_epoch,
+        )
         self.lines = enabled and not terminal
         self.bar = _bar(enabled and terminal)
         self._task = None
@@ -63,8 +86,14 @@ class RunProgress:
     def running(self, epoch: int, step: int) -> Iterator[RunProgress]:
         """The bar shown (or the first line printed) while the block trains from ``epoch`` / ``step``."""
         with self.bar:
-            self._task = self.bar.add_task(self.name, total=self.epochs * self.steps_per_epoch, completed=step, losses="")
-            resumed = f"resumed from its checkpoint at epoch {epoch}/{self.epochs}" if epoch else f"{self.epochs} epochs of {self.steps_per_epoch} steps"
+            self._task = self.bar.add_task(
+                self.name, total=self.epochs * self.steps_per_epoch, completed=step, losses=""
+            )
+            resumed = (
+                f"resumed from its checkpoint at epoch {epoch}/{self.epochs}"
+                if epoch
+                else f"{self.epochs} epochs of {self.steps_per_epoch} steps"
+            )
             self._print(f"{self.name}: {resumed}")
             self._started = time.perf_counter()
             yield self
@@ -82,7 +111,9 @@ class RunProgress:
         self._epochs_here += 1
         speed = self.images_per_epoch / max(now - self._epoch_started, 1e-9)
         eta = (now - self._started) / self._epochs_here * (self.epochs - epoch)  # validation time included
-        self._print(f"{self.name} epoch {epoch}/{self.epochs}: loss {losses['loss']:.4f} (cls {losses['loss_cls']:.4f}, box {losses['loss_box']:.4f}), {speed:.1f} images/s, ETA {_duration(eta)}")
+        self._print(
+            f"{self.name} epoch {epoch}/{self.epochs}: loss {losses['loss']:.4f} (cls {losses['loss_cls']:.4f}, box {losses['loss_box']:.4f}), {speed:.1f} images/s, ETA {_duration(eta)}"
+        )
 
     def validated(self, epoch: int, ap: float | None) -> None:
         """A line with the periodic validation's AP."""
@@ -91,4 +122,3 @@ class RunProgress:
     def _print(self, line: str) -> None:
         if self.lines:
             print(line, flush=True)
-

@@ -44,13 +44,23 @@ def resume(path: Path, model: nn.Module, criterion: DetectionCriterion, optimize
     criterion.cls_loss.load_state_dict(ckpt["cls_loss"])
     criterion.box_loss.load_state_dict(ckpt["box_loss"])
     state = TrainState(
-        ckpt["epoch"], ckpt["step"], ckpt["elapsed_s"], list(ckpt["history"]), ckpt.get("g_hist"), list(ckpt.get("curve", [])), ckpt.get("anchors"), ckpt.get("eval_s", 0.0), ckpt.get("noisy_sums")
+        ckpt["epoch"],
+        ckpt["step"],
+        ckpt["elapsed_s"],
+        list(ckpt["history"]),
+        ckpt.get("g_hist"),
+        list(ckpt.get("curve", [])),
+        ckpt.get("anchors"),
+        ckpt.get("eval_s", 0.0),
+        ckpt.get("noisy_sums"),
     )
     log.info("resumed from %s at epoch %d", path, state.epoch)
     return state
 
 
-def save(path: Path, model: nn.Module, criterion: DetectionCriterion, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+def save(
+    path: Path, model: nn.Module, criterion: DetectionCriterion, optimizer: torch.optim.Optimizer, state: TrainState
+) -> None:
     """The checkpoint :func:`resume` reads: the modules' states and ``state``."""
     save_checkpoint(
         path,

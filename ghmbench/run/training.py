@@ -122,7 +122,10 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
             try:
                 return _train_and_evaluate(cfg, folder)
             except Exception as e:  # recorded as failed, then re-raised for the caller to report
-                write_json(folder / METRICS_FILE, _base_record(cfg, folder) | {"status": FAILED, "error": f"{type(e).__name__}: {e}"})
+                write_json(
+                    folder / METRICS_FILE,
+                    _base_record(cfg, folder) | {"status": FAILED, "error": f"{type(e).__name__}: {e}"},
+                )
                 log.exception("run failed")
                 raise
 
@@ -131,9 +134,13 @@ def _check_distributed_launch(cfg: DictConfig, device: torch.device) -> None:
     """Config errors that only several processes make: an unshardable batch, one GPU for all, BatchNorm on CPUs."""
     check_shardable(cfg.train.batch_size, distributed.world_size())
     if distributed.is_distributed() and device.type == "cuda" and device.index is not None:
-        raise ConfigError(f"device={cfg.device} would put every process on one GPU; allowed with several processes: cuda (each takes cuda:LOCAL_RANK), cpu, auto")
+        raise ConfigError(
+            f"device={cfg.device} would put every process on one GPU; allowed with several processes: cuda (each takes cuda:LOCAL_RANK), cpu, auto"
+        )
     if distributed.is_distributed() and device.type != "cuda" and cfg.model.backbone == "resnet18":
-        raise ConfigError("model.backbone=resnet18 has BatchNorm, synchronised across processes only on GPUs; allowed with several CPU processes: model=small")
+        raise ConfigError(
+            "model.backbone=resnet18 has BatchNorm, synchronised across processes only on GPUs; allowed with several CPU processes: model=small"
+        )
 
 
 def _follow_main_rank(cfg: DictConfig, folder: Path) -> dict:
@@ -209,9 +216,29 @@ def _set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     state = train_state.resume(folder / CHECKPOINT_FILE, model, criterion, optimizer)
     net = distributed.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
     logger = make_logger(cfg, folder) if distributed.is_main() else NullLogger()
-    setup = TrainingSetup(cfg, folder, device, train_split, val_split, test_split, model, net, criterion, optimizer, logger, steps_per_epoch)
-    log.info("run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
-             folder.name, device, len(train_split), len(val_split), len(test_split) if test_split else "no", steps_per_epoch)
+    setup = TrainingSetup(
+        cfg,
+        folder,
+        device,
+        train_split,
+        val_split,
+        test_split,
+        model,
+        net,
+        criterion,
+        optimizer,
+        logger,
+        steps_per_epoch,
+    )
+    log.info(
+        "run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
+        folder.name,
+        device,
+        len(train_split),
+        len(val_split),
+        len(test_split) if test_split else "no",
+        steps_per_epoch,
+    )
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
         if split is not None and split.dropped:
             log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
@@ -227,12 +254,20 @@ def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit, model: 
         print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
-def _train(setup: TrainingSetup, state: TrainState, started: float) -> tuple[int | None, tuple[dict, list[dict]] | None]:
+def _train(
+    setup: TrainingSetup, state: TrainState, started: float
+) -> tuple[int | None, tuple[dict, list[dict]] | None]:
     """The epochs from ``state.epoch`` on, each followed by the periodic validation and a checkpoint. Returns
     (the step of a non-finite loss or None; the last periodic validation's (metrics, detections) on rank 0 or None)."""
     train_cfg = setup.cfg.train
     last_validation: tuple[dict, list[dict]] | None = None
-    progress = RunProgress(setup.folder.name, train_cfg.epochs, setup.steps_per_epoch, len(setup.train_split), enabled=train_cfg.progress and distributed.is_main())
+    progress = RunProgress(
+        setup.folder.name,
+        train_cfg.epochs,
+        setup.steps_per_epoch,
+        len(setup.train_split),
+        enabled=train_cfg.progress and distributed.is_main(),
+    )
     with progress.running(state.epoch, state.step):
         setup.model.train()
         while state.epoch < train_cfg.epochs:
@@ -266,21 +301,34 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
     g_hist = torch.zeros(train_cfg.g_hist_bins, dtype=torch.float64) if state.epoch == train_cfg.epochs - 1 else None
     counts = torch.zeros(4, dtype=torch.float64) if state.anchors is None else None  # first epoch: the imbalance
     noisy = setup.train_split.noisy_boxes  # known label noise: measure the gradient weight its anchors get
-    noisy_sums = torch.zeros(len(noisy_weight.SUMS), dtype=torch.float64, device=setup.device) if noisy is not None else None
+    noisy_sums = (
+        torch.zeros(len(noisy_weight.SUMS), dtype=torch.float64, device=setup.device) if noisy is not None else None
+    )
     shard = {"rank": distributed.rank(), "world_size": distributed.world_size()}  # pinning happens once, in _to_device
-    for images, boxes, labels, idx in iterate_batches(setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard):
+    for images, boxes, labels, idx in iterate_batches(
+        setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, **shard
+    ):
         for group in optimizer.param_groups:
             group["lr"] = train_cfg.lr * lr_factor(state.step, setup.steps_per_epoch, train_cfg)
         out = amp_forward(setup.net, _to_device(images, setup.device, train_cfg), train_cfg.amp)
         noisy_boxes = [noisy[i] for i in idx] if noisy is not None else None
         loss_cls, loss_box, num_pos = setup.criterion(out, boxes, labels, g_hist, counts, noisy_boxes, noisy_sums)
         loss = loss_cls + loss_box
-        values = distributed.all_reduce_sum(torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()).cpu()  # global batch
+        values = distributed.all_reduce_sum(
+            torch.stack([loss.detach(), loss_cls.detach(), loss_box.detach()]).double()
+        ).cpu()  # global batch
         if not torch.isfinite(values).all():
-            log.warning("non-finite loss at step %d (cls %s, box %s): run recorded as diverged", state.step, values[1].item(), values[2].item())
+            log.warning(
+                "non-finite loss at step %d (cls %s, box %s): run recorded as diverged",
+                state.step,
+                values[1].item(),
+                values[2].item(),
+            )
             return state.step
         optimizer.zero_grad(set_to_none=True)
-        (loss * distributed.backward_scale()).backward()  # DDP averages over ranks: this gives the global batch's gradient
+        (
+            loss * distributed.backward_scale()
+        ).backward()  # DDP averages over ranks: this gives the global batch's gradient
         if train_cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(setup.model.parameters(), train_cfg.grad_clip)
         optimizer.step()
@@ -289,16 +337,35 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
         state.step += 1
         on_step(sums / batches)
         if state.step % train_cfg.log_every == 0:
-            setup.logger.log({"loss": values[0].item(), "loss_cls": values[1].item(), "loss_box": values[2].item(), "lr": optimizer.param_groups[0]["lr"], "num_pos": int(num_pos)}, state.step)
+            setup.logger.log(
+                {
+                    "loss": values[0].item(),
+                    "loss_cls": values[1].item(),
+                    "loss_box": values[2].item(),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "num_pos": int(num_pos),
+                },
+                state.step,
+            )
     mean = (sums / max(1, batches)).tolist()
     state.epoch += 1
-    state.history.append({"epoch": state.epoch, "loss": mean[0], "loss_cls": mean[1], "loss_box": mean[2], "lr": optimizer.param_groups[0]["lr"]})
+    state.history.append(
+        {
+            "epoch": state.epoch,
+            "loss": mean[0],
+            "loss_cls": mean[1],
+            "loss_box": mean[2],
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+    )
     if g_hist is not None:
         state.g_hist = distributed.all_reduce_sum(g_hist).tolist()
     if counts is not None:
         state.anchors = anchor_stats(distributed.all_reduce_sum(counts))
     if noisy_sums is not None:
-        state.noisy_sums, shares = noisy_weight.add_epoch(state.noisy_sums, distributed.all_reduce_sum(noisy_sums).cpu())
+        state.noisy_sums, shares = noisy_weight.add_epoch(
+            state.noisy_sums, distributed.all_reduce_sum(noisy_sums).cpu()
+        )
         state.history[-1] |= shares
     log.info("epoch %d/%d: loss %.4f (cls %.4f, box %.4f)", state.epoch, train_cfg.epochs, *mean)
     return None
@@ -307,7 +374,9 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
 def evaluate(setup: TrainingSetup, split: DetectionSplit) -> tuple[dict, list[dict]]:
     """(COCO metrics, detections) of the detector on ``split``, post-processed as ``cfg.model`` says."""
     post = {k: setup.cfg.model[k] for k in ("score_thresh", "topk_candidates", "nms_thresh", "detections_per_img")}
-    detections = predict(setup.model, split, setup.criterion.coder, setup.device, setup.cfg.train.eval_batch_size, **post)
+    detections = predict(
+        setup.model, split, setup.criterion.coder, setup.device, setup.cfg.train.eval_batch_size, **post
+    )
     return coco_evaluate(split.coco_ground_truth(), detections), detections
 
 
@@ -318,23 +387,37 @@ def _validate_during_training(setup: TrainingSetup, state: TrainState) -> tuple[
         eval_start = time.perf_counter()
         validation = evaluate(setup, setup.val_split)
         state.eval_s += time.perf_counter() - eval_start
-        state.curve.append({"epoch": state.epoch, "step": state.step, "AP": validation[0]["AP"], "AP50": validation[0]["AP50"]})
+        state.curve.append(
+            {"epoch": state.epoch, "step": state.step, "AP": validation[0]["AP"], "AP50": validation[0]["AP50"]}
+        )
         log.info("epoch %d: validation AP %.4f", state.epoch, validation[0]["AP"] or 0.0)
     distributed.barrier()
     return validation
 
 
-def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | None, last_validation: tuple[dict, list[dict]] | None, started: float) -> dict:
+def _write_record(
+    setup: TrainingSetup,
+    state: TrainState,
+    diverged_at: int | None,
+    last_validation: tuple[dict, list[dict]] | None,
+    started: float,
+) -> dict:
     """The run's record: written to metrics.json by rank 0 after the final evaluation, returned on every rank."""
     train_split, val_split, test_split = setup.train_split, setup.val_split, setup.test_split
     status = COMPLETED if diverged_at is None else DIVERGED
-    record = _base_record(setup.cfg, setup.folder) | {"status": status, "epochs_done": state.epoch, "steps": state.step, "history": state.history}
+    record = _base_record(setup.cfg, setup.folder) | {
+        "status": status,
+        "epochs_done": state.epoch,
+        "steps": state.step,
+        "history": state.history,
+    }
     record["dataset"] = {
         "train_images": len(train_split),
         "val_images": len(val_split),
         "test_images": len(test_split) if test_split is not None else 0,
         "classes": train_split.class_names,
-        "dropped": {"train": train_split.dropped, "val": val_split.dropped} | ({"test": test_split.dropped} if test_split else {}),  # dataset.on_invalid=skip
+        "dropped": {"train": train_split.dropped, "val": val_split.dropped}
+        | ({"test": test_split.dropped} if test_split else {}),  # dataset.on_invalid=skip
     }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
@@ -343,7 +426,13 @@ def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | No
         record["noisy_weight"] = noisy_weight.summary(state.noisy_sums)
     record["metrics_split"] = "test" if test_split is not None else "val"
     if status == DIVERGED:
-        record |= {"diverged_at_step": diverged_at, "metrics": None, "per_class_AP": None, "val_metrics": None, "test_metrics": None}
+        record |= {
+            "diverged_at_step": diverged_at,
+            "metrics": None,
+            "per_class_AP": None,
+            "val_metrics": None,
+            "test_metrics": None,
+        }
     elif distributed.is_main():  # the other ranks wait for the record below
         record |= _final_evaluation(setup, state, last_validation, record["metrics_split"])
     record |= _time_and_place(setup, state, started)
@@ -353,7 +442,9 @@ def _write_record(setup: TrainingSetup, state: TrainState, diverged_at: int | No
     return distributed.broadcast_object(record)
 
 
-def _final_evaluation(setup: TrainingSetup, state: TrainState, last_validation: tuple[dict, list[dict]] | None, reported_split: str) -> dict:
+def _final_evaluation(
+    setup: TrainingSetup, state: TrainState, last_validation: tuple[dict, list[dict]] | None, reported_split: str
+) -> dict:
     """Validation metrics (the last epoch's periodic validation when there is one), test metrics
     when there is a test split, their detections and the ground truth of ``reported_split`` on disk."""
     folder = setup.folder
@@ -371,16 +462,33 @@ def _final_evaluation(setup: TrainingSetup, state: TrainState, last_validation: 
         record |= {"test_metrics": test_metrics, "test_per_class_AP": test_metrics.pop("per_class_AP")}
         reported, split = test_metrics, setup.test_split
     name = reported_split
-    write_json(folder / f"ground_truth_{name}.json", split.coco_ground_truth())  # for the report's bootstrap over images
-    record["eval_files"] = {"split": name, "detections": "detections_test.json" if name == "test" else "detections.json", "ground_truth": f"ground_truth_{name}.json"}
-    record |= {"metrics": reported, "per_class_AP": record[f"{name}_per_class_AP"], "eval_time_s": time.perf_counter() - eval_start, "periodic_eval_time_s": state.eval_s}
-    log.info("%s AP %.4f AP50 %.4f AP75 %.4f", name, reported["AP"] or 0.0, reported["AP50"] or 0.0, reported["AP75"] or 0.0)
+    write_json(
+        folder / f"ground_truth_{name}.json", split.coco_ground_truth()
+    )  # for the report's bootstrap over images
+    record["eval_files"] = {
+        "split": name,
+        "detections": "detections_test.json" if name == "test" else "detections.json",
+        "ground_truth": f"ground_truth_{name}.json",
+    }
+    record |= {
+        "metrics": reported,
+        "per_class_AP": record[f"{name}_per_class_AP"],
+        "eval_time_s": time.perf_counter() - eval_start,
+        "periodic_eval_time_s": state.eval_s,
+    }
+    log.info(
+        "%s AP %.4f AP50 %.4f AP75 %.4f", name, reported["AP"] or 0.0, reported["AP50"] or 0.0, reported["AP75"] or 0.0
+    )
     return record
 
 
 def _time_and_place(setup: TrainingSetup, state: TrainState, started: float) -> dict:
     """Wall time, device, number of processes, training speed, GPU memory and the command of the run."""
-    place = {"wall_time_s": time.perf_counter() - started, "device": str(setup.device), "world_size": distributed.world_size()}
+    place = {
+        "wall_time_s": time.perf_counter() - started,
+        "device": str(setup.device),
+        "world_size": distributed.world_size(),
+    }
     train_s = state.elapsed_s - state.eval_s  # periodic validation excluded
     place["train_images_per_s"] = state.epoch * len(setup.train_split) / train_s if train_s > 0 else None
     if setup.device.type == "cuda":  # how many runs fit on one GPU

@@ -10,9 +10,11 @@ from ghmbench.store.fileio import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """``torch.save`` atomically."""
     atomic_write(path, lambda f: torch.save(state, f))
+
 
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers, never code."""

@@ -11,6 +11,7 @@ from pathlib import Path
 class RunLocked(RuntimeError):
     """Another process is training the same configuration in the same folder."""
 
+
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[bool]:
     """An exclusive lock on ``folder/.lock`` while the block runs.

@@ -27,12 +27,30 @@ NON_SEMANTIC = {
     "force": None,
     "force_keep": None,
     "logger": None,
-    "train": {"progress", "num_threads", "checkpoint", "eval_batch_size", "smoke_check", "log_every", "channels_last", "pin_memory"},
+    "train": {
+        "progress",
+        "num_threads",
+        "checkpoint",
+        "eval_batch_size",
+        "smoke_check",
+        "log_every",
+        "channels_last",
+        "pin_memory",
+    },
 }
 
 OMITTED_AT_DEFAULT = {
     "train": {"amp": "none", "eval_every": 0},
-    "dataset": {"clutter": 0, "class_noise": 0.0, "num_test": 0, "test_fraction": 0.2, "test_split": None, "test_images": None, "test_annotations": None, "test_sets": []},
+    "dataset": {
+        "clutter": 0,
+        "class_noise": 0.0,
+        "num_test": 0,
+        "test_fraction": 0.2,
+        "test_split": None,
+        "test_images": None,
+        "test_annotations": None,
+        "test_sets": [],
+    },
 }
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""
@@ -45,6 +63,7 @@ OMITTED_AT_DEFAULT_BY_DATASET = {
 # A loss's ``_target_`` (added after run keys were first recorded) is in the key only when it is not
 # the built-in class of the loss's name, i.e. for a loss of the user's own (``loss=custom``).
 METRICS_FILE = "metrics.json"
+
 
 def semantic_config(cfg: DictConfig) -> dict:
     """The part of the config that determines a run's numbers."""
@@ -72,15 +91,18 @@ def semantic_config(cfg: DictConfig) -> dict:
             data[key] = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in node.items()}
     return data
 
+
 def run_key(cfg: DictConfig) -> str:
     """Stable 12-hex-digit key of the semantic config."""
     blob = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+
 def run_dir(cfg: DictConfig) -> Path:
     """``<runs_dir>/<loss>-<regression>-s<seed>-<key>``."""
     name = f"{cfg.loss.name}-{cfg.regression.name}-s{cfg.seed}-{run_key(cfg)}"
     return Path(cfg.paths.runs_dir).expanduser() / name
+
 
 def read_record(folder: Path) -> dict | None:
     """The run's metrics.json, or None when missing or unreadable."""
@@ -89,15 +111,21 @@ def read_record(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
 
+
 def is_complete(folder: Path) -> bool:
     """True when the folder holds a finished record (completed or diverged)."""
     record = read_record(folder)
     return record is not None and record.get("status") in COMPLETE_STATUSES
 
+
 def smoke_failures(record: dict) -> list[str]:
     """Why a smoke run fails: non-finite loss, loss not decreasing, or AP zero (empty = passes)."""
     if record.get("status") != COMPLETED:
-        return [f"status is {record.get('status')} (the loss was not finite)" if record.get("status") == DIVERGED else f"status is {record.get('status')}"]
+        return [
+            f"status is {record.get('status')} (the loss was not finite)"
+            if record.get("status") == DIVERGED
+            else f"status is {record.get('status')}"
+        ]
     problems = []
     history = record.get("history") or []
     if len(history) < 2 or not history[-1]["loss"] < history[0]["loss"]:
@@ -106,6 +134,7 @@ def smoke_failures(record: dict) -> list[str]:
     if not (record.get("metrics") or {}).get("AP"):
         problems.append("AP is zero")
     return problems
+
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries that determine the numbers."""

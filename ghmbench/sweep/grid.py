@@ -29,6 +29,7 @@ def _is_hydra(override: str) -> bool:
     key = _key(override)
     return key != "hydra.searchpath" and (key == "hydra" or key.startswith(("hydra.", "hydra/")))
 
+
 def fixed_overrides(overrides: list[str]) -> list[str]:
     """The overrides that compose (no launcher settings) and are not swept: what every job shares.
 
@@ -43,6 +44,7 @@ def fixed_overrides(overrides: list[str]) -> list[str]:
     except HydraException as e:
         raise hydra_error(e) from None
     return [o.input_line for o in parsed if not o.is_sweep_override()]
+
 
 def grid_jobs(overrides: list) -> list[list[str]]:
     """The jobs of parsed overrides (Hydra ``Override`` objects), as Hydra's basic sweeper makes them:
@@ -64,6 +66,7 @@ def grid_jobs(overrides: list) -> list[list[str]]:
         else:
             raise HydraException(f"BasicSweeper does not support sweep type : {override.value_type.name}")
     return [list(job) for job in itertools.product(*axes.values())]
+
 
 def expand_jobs(overrides: list[str]) -> list[list[str]]:
     """The override list of every job of the sweep, as Hydra's basic sweeper expands it.
@@ -95,6 +98,7 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
     finally:
         GlobalHydra.instance().clear()
 
+
 def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
     """Compose and validate each job's config (launcher settings aside).
 
@@ -106,9 +110,12 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
         try:
             cfgs.append(validate(compose_config([o for o in job if not _is_hydra(o)])))
         except ConfigError as e:
-            shown = [o for o in job if _key(o) != "hydra.searchpath"]  # the --config-dir folders: not the job's settings
+            shown = [
+                o for o in job if _key(o) != "hydra.searchpath"
+            ]  # the --config-dir folders: not the job's settings
             raise ConfigError(f"{e} (in the sweep job {' '.join(shown)})") from None
     return cfgs
+
 
 def absolute_paths(overrides: list[str]) -> list[str]:
     """Pin ``paths.runs_dir`` / ``paths.cache_dir`` to absolute paths (jobs may run elsewhere)."""

@@ -33,7 +33,9 @@ def _threads_per_job() -> int:
         n_jobs = max(1, cores + 1 + n_jobs)
     return max(1, cores // n_jobs)
 
+
 RUNS_ENV = "GHMBENCH_SWEEP_RUNS"  # the number of jobs of a launch, for the jobs' "run i/N" lines
+
 
 def _job_number() -> str:
     """``i/N``: this job's place in its launch (Hydra's job number; N from :func:`launch`)."""
@@ -41,6 +43,7 @@ def _job_number() -> str:
 
     total = os.environ.get(RUNS_ENV)
     return f"{HydraConfig.get().job.num + 1}{'/' + total if total else ''}"
+
 
 def task(cfg: DictConfig) -> dict:
     """One sweep job: validate, train into the keyed folder (or skip it; ``force``: retrain it unless
@@ -62,7 +65,10 @@ def task(cfg: DictConfig) -> dict:
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name  # one wandb group per sweep
     force, folder, number = cfg.force and run_key(cfg) not in cfg.force_keep, run_dir(cfg), _job_number()
     if force or not is_complete(folder):  # a complete record is said once, with its result below
-        print(f"run {number} {folder.name}: {'resumes from its checkpoint' if (folder / CHECKPOINT_FILE).exists() and not force else 'starts'}", flush=True)
+        print(
+            f"run {number} {folder.name}: {'resumes from its checkpoint' if (folder / CHECKPOINT_FILE).exists() and not force else 'starts'}",
+            flush=True,
+        )
     try:
         record = run(cfg, force=force)
     except RunLocked as e:
@@ -80,6 +86,7 @@ def task(cfg: DictConfig) -> dict:
         return {"status": "smoke_failed", "run_dir": record["run_dir"]}
     return {"status": record["status"], "run_dir": record["run_dir"]}
 
+
 def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = (), runs: int | None = None) -> None:
     """Run Hydra's multirun over ``overrides`` (already validated) in a child process, its output
     and Ctrl-C shared with this one; ``keep``: run keys ``force`` spares (config ``force_keep``);
@@ -89,10 +96,20 @@ def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = (), runs: 
         SystemExit: the multirun failed, with its exit status (Hydra printed why).
     """
     keys = ",".join(f"'{key}'" for key in keep)  # quoted: a hex key such as 1234e5 is a string
-    command = [sys.executable, "-m", "ghmbench.multirun", "--multirun", *overrides, f"force={str(force).lower()}", f"force_keep=[{keys}]"]
+    command = [
+        sys.executable,
+        "-m",
+        "ghmbench.multirun",
+        "--multirun",
+        *overrides,
+        f"force={str(force).lower()}",
+        f"force_keep=[{keys}]",
+    ]
     sys.stdout.flush()
     sys.stderr.flush()
-    env = os.environ | ({RUNS_ENV: str(runs)} if runs else {})  # the launchers' workers inherit it (SLURM: sbatch exports it)
+    env = os.environ | (
+        {RUNS_ENV: str(runs)} if runs else {}
+    )  # the launchers' workers inherit it (SLURM: sbatch exports it)
     status = subprocess.run(command, check=False, env=env).returncode
     if status != 0:
         raise SystemExit(status)

@@ -21,11 +21,13 @@ def protocol_of(overrides: list[str]) -> DictConfig | None:
     proto = cfg.get("protocol")
     return proto if proto is not None and len(proto.get("tune") or []) else None
 
+
 def tuning_overrides(overrides: list[str], proto: DictConfig) -> list[str]:
     """Stage 1: the sweep's overrides with the tuning grid and the tuning stage's fixed values."""
     own = [*proto.tune, *proto.tune_with]
     keys = {_key(o) for o in own}
     return [o for o in overrides if _key(o) not in keys] + list(own)
+
 
 def final_overrides(overrides: list[str], proto: DictConfig, option: str | None, settings: list[str]) -> list[str]:
     """Stage 2 for one or more losses: the preset's grid (seeds, regressions) at their selected setting.
@@ -34,7 +36,12 @@ def final_overrides(overrides: list[str], proto: DictConfig, option: str | None,
     default loss).
     """
     keys = {_key(o) for o in proto.tune} | {"loss"}
-    return [o for o in overrides if _key(o) not in keys] + ([f"loss={option}"] if option is not None else []) + list(settings)
+    return (
+        [o for o in overrides if _key(o) not in keys]
+        + ([f"loss={option}"] if option is not None else [])
+        + list(settings)
+    )
+
 
 def loss_options(jobs: list[list[str]], cfgs: list[DictConfig]) -> dict[str, str | None]:
     """Each classification loss of the jobs (by ``loss.name``) -> the ``loss=`` option that gave it
@@ -50,8 +57,11 @@ def loss_options(jobs: list[list[str]], cfgs: list[DictConfig]) -> dict[str, str
         option = next((o.split("=", 1)[1] for o in reversed(job) if _key(o) == "loss" and "=" in o), None)
         name = str(cfg.loss.name)
         if options.setdefault(name, option) != option:
-            raise ConfigError(f"loss.name={name} is given by both loss={options[name]} and loss={option}; allowed: one name per loss (it selects the loss's setting and names its rows)")
+            raise ConfigError(
+                f"loss.name={name} is given by both loss={options[name]} and loss={option}; allowed: one name per loss (it selects the loss's setting and names its rows)"
+            )
     return options
+
 
 def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> list[DictConfig]:
     """Tune every classification loss on the same grid, select on validation, run the final grid.
@@ -76,14 +86,20 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     options = loss_options(tune_jobs, tune_cfgs)
     losses = list(options)
     first = [o.split(",")[0] for o in proto.tune]
-    for loss in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
+    for (
+        loss
+    ) in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
         validate_jobs(expand_jobs(final_overrides(overrides, proto, options[loss], first)))
-    say(f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}")
+    say(
+        f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}"
+    )
     launch(stage1, force, runs=len(tune_cfgs))
     trained = tuple(run_key(c) for c in tune_cfgs)
     records = [r for r in (read_record(run_dir(c)) for c in tune_cfgs) if r is not None]
     try:
-        selections = select_settings(records, Protocol.from_config(OmegaConf.to_container(proto)))  # this sweep's protocol, whatever the runs recorded
+        selections = select_settings(
+            records, Protocol.from_config(OmegaConf.to_container(proto))
+        )  # this sweep's protocol, whatever the runs recorded
     except ProtocolError as e:
         raise ConfigError(str(e)) from None
     # losses that selected the same setting share one launch (``loss=a,b``): one multirun keeps

@@ -115,7 +115,11 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, list]:
 
 
 def _sort_key(value: Any) -> tuple:
-    return (0, float(value), "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0.0, str(value))
+    return (
+        (0, float(value), "")
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else (1, 0.0, str(value))
+    )
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -132,11 +136,17 @@ def find_protocol(protocols: Iterable[dict | str | None]) -> Protocol | None:
     Raises:
         ProtocolError: the records carry different protocols.
     """
-    found = {json.dumps(p, sort_keys=True) if not isinstance(p, str) else p for p in protocols if p is not None and not _isnan(p)}
+    found = {
+        json.dumps(p, sort_keys=True) if not isinstance(p, str) else p
+        for p in protocols
+        if p is not None and not _isnan(p)
+    }
     parsed = {k: Protocol.from_config(k) for k in found}
     parsed = {k: v for k, v in parsed.items() if v is not None}
     if len(parsed) > 1:
-        raise ProtocolError(f"the runs carry {len(parsed)} different protocols (config.protocol); report each sweep's runs separately")
+        raise ProtocolError(
+            f"the runs carry {len(parsed)} different protocols (config.protocol); report each sweep's runs separately"
+        )
     return next(iter(parsed.values()), None)
 
 
@@ -205,8 +215,19 @@ def select_settings(runs: pd.DataFrame | list[dict], protocol: Protocol | None =
         rows = []
         for combo in itertools.product(*protocol.axes.values()):
             at = part[matches(part, dict(zip(axes, combo)))]
-            scores = pd.to_numeric(at.loc[at["status"] == COMPLETED, col], errors="coerce").dropna() if col in at else pd.Series(dtype=float)
-            rows.append({**dict(zip(axes, combo)), col: scores.mean() if len(scores) else math.nan, "runs": len(at), "n": len(scores)})
+            scores = (
+                pd.to_numeric(at.loc[at["status"] == COMPLETED, col], errors="coerce").dropna()
+                if col in at
+                else pd.Series(dtype=float)
+            )
+            rows.append(
+                {
+                    **dict(zip(axes, combo)),
+                    col: scores.mean() if len(scores) else math.nan,
+                    "runs": len(at),
+                    "n": len(scores),
+                }
+            )
         candidates = pd.DataFrame(rows)
         if candidates[col].notna().any():
             best = candidates[col].idxmax()  # the first maximum: ties go to the first in sorted order

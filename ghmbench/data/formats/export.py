@@ -33,10 +33,14 @@ def export_yolo(split: DetectionSplit, out: Path, name: str, class_names: list[s
         (labels / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     data_file = out / "data.yaml"
     data = yaml.safe_load(data_file.read_text()) if data_file.is_file() else {}
-    data = {"path": str(out.resolve()), **{k: v for k, v in data.items() if k not in ("path", "names")}, name: f"images/{name}", "names": list(class_names)}
+    data = {
+        "path": str(out.resolve()),
+        **{k: v for k, v in data.items() if k not in ("path", "names")},
+        name: f"images/{name}",
+        "names": list(class_names),
+    }
     data_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return data_file
-
 
 
 def export_coco(split: DetectionSplit, out: Path, name: str) -> Path:

@@ -27,7 +27,6 @@ def image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-
 def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
     """(height, width) after resizing so the longer side is ``size``, aspect ratio kept."""
     longer = max(height, width)
@@ -65,7 +64,9 @@ def decode(path: Path, channels: int) -> Tensor:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except Exception as e:  # PIL raises several types for broken files
-        raise DatasetError(f"{path}: cannot decode image ({type(e).__name__}: {e}); allowed: a readable PNG or JPEG") from None
+        raise DatasetError(
+            f"{path}: cannot decode image ({type(e).__name__}: {e}); allowed: a readable PNG or JPEG"
+        ) from None
     return torch.from_numpy(arr.copy()).reshape(arr.shape[0], arr.shape[1], -1).permute(2, 0, 1).contiguous()
 
 

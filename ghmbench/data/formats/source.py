@@ -35,7 +35,6 @@ class SourceSpec:
     by_name: bool = False  # objects name their class (VOC, YOLO): messages list the class names
 
 
-
 class Validator:
     """Collects dropped items in ``skip`` mode, raises :class:`DatasetError` in ``error`` mode."""
 
@@ -45,7 +44,9 @@ class Validator:
 
     def bad(self, reason: str, what: str, message: str, allowed: str) -> None:
         if not self.skip:
-            raise DatasetError(f"{self.spec.origin}: {what}: {message}; allowed: {allowed} (dataset.on_invalid=skip drops it)")
+            raise DatasetError(
+                f"{self.spec.origin}: {what}: {message}; allowed: {allowed} (dataset.on_invalid=skip drops it)"
+            )
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def ann_name(self, ann: dict) -> str:
@@ -62,7 +63,9 @@ def _list_of_dicts(gt: Any, key: str, origin: str, required: bool = True) -> lis
     return value
 
 
-def validate_source(spec: SourceSpec, opts: FileDatasetCfg, categories: list[dict] | None = None) -> tuple[dict, list[Path], dict[str, int]]:
+def validate_source(
+    spec: SourceSpec, opts: FileDatasetCfg, categories: list[dict] | None = None
+) -> tuple[dict, list[Path], dict[str, int]]:
     """Check every image and annotation of one split.
 
     Args:
@@ -79,7 +82,9 @@ def validate_source(spec: SourceSpec, opts: FileDatasetCfg, categories: list[dic
     """
     gt, origin = spec.gt, spec.origin
     if not isinstance(gt, dict):
-        raise DatasetError(f"{origin}: not a COCO instances file (expected an object with images, annotations, categories)")
+        raise DatasetError(
+            f"{origin}: not a COCO instances file (expected an object with images, annotations, categories)"
+        )
     images = _list_of_dicts(gt, "images", origin)
     anns = _list_of_dicts(gt, "annotations", origin, required=False)
     cats = categories if categories is not None else _list_of_dicts(gt, "categories", origin)
@@ -95,21 +100,38 @@ def validate_source(spec: SourceSpec, opts: FileDatasetCfg, categories: list[dic
         if fields_ is not None:
             out_anns.append({"id": len(out_anns) + 1, **fields_})
     if not kept:
-        raise DatasetError(f"{origin}: empty dataset: no usable image ({_dropped_text(validator.dropped)}); allowed: at least one image")
+        raise DatasetError(
+            f"{origin}: empty dataset: no usable image ({_dropped_text(validator.dropped)}); allowed: at least one image"
+        )
     if not any(a["iscrowd"] == 0 for a in out_anns):
-        raise DatasetError(f"{origin}: empty dataset: no usable object annotation ({_dropped_text(validator.dropped)}); allowed: at least one box")
-    clean = {"images": list(kept.values()), "annotations": out_anns, "categories": [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in cats]}
+        raise DatasetError(
+            f"{origin}: empty dataset: no usable object annotation ({_dropped_text(validator.dropped)}); allowed: at least one box"
+        )
+    clean = {
+        "images": list(kept.values()),
+        "annotations": out_anns,
+        "categories": [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in cats],
+    }
     return clean, [paths[i] for i in kept], validator.dropped
 
 
-def _kept_images(images: list[dict], spec: SourceSpec, opts: FileDatasetCfg, validator: Validator) -> tuple[dict[int, dict], dict[int, Path]]:
+def _kept_images(
+    images: list[dict], spec: SourceSpec, opts: FileDatasetCfg, validator: Validator
+) -> tuple[dict[int, dict], dict[int, Path]]:
     """The image records that pass (by id, sorted; at most ``max_images``) with the file's size, and their paths."""
     kept: dict[int, dict] = {}
     paths: dict[int, Path] = {}
-    for rec in sorted(images, key=lambda r: (not isinstance(r.get("id"), int), r.get("id") if isinstance(r.get("id"), int) else 0)):
+    for rec in sorted(
+        images, key=lambda r: (not isinstance(r.get("id"), int), r.get("id") if isinstance(r.get("id"), int) else 0)
+    ):
         iid, name = rec.get("id"), rec.get("file_name")
         if not isinstance(iid, int) or not isinstance(name, str) or iid in kept:
-            validator.bad("bad_image_record", f"image record {rec!r:.80}", "needs a unique integer 'id' and a 'file_name'", "COCO image records")
+            validator.bad(
+                "bad_image_record",
+                f"image record {rec!r:.80}",
+                "needs a unique integer 'id' and a 'file_name'",
+                "COCO image records",
+            )
             continue
         path = Path(name) if os.path.isabs(name) else spec.image_root / name
         if not path.is_file():
@@ -118,11 +140,21 @@ def _kept_images(images: list[dict], spec: SourceSpec, opts: FileDatasetCfg, val
         try:
             w, h = image_size(path)
         except Exception as e:  # PIL raises several types for broken files
-            validator.bad("unreadable_image", f"image id {iid}", f"file {path} cannot be read ({type(e).__name__})", "a readable PNG or JPEG")
+            validator.bad(
+                "unreadable_image",
+                f"image id {iid}",
+                f"file {path} cannot be read ({type(e).__name__})",
+                "a readable PNG or JPEG",
+            )
             continue
         rw, rh = rec.get("width", w), rec.get("height", h)
         if (rw, rh) != (w, h):
-            validator.bad("image_size_mismatch", f"image id {iid}", f"file {path} is {w}x{h} but its record says {rw}x{rh}", "a record matching the file")
+            validator.bad(
+                "image_size_mismatch",
+                f"image id {iid}",
+                f"file {path} is {w}x{h} but its record says {rw}x{rh}",
+                "a record matching the file",
+            )
             continue
         kept[iid] = {"id": iid, "file_name": name, "width": w, "height": h}
         paths[iid] = path
@@ -131,21 +163,38 @@ def _kept_images(images: list[dict], spec: SourceSpec, opts: FileDatasetCfg, val
     return kept, paths
 
 
-def _clean_annotation(ann: dict, kept: dict[int, dict], all_ids: set, cat_ids: set, cats: list[dict], tolerance: float, validator: Validator) -> dict | None:
+def _clean_annotation(
+    ann: dict,
+    kept: dict[int, dict],
+    all_ids: set,
+    cat_ids: set,
+    cats: list[dict],
+    tolerance: float,
+    validator: Validator,
+) -> dict | None:
     """The clean annotation's fields but its id (the box clipped to its image), or None: dropped,
     or its image was (or was cut by max_images)."""
     what = validator.ann_name(ann)
     iid, cid, bbox = ann.get("image_id"), ann.get("category_id"), ann.get("bbox")
     if iid not in kept:
         if iid not in all_ids or not isinstance(iid, int):
-            validator.bad("unknown_image", what, f"image_id {iid!r} is not in 'images'", "the id of an image of this file")
+            validator.bad(
+                "unknown_image", what, f"image_id {iid!r} is not in 'images'", "the id of an image of this file"
+            )
         return None  # its image was dropped (or cut by max_images): the annotation goes with it
     if cid not in cat_ids:
         if validator.spec.by_name:
             names = ", ".join(str(c.get("name")) for c in cats)
-            validator.bad("unknown_category", what, f"class {cid!r} is not one of the dataset's classes", f"one of {names} (dataset.classes)")
+            validator.bad(
+                "unknown_category",
+                what,
+                f"class {cid!r} is not one of the dataset's classes",
+                f"one of {names} (dataset.classes)",
+            )
         else:
-            validator.bad("unknown_category", what, f"category_id {cid!r} is not a known category", f"one of {sorted(cat_ids)}")
+            validator.bad(
+                "unknown_category", what, f"category_id {cid!r} is not a known category", f"one of {sorted(cat_ids)}"
+            )
         return None
     corners = _clipped_box(bbox, kept[iid], tolerance, validator, what)
     if corners is None:
@@ -157,7 +206,9 @@ def _clean_annotation(ann: dict, kept: dict[int, dict], all_ids: set, cat_ids: s
     return {"image_id": iid, "category_id": cid, "bbox": [x1, y1, bw, bh], "area": area, "iscrowd": crowd}
 
 
-def _clipped_box(bbox: Any, image: dict, tolerance: float, validator: Validator, what: str) -> tuple[float, float, float, float] | None:
+def _clipped_box(
+    bbox: Any, image: dict, tolerance: float, validator: Validator, what: str
+) -> tuple[float, float, float, float] | None:
     """An annotation's [x, y, width, height] checked against its image and clipped to it, as
     corners (x1, y1, x2, y2); None when it is invalid (reported to ``validator``)."""
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(x, (int, float)) for x in bbox)):
@@ -181,7 +232,12 @@ def _clipped_box(bbox: Any, image: dict, tolerance: float, validator: Validator,
         return None
     x1, y1, x2, y2 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
     if x2 <= x1 or y2 <= y1:
-        validator.bad("non_positive_size", what, f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] is empty inside the image", "width > 0 and height > 0")
+        validator.bad(
+            "non_positive_size",
+            what,
+            f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] is empty inside the image",
+            "width > 0 and height > 0",
+        )
         return None
     return x1, y1, x2, y2
 
@@ -190,8 +246,9 @@ def _dropped_text(dropped: dict[str, int]) -> str:
     return ", ".join(f"{k}: {n} dropped" for k, n in sorted(dropped.items())) or "nothing dropped"
 
 
-
-def build_split(spec: SourceSpec, opts: FileDatasetCfg, cache_dir: Path | None, categories: list[dict] | None = None) -> DetectionSplit:
+def build_split(
+    spec: SourceSpec, opts: FileDatasetCfg, cache_dir: Path | None, categories: list[dict] | None = None
+) -> DetectionSplit:
     """Validate one split and turn it into a letterboxed :class:`DetectionSplit`."""
     clean, paths, dropped = validate_source(spec, opts, categories)
     cats = clean["categories"]
@@ -204,7 +261,9 @@ def build_split(spec: SourceSpec, opts: FileDatasetCfg, cache_dir: Path | None, 
     s = opts.image_size
     for rec in clean["images"]:
         anns = per_image[rec["id"]]
-        xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype=torch.float32).reshape(-1, 4)
+        xyxy = torch.tensor(
+            [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], dtype=torch.float32
+        ).reshape(-1, 4)
         nh, nw = letterbox_size(rec["height"], rec["width"], s)
         sx, sy = nw / rec["width"], nh / rec["height"]  # what letterbox() does to the pixels
         boxes.append(xyxy * torch.tensor([sx, sy, sx, sy]))
@@ -223,7 +282,6 @@ def build_split(spec: SourceSpec, opts: FileDatasetCfg, cache_dir: Path | None, 
         ground_truth=clean,
         dropped=dropped,
     )
-
 
 
 def options(dataset: dict) -> FileDatasetCfg:

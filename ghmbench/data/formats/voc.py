@@ -92,9 +92,13 @@ def voc_split_items(dataset: dict) -> tuple[list[tuple[str, list[VocItem]]], boo
         )
     ann_dir = base / "Annotations" if (base / "Annotations").is_dir() else base
     first = str(dataset["train_sets"][0]).partition("-")[2]
-    if (base / "ImageSets" / "Main" / f"{first}.txt").is_file():  # else (no ImageSets, or CVAT's default.txt only): every annotation
+    if (
+        base / "ImageSets" / "Main" / f"{first}.txt"
+    ).is_file():  # else (no ImageSets, or CVAT's default.txt only): every annotation
         if base not in (root, _voc_base(root, year, exact=True)):  # PASCAL VOC of another year
-            raise DatasetError(f"dataset.root={root}: no VOCdevkit/VOC{year} (dataset.download=true fetches PASCAL VOC{year}, with network); allowed: dataset.train_sets / val_sets of the year there is, {base.name}")
+            raise DatasetError(
+                f"dataset.root={root}: no VOCdevkit/VOC{year} (dataset.download=true fetches PASCAL VOC{year}, with network); allowed: dataset.train_sets / val_sets of the year there is, {base.name}"
+            )
         return _listed_splits(dataset, root, year, base), True
     return _unlisted_splits(dataset, root, base, ann_dir), False
 
@@ -109,7 +113,9 @@ def _download(dataset: dict, root: Path) -> None:
             try:
                 VOCDetection(str(root), year=y, image_set=image_set, download=True)
             except (RuntimeError, FileNotFoundError, ValueError) as e:
-                raise DatasetError(f"dataset.root={root}: VOC{y} {image_set}: {str(e).splitlines()[0]}; allowed: a folder holding VOCdevkit/VOC{y}") from None
+                raise DatasetError(
+                    f"dataset.root={root}: VOC{y} {image_set}: {str(e).splitlines()[0]}; allowed: a folder holding VOCdevkit/VOC{y}"
+                ) from None
 
 
 def _listed_splits(dataset: dict, root: Path, year: str, base: Path) -> list[tuple[str, list[VocItem]]]:
@@ -122,10 +128,14 @@ def _listed_splits(dataset: dict, root: Path, year: str, base: Path) -> list[tup
             y, _, image_set = str(entry).partition("-")
             b = _voc_base(root, y, exact=True) or (base if y == year else None)
             if b is None:
-                raise DatasetError(f"dataset.{key}: {entry}: no VOCdevkit/VOC{y} under dataset.root={root} (dataset.download=true fetches PASCAL VOC{y}, with network); allowed: sets of the VOC years there are")
+                raise DatasetError(
+                    f"dataset.{key}: {entry}: no VOCdevkit/VOC{y} under dataset.root={root} (dataset.download=true fetches PASCAL VOC{y}, with network); allowed: sets of the VOC years there are"
+                )
             listing = b / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.is_file():
-                raise DatasetError(f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file (dataset.download=true fetches PASCAL VOC{y})")
+                raise DatasetError(
+                    f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file (dataset.download=true fetches PASCAL VOC{y})"
+                )
             origins.append(str(listing))
             a = b / "Annotations" if (b / "Annotations").is_dir() else b
             for line in listing.read_text().split("\n"):
@@ -141,12 +151,16 @@ def _unlisted_splits(dataset: dict, root: Path, base: Path, ann_dir: Path) -> li
     xmls = sorted(ann_dir.glob("*.xml"))
     items = [VocItem(x, None) for x in xmls]
     if not items:
-        raise DatasetError(f"dataset.root={root}: no annotation files in {ann_dir}; allowed: VOC XML files (Annotations/*.xml or beside the images)")
+        raise DatasetError(
+            f"dataset.root={root}: no annotation files in {ann_dir}; allowed: VOC XML files (Annotations/*.xml or beside the images)"
+        )
     for it in items:
         it.image = _voc_image(base, it.xml, _parse_voc_xml(it.xml))
     items = [it for it in items if it.image is not None]  # an annotation without its image is not part of the dataset
     if not items:
-        raise DatasetError(f"dataset.root={root}: no annotation file in {ann_dir} has a matching image; allowed: images named as the XML's <filename> or stem, in JPEGImages/ or beside it")
+        raise DatasetError(
+            f"dataset.root={root}: no annotation file in {ann_dir} has a matching image; allowed: images named as the XML's <filename> or stem, in JPEGImages/ or beside it"
+        )
     order = np.random.default_rng(int(dataset.get("split_seed") or 0)).permutation(len(items)).tolist()
     n = len(items)
     n_val = max(1, round(n * float(dataset.get("val_fraction", 0.2))))
@@ -154,10 +168,20 @@ def _unlisted_splits(dataset: dict, root: Path, base: Path, ann_dir: Path) -> li
     if dataset.get("test_fraction"):
         n_test = max(1, n_test)
     if n - n_val - n_test < 1:
-        raise DatasetError(f"dataset.root={root}: {n} annotated images cannot be split by dataset.val_fraction / dataset.test_fraction; allowed: fractions leaving a training image")
-    parts = [sorted(order[n_val + n_test :]), sorted(order[:n_val])] + ([sorted(order[n_val : n_val + n_test])] if n_test else [])
+        raise DatasetError(
+            f"dataset.root={root}: {n} annotated images cannot be split by dataset.val_fraction / dataset.test_fraction; allowed: fractions leaving a training image"
+        )
+    parts = [sorted(order[n_val + n_test :]), sorted(order[:n_val])] + (
+        [sorted(order[n_val : n_val + n_test])] if n_test else []
+    )
     names = ["train", "val", "test"]
-    return [(f"{ann_dir} ({names[k]} part of a dataset.split_seed={dataset.get('split_seed') or 0} split)", [items[i] for i in part]) for k, part in enumerate(parts)]
+    return [
+        (
+            f"{ann_dir} ({names[k]} part of a dataset.split_seed={dataset.get('split_seed') or 0} split)",
+            [items[i] for i in part],
+        )
+        for k, part in enumerate(parts)
+    ]
 
 
 @functools.lru_cache(maxsize=32)
@@ -204,10 +228,17 @@ def voc_source(origin: str, items: list[VocItem], base_root: Path, classes: list
     images, anns, describe = [], [], {}
     for iid, item in enumerate(items, start=1):
         if not item.xml.is_file():
-            raise DatasetError(f"{origin}: annotation file {item.xml} does not exist; allowed: an Annotations/ID.xml for every listed ID")
+            raise DatasetError(
+                f"{origin}: annotation file {item.xml} does not exist; allowed: an Annotations/ID.xml for every listed ID"
+            )
         node = _parse_voc_xml(item.xml)
-        image = item.image or _voc_image(item.xml.parent.parent if item.xml.parent.name == "Annotations" else item.xml.parent, item.xml, node)
-        rec: dict[str, Any] = {"id": iid, "file_name": str(image or item.xml.parent.parent / "JPEGImages" / f"{item.xml.stem}.jpg")}
+        image = item.image or _voc_image(
+            item.xml.parent.parent if item.xml.parent.name == "Annotations" else item.xml.parent, item.xml, node
+        )
+        rec: dict[str, Any] = {
+            "id": iid,
+            "file_name": str(image or item.xml.parent.parent / "JPEGImages" / f"{item.xml.stem}.jpg"),
+        }
         size = node.get("size") or {}
         try:
             rec["width"], rec["height"] = int(size["width"]), int(size["height"])
@@ -224,9 +255,17 @@ def voc_source(origin: str, items: list[VocItem], base_root: Path, classes: list
             except (KeyError, TypeError, ValueError):
                 bbox = None
             anns.append(
-                {"id": aid, "image_id": iid, "category_id": cat_id.get(obj.get("name"), obj.get("name")), "bbox": bbox, "iscrowd": int(str(obj.get("difficult", "0")).strip() == "1")}
+                {
+                    "id": aid,
+                    "image_id": iid,
+                    "category_id": cat_id.get(obj.get("name"), obj.get("name")),
+                    "bbox": bbox,
+                    "iscrowd": int(str(obj.get("difficult", "0")).strip() == "1"),
+                }
             )
-    return SourceSpec({"images": images, "annotations": anns, "categories": cats}, base_root, origin, describe, by_name=True)
+    return SourceSpec(
+        {"images": images, "annotations": anns, "categories": cats}, base_root, origin, describe, by_name=True
+    )
 
 
 def load_voc_detection(dataset: dict, cache_dir: Path | None) -> Splits:

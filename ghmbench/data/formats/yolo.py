@@ -21,7 +21,9 @@ def yolo_data_file(dataset: dict) -> Path:
     root = Path(dataset["root"]).expanduser()
     path = root / "data.yaml" if root.is_dir() else root
     if not path.is_file():
-        raise DatasetError(f"dataset.root={root}: no such file{' (no data.yaml in the folder)' if root.is_dir() else ''}; allowed: an ultralytics-style data.yaml, or the folder holding it")
+        raise DatasetError(
+            f"dataset.root={root}: no such file{' (no data.yaml in the folder)' if root.is_dir() else ''}; allowed: an ultralytics-style data.yaml, or the folder holding it"
+        )
     return path
 
 
@@ -33,16 +35,22 @@ def yolo_data(dataset: dict) -> tuple[Path, dict, list[str]]:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: not valid YAML ({' '.join(str(e).split())}); allowed: an ultralytics-style data.yaml") from None
+        raise DatasetError(
+            f"{path}: not valid YAML ({' '.join(str(e).split())}); allowed: an ultralytics-style data.yaml"
+        ) from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: not a mapping; allowed: a data.yaml with path, train, val, optional test, names")
     for key in ("train", "val", "names"):
         if not data.get(key):
-            raise DatasetError(f"{path}: '{key}' is missing; allowed: a data.yaml with path, train, val, optional test, names")
+            raise DatasetError(
+                f"{path}: '{key}' is missing; allowed: a data.yaml with path, train, val, optional test, names"
+            )
     names = data["names"]
     if isinstance(names, dict):
         if sorted(names) != list(range(len(names))):
-            raise DatasetError(f"{path}: names keys {sorted(names)!r:.80} are not 0..{len(names) - 1}; allowed: names as a list, or a mapping with class ids 0..K-1")
+            raise DatasetError(
+                f"{path}: names keys {sorted(names)!r:.80} are not 0..{len(names) - 1}; allowed: names as a list, or a mapping with class ids 0..K-1"
+            )
         names = [names[k] for k in range(len(names))]
     if not isinstance(names, list) or len(set(map(str, names))) != len(names):
         raise DatasetError(f"{path}: names must be a list of distinct class names or a mapping id -> name")
@@ -77,16 +85,26 @@ def yolo_images(base: Path, entry: Any, key: str, origin: Path) -> tuple[list[Pa
                     q = Path(line.strip()).expanduser()
                     images.append(q if q.is_absolute() else (p.parent / q))
         else:
-            raise DatasetError(f"{origin}: {key}: {p} does not exist; allowed: an image folder or a list file of image paths (relative to 'path')")
+            raise DatasetError(
+                f"{origin}: {key}: {p} does not exist; allowed: an image folder or a list file of image paths (relative to 'path')"
+            )
     return images, folders
 
 
-def yolo_source(entry: Any, split: str, base: Path, names: list[str], origin: Path, opts: FileDatasetCfg) -> tuple[SourceSpec, dict[str, int]]:
+def yolo_source(
+    entry: Any, split: str, base: Path, names: list[str], origin: Path, opts: FileDatasetCfg
+) -> tuple[SourceSpec, dict[str, int]]:
     """One split of a YOLO dataset (``entry``: its data.yaml value; ``base``, ``names``: from
     :func:`yolo_data`) as a COCO dict (category ids 1..K), and the label lines dropped
     (``on_invalid=skip``) before the common validation."""
     images, folders = yolo_images(base, entry, split, origin)
-    spec = SourceSpec({"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}, base, f"{origin} ({split})", {}, by_name=True)
+    spec = SourceSpec(
+        {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]},
+        base,
+        f"{origin} ({split})",
+        {},
+        by_name=True,
+    )
     validator = Validator(spec, opts.on_invalid)
     stems = {p.with_suffix("") for p in images}
     for folder in folders:  # a label file whose image is missing is a mistake (a renamed or deleted image)
@@ -111,23 +129,45 @@ def yolo_source(entry: Any, split: str, base: Path, names: list[str], origin: Pa
                 continue
             what = f"{label}: line {n}"
             if len(fields_) != 5:
-                validator.bad("bad_label_line", what, f"{len(fields_)} fields", "5 fields: class cx cy w h (normalised to [0, 1])")
+                validator.bad(
+                    "bad_label_line", what, f"{len(fields_)} fields", "5 fields: class cx cy w h (normalised to [0, 1])"
+                )
                 continue
             try:
                 cls, coords = int(fields_[0]), [float(x) for x in fields_[1:]]
             except ValueError:
-                validator.bad("bad_label_line", what, f"{line.strip()!r:.60} is not numbers", "an integer class id and 4 numbers")
+                validator.bad(
+                    "bad_label_line", what, f"{line.strip()!r:.60} is not numbers", "an integer class id and 4 numbers"
+                )
                 continue
             if not 0 <= cls < len(names):
-                validator.bad("class_out_of_range", what, f"class id {cls} is out of range", f"0..{len(names) - 1} ({', '.join(names)})")
+                validator.bad(
+                    "class_out_of_range",
+                    what,
+                    f"class id {cls} is out of range",
+                    f"0..{len(names) - 1} ({', '.join(names)})",
+                )
                 continue
             if not all(math.isfinite(x) and -YOLO_TOLERANCE <= x <= 1 + YOLO_TOLERANCE for x in coords):
-                validator.bad("coordinates_outside_image", what, f"cx cy w h {' '.join(fields_[1:])} leave [0, 1]", f"normalised coordinates in [0, 1] (tolerance {YOLO_TOLERANCE:g})")
+                validator.bad(
+                    "coordinates_outside_image",
+                    what,
+                    f"cx cy w h {' '.join(fields_[1:])} leave [0, 1]",
+                    f"normalised coordinates in [0, 1] (tolerance {YOLO_TOLERANCE:g})",
+                )
                 continue
             cx, cy, bw, bh = coords
             aid = len(gt["annotations"]) + 1
             spec.describe[aid] = what
-            gt["annotations"].append({"id": aid, "image_id": iid, "category_id": cls + 1, "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": aid,
+                    "image_id": iid,
+                    "category_id": cls + 1,
+                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
+                    "iscrowd": 0,
+                }
+            )
     return spec, validator.dropped
 
 
