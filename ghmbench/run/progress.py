@@ -112,7 +112,8 @@ class RunProgress:
         speed = self.images_per_epoch / max(now - self._epoch_started, 1e-9)
         eta = (now - self._started) / self._epochs_here * (self.epochs - epoch)  # validation time included
         self._print(
-            f"{self.name} epoch {epoch}/{self.epochs}: loss {losses['loss']:.4f} (cls {losses['loss_cls']:.4f}, box {losses['loss_box']:.4f}), {speed:.1f} images/s, ETA {_duration(eta)}"
+            f"{self.name} epoch {epoch}/{self.epochs}: loss {losses['loss']:.4f} (cls {losses['loss_cls']:.4f}, box "
+            f"{losses['loss_box']:.4f}), {speed:.1f} images/s, ETA {_duration(eta)}"
         )
 
     def validated(self, epoch: int, ap: float | None) -> None:
