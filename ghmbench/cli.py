@@ -25,8 +25,10 @@ app = typer.Typer(
         "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
         "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
         "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, custom), "
-        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18, retinanet_r18), `dataset` (digits, digits_sparse, coco, voc, yolo), "
-        "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and presets."
+        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18, retinanet_r18), `dataset` "
+        "(digits, digits_sparse, coco, voc, yolo), "
+        "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and "
+        "presets."
     ),
 )
 
@@ -65,7 +67,8 @@ OVERRIDES are Hydra overrides, e.g.:
 
 * `ghmbench train model=resnet18 device=cuda paths.runs_dir=/data/runs`
 
-* `ghmbench train device=cuda train.amp=bf16 train.channels_last=true` (bfloat16 forward; losses and GHM weights stay float32)
+* `ghmbench train device=cuda train.amp=bf16 train.channels_last=true` (bfloat16 forward; losses and GHM
+weights stay float32)
 
 * `ghmbench train loss=custom loss._target_=my_pkg.MyLoss +loss.my_param=3 loss.name=my_loss` (a loss of
   your own: a torch.nn.Module with `forward(pred, target, label_weight, avg_factor=None, level_ids=None)`, importable;
@@ -134,7 +137,10 @@ def train(
     config_dir: Optional[list[Path]] = typer.Option(
         None,
         "--config-dir",
-        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        help=(
+            "Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; "
+            "repeatable."
+        ),
         show_default=False,
     ),
 ) -> None:
@@ -218,7 +224,10 @@ def sweep(
     config_dir: Optional[list[Path]] = typer.Option(
         None,
         "--config-dir",
-        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        help=(
+            "Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; "
+            "repeatable."
+        ),
         show_default=False,
     ),
 ) -> None:
@@ -241,7 +250,8 @@ def sweep(
     if proto is None:
         done = sum(is_complete(run_dir(c)) for c in cfgs)
         out.print(
-            f"sweep: {len(jobs)} runs, {done} with a complete record{' (retrained: --force)' if force and done else ''}",
+            f"sweep: {len(jobs)} runs, {done} with a complete "
+            f"record{' (retrained: --force)' if force and done else ''}",
             highlight=False,
         )
         launch(overrides, force, runs=len(jobs))
@@ -301,7 +311,9 @@ def report(
     group_by: Optional[str] = typer.Option(
         None,
         "--group-by",
-        help="Comma-separated columns of the summary table [default: loss, regression and every config key that varies].",
+        help=(
+            "Comma-separated columns of the summary table [default: loss, regression and every config key that varies]."
+        ),
     ),
     bootstrap: int = typer.Option(
         500, "--bootstrap", min=0, help="Image bootstrap replicates for single-run intervals and differences (0 = off)."
@@ -309,7 +321,10 @@ def report(
     note: Optional[str] = typer.Option(
         None,
         "--note",
-        help="A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, not a verdict).",
+        help=(
+            "A line in bold under the report's title, e.g. what its runs are for (`make bench-quick`: a setup check, "
+            "not a verdict)."
+        ),
         show_default=False,
     ),
 ) -> None:
@@ -337,8 +352,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-EXPORT_HELP = """Write a dataset to disk in COCO format (`--format coco`): `OUT/train/*.png`, `OUT/val/*.png` (and `OUT/test/`
-with `dataset.num_test`), `OUT/annotations/instances_{train,val[,test]}.json`; or in YOLO format (`--format yolo`):
+EXPORT_HELP = """Write a dataset to disk in COCO format (`--format coco`): `OUT/train/*.png`, `OUT/val/*.png`
+(and `OUT/test/` with `dataset.num_test`), `OUT/annotations/instances_{train,val[,test]}.json`; or in YOLO
+format (`--format yolo`):
 `OUT/images/{train,val[,test]}/*.png`, `OUT/labels/{train,val[,test]}/*.txt` and `OUT/data.yaml`.
 
 * `ghmbench data export digits --format coco /tmp/digits_coco`
@@ -427,7 +443,10 @@ def data_check(
     config_dir: Optional[list[Path]] = typer.Option(
         None,
         "--config-dir",
-        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable.",
+        help=(
+            "Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; "
+            "repeatable."
+        ),
         show_default=False,
     ),
 ) -> None:

@@ -103,10 +103,12 @@ def main() -> None:
     from importlib.metadata import version
 
     print(
-        f"machine: {platform.machine()}; faster-coco-eval {version('faster-coco-eval')}, pycocotools {version('pycocotools')}"
+        f"machine: {platform.machine()}; faster-coco-eval {version('faster-coco-eval')}, pycocotools "
+        f"{version('pycocotools')}"
     )
     print(
-        f"{args.images} images x {args.dets} detections, {args.classes} classes, {len(gt['annotations'])} boxes; median of {args.repeats}\n"
+        f"{args.images} images x {args.dets} detections, {args.classes} classes, {len(gt['annotations'])} boxes; "
+        f"median of {args.repeats}\n"
     )
     print("| metric | ghmbench (faster-coco-eval) | pycocotools |")
     print("|---|---|---|")
@@ -119,7 +121,8 @@ def main() -> None:
     print(f"| pycocotools COCOeval (load + evaluate + accumulate + summarize) | {t_ref:.2f} |")
     ratio = t_ref / t_ours
     print(
-        f"\n| ratio | value | met |\n|---|---|---|\n| pycocotools / ghmbench (>= 3) | {ratio:.2f} | {'yes' if ratio >= 3 and identical else 'NO'} |"
+        f"\n| ratio | value | met |\n|---|---|---|\n| pycocotools / ghmbench (>= 3) | {ratio:.2f} | "
+        f"{'yes' if ratio >= 3 and identical else 'NO'} |"
     )
 
 

@@ -187,10 +187,12 @@ def print_results(
     t_focal, t_ghmc, t_loop = cls_times["focal"], cls_times["ghmc"], cls_times["loop"]
     t_sl1, t_ghmr, t_rloop = reg_times["sl1"], reg_times["ghmr"], reg_times["loop"]
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}"
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch "
+        f"{torch.__version__}, torchvision {torchvision.__version__}"
     )
     print(
-        f"median of {repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values checked equal to the loop references\n"
+        f"median of {repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values "
+        "checked equal to the loop references\n"
     )
     print(f"| {'measurement':<45} | {'ms':>9} |")
     print(f"|{'-' * 47}|{'-' * 11}|")

@@ -307,8 +307,10 @@ def bench_setting(name: str, args) -> None:
 
     print(f"\n## setting: {name} (`{' '.join(overrides)}`)\n")
     print(
-        f"batch {batch_size} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels {list(model.levels)}, head convs {cfg_focal.model.head_convs}, "
-        f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} interleaved rounds\n"
+        f"batch {batch_size} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels "
+        f"{list(model.levels)}, head convs {cfg_focal.model.head_convs}, "
+        f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} "
+        "interleaved rounds\n"
     )
     print_steps(results, part_times, batch_size, args.repeats)
     print_network_variants(net_times, threads, compile_s)
@@ -345,7 +347,8 @@ def print_network_variants(net_times: dict[str, float], threads: int, compile_s:
     if "1 thread" in net_times:
         gain = threads * net_times["eager"] / net_times["1 thread"]
         print(
-            f"\n{threads} parallel 1-thread jobs against one {threads}-thread job, at best (no contention between processes): {gain:.2f}x images/s"
+            f"\n{threads} parallel 1-thread jobs against one {threads}-thread job, at best (no contention between "
+            f"processes): {gain:.2f}x images/s"
         )
     if compile_s is not None:
         print(f"torch.compile: first forward + backward (compilation) took {compile_s:.1f} s")
@@ -389,7 +392,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     print(
-        f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}"
+        f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}"
     )
     for name in ["comparison", "default"] if args.setting == "both" else [args.setting]:
         bench_setting(name, args)

@@ -66,7 +66,8 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
     for name, value, module in (("GHM-C", lc, ghmc), ("GHM-R", lr, ghmr)):
         ok = value.dtype == torch.float32 and module.acc_sum.dtype == torch.float32
         print(
-            f"{name} under bf16 autocast: loss {value.dtype}, running counts {module.acc_sum.dtype}: {'ok' if ok else 'FAIL'}"
+            f"{name} under bf16 autocast: loss {value.dtype}, running counts {module.acc_sum.dtype}: "
+            f"{'ok' if ok else 'FAIL'}"
         )
         if not ok:
             failures.append(f"{name} is not float32 under autocast")
@@ -104,7 +105,9 @@ def _bf16_matches_float32(
     rel_w = float((w16 - w32).abs().mean() / w32.abs().mean())
     ok = rel_loss <= LOSS_RTOL and rel_w <= WEIGHT_RTOL
     print(
-        f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} (<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
+        f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, "
+        f"relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} "
+        f"(<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
     )
     return ok
 
@@ -134,7 +137,9 @@ def check_model(device: torch.device) -> list[str]:
     rel = [_rel(losses["bf16"][i], losses["none"][i]) for i in range(2)]
     ok = max(rel) <= MODEL_RTOL and out.cls_logits.dtype == torch.float32
     print(
-        f"detector ({OmegaConf.select(cfg, 'model.backbone')}, batch 32) GHM-C / GHM-R with the forward in bf16 vs float32: {losses['bf16'].tolist()} vs {losses['none'].tolist()}, relative differences {rel[0]:.2e} / {rel[1]:.2e} (<= {MODEL_RTOL:g}): {'ok' if ok else 'FAIL'}"
+        f"detector ({OmegaConf.select(cfg, 'model.backbone')}, batch 32) GHM-C / GHM-R with the forward in bf16 vs "
+        f"float32: {losses['bf16'].tolist()} vs {losses['none'].tolist()}, relative differences {rel[0]:.2e} / "
+        f"{rel[1]:.2e} (<= {MODEL_RTOL:g}): {'ok' if ok else 'FAIL'}"
     )
     return [] if ok else ["the detector's GHM losses with a bf16 forward differ from float32 beyond tolerance"]
 

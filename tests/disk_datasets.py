@@ -130,7 +130,8 @@ def make_voc(
                     f"<object><name>{names[label]}</name><difficult>{difficult}</difficult>"
                     f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
                 )
-            xml = f"<annotation><filename>{name}.jpg</filename><size><width>{img.shape[-1]}</width><height>{img.shape[-2]}</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+            size = f"<width>{img.shape[-1]}</width><height>{img.shape[-2]}</height><depth>3</depth>"
+            xml = f"<annotation><filename>{name}.jpg</filename><size>{size}</size>{''.join(objects)}</annotation>"
             (ann_dir / f"{name}.xml").write_text(xml)
             listed.append(name)
         if layout == "devkit":

@@ -198,7 +198,10 @@ def test_every_experiment_composes_what_each_budget_and_scale_says(experiment):
                 continue
             with pytest.raises(
                 ConfigError,
-                match=rf"^budget={budget} with experiment={experiment}: .*; allowed: experiment={experiment} alone \(CPU scale\) or with scale=gpu",
+                match=(
+                    rf"^budget={budget} with experiment={experiment}: .*; allowed: experiment={experiment} alone "
+                    r"\(CPU scale\) or with scale=gpu"
+                ),
             ):
                 _validate(f"experiment={experiment}", f"budget={budget}", f"scale={scale}")
 
@@ -215,7 +218,8 @@ def test_budgets_size_the_default_run_and_scale_needs_a_preset():
     for overrides, message in [
         (
             ["budget=full", "dataset=digits_sparse"],
-            "budget=full with dataset=digits_sparse: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none",
+            "budget=full with dataset=digits_sparse: a budget sizes dataset=digits; allowed: dataset=digits, or "
+            "budget=none",
         ),
         (
             ["scale=gpu"],

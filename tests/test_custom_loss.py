@@ -115,7 +115,8 @@ def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project)
     env, conf = _env(project), project / "ghmbench_conf"
     (conf / "loss" / "broken.yaml").write_text("name: broken\n_target_: no_such_pkg.Loss\n")
     (project / "my_pkg" / "boxes.py").write_text(
-        "from torch import nn\n\nclass NoLevels(nn.Module):\n    def forward(self, pred, target, label_weight, avg_factor=None):\n        return pred.sum()\n"
+        "from torch import nn\n\nclass NoLevels(nn.Module):\n    def forward(self, pred, target, label_weight, "
+        "avg_factor=None):\n        return pred.sum()\n"
     )
     (readme_error,) = re.findall(
         r"\nerror: (loss\._target_=my_pkg\.losses\.ScaledBCE does not accept .+)\n", README.read_text()
@@ -127,7 +128,8 @@ def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project)
         ),
         (
             ["train", "loss=custom", "loss._target_=my_pkg.losses.Nope"],
-            "loss._target_=my_pkg.losses.Nope cannot be imported: AttributeError: module 'my_pkg.losses' has no attribute 'Nope'",
+            "loss._target_=my_pkg.losses.Nope cannot be imported: AttributeError: module 'my_pkg.losses' has no "
+            "attribute 'Nope'",
         ),
         (
             ["train", "loss=custom"],
@@ -135,15 +137,18 @@ def test_bad_targets_are_one_line_exit_2_before_any_run(tiny, tmp_path, project)
         ),
         (
             ["train", "regression=custom", "regression._target_=my_pkg.boxes.NoLevels"],
-            "regression._target_=my_pkg.boxes.NoLevels: its forward(pred, target, label_weight, avg_factor=None) cannot be called as forward(pred, target, label_weight, avg_factor=None, level_ids=None)",
+            "regression._target_=my_pkg.boxes.NoLevels: its forward(pred, target, label_weight, avg_factor=None) "
+            "cannot be called as forward(pred, target, label_weight, avg_factor=None, level_ids=None)",
         ),
         (
             ["train", "loss=focal", "loss._target_=my_pkg.losses.ScaledBCE"],
-            "loss._target_=my_pkg.losses.ScaledBCE with loss.name=focal: the built-in focal is ghmbench.losses.FocalLoss",
+            "loss._target_=my_pkg.losses.ScaledBCE with loss.name=focal: the built-in focal is "
+            "ghmbench.losses.FocalLoss",
         ),
         (
             ["sweep", "--config-dir", str(conf), "loss=focal,broken"],
-            "loss._target_=no_such_pkg.Loss cannot be imported: ModuleNotFoundError: No module named 'no_such_pkg' (is its module installed, or its folder on PYTHONPATH?) (in the sweep job loss=broken",
+            "loss._target_=no_such_pkg.Loss cannot be imported: ModuleNotFoundError: No module named 'no_such_pkg' "
+            "(is its module installed, or its folder on PYTHONPATH?) (in the sweep job loss=broken",
         ),
     ]
     for args, message in cases:
@@ -275,9 +280,10 @@ def test_builtin_losses_train_to_the_same_metrics_as_before(tiny, tmp_path, monk
 
     overrides = [*tiny, "loss=ghm", "regression=ghm", "train.epochs=1", "train.num_threads=1"]
     now = training.run(validate(compose_config(overrides)))
-    before_targets = lambda cls, cfg: cls(
-        *_losses_before_targets(cfg), cfg.model.fg_iou, cfg.model.bg_iou, cfg.model.allow_low_quality
-    )  # noqa: E731
+
+    def before_targets(cls, cfg):
+        return cls(*_losses_before_targets(cfg), cfg.model.fg_iou, cfg.model.bg_iou, cfg.model.allow_low_quality)
+
     monkeypatch.setattr(DetectionCriterion, "from_config", classmethod(before_targets))
     before = training.run(validate(compose_config([*overrides, f"paths.runs_dir={tmp_path / 'before'}"])))
     assert now["run_key"] == before["run_key"] and now["run_dir"] != before["run_dir"]

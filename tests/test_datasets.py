@@ -138,7 +138,8 @@ def _broken_coco(root: Path, case: str) -> tuple[Path, str]:
     expected = {
         "missing_image": f"image id {img['id']}: file {root / 'val' / img['file_name']} does not exist",
         "unreadable_image": f"image id {img['id']}: file {root / 'val' / img['file_name']} cannot be read",
-        "image_size_mismatch": f"image id {img['id']}: file {root / 'val' / img['file_name']} is {img['width']}x{img['height']} but its record says {img['width'] + 5}x{img['height']}",
+        "image_size_mismatch": f"image id {img['id']}: file {root / 'val' / img['file_name']} is "
+        f"{img['width']}x{img['height']} but its record says {img['width'] + 5}x{img['height']}",
         "unknown_image": f"annotation id {ann['id']}: image_id 999 is not in 'images'",
         "unknown_category": f"annotation id {ann['id']}: category_id 77 is not a known category",
         "non_positive_size": f"annotation id {ann['id']}: bbox width -3 and height",
@@ -241,7 +242,10 @@ def test_voc_unknown_class_names_the_xml_object(voc_root, tmp_path):
     base = ["dataset=voc", f"dataset.root={root}", "dataset.image_size=64", f"paths.cache_dir={tmp_path}"]
     with pytest.raises(
         DatasetError,
-        match=r"005003\.xml: object 1 \('x\w+'\): class 'x\w+' is not one of the dataset's classes; allowed: one of aeroplane, bicycle, .*tvmonitor \(dataset.classes\)",
+        match=(
+            r"005003\.xml: object 1 \('x\w+'\): class 'x\w+' is not one of the dataset's classes; allowed: one of "
+            r"aeroplane, bicycle, .*tvmonitor \(dataset.classes\)"
+        ),
     ):
         _load(base)
     assert _load([*base, "dataset.on_invalid=skip"])[1].dropped == {"unknown_category": 1}
@@ -307,7 +311,10 @@ def test_digits_sized_presets_point_to_budget_none(coco_root):
 
     with pytest.raises(
         ConfigError,
-        match=r"^budget=short with dataset=coco: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none$",
+        match=(
+            r"^budget=short with dataset=coco: a budget sizes dataset=digits; allowed: dataset=digits, or "
+            r"budget=none$"
+        ),
     ):
         validate(compose_config(["budget=short", *coco_overrides(coco_root)]))
     # the settings presets draw each seed's data anew, which data read from disk cannot do

@@ -22,7 +22,7 @@ BASE = dict(num_train=60, num_val=12, num_test=12, image_size=64, clutter=1)
 
 
 def _annotations(split) -> list:
-    return [(b.tolist(), l.tolist()) for b, l in zip(split.boxes, split.labels)]
+    return [(b.tolist(), lab.tolist()) for b, lab in zip(split.boxes, split.labels)]
 
 
 def test_noise_knobs_change_only_the_training_annotations():

@@ -105,7 +105,10 @@ def test_classes_fix_the_order_and_other_classes_are_an_error_or_dropped(own_voc
     ]
     with pytest.raises(
         DatasetError,
-        match=r"\.xml: object \d+ \('\w+'\): class '\w+' is not one of the dataset's classes; allowed: one of zebra, apple \(dataset.classes\)",
+        match=(
+            r"\.xml: object \d+ \('\w+'\): class '\w+' is not one of the dataset's classes; allowed: one of zebra, "
+            r"apple \(dataset.classes\)"
+        ),
     ):
         build_datasets(_cfg(base))
     r = ghmbench_cli("data", "check", *base)

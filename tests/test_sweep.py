@@ -72,7 +72,9 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
 
 @pytest.mark.parametrize(
     ("overrides", "jobs"),
-    [  # as Hydra's BasicSweeper.split_arguments expanded them before the public-API version (the first key varies slowest)
+    # as Hydra's BasicSweeper.split_arguments expanded them before the public-API version (the first key varies
+    # slowest)
+    [
         (
             ["loss=ce,focal", "seed=0,1,2"],
             [

@@ -53,7 +53,8 @@ def conf_dir() -> Path:
         if (candidate / "config.yaml").is_file():
             return candidate
     raise ConfigError(
-        f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>"
+        f"no ghmbench configs (config.yaml) in {' or '.join(map(str, candidates))}; allowed: an installed ghmbench "
+        "wheel, a checkout, or GHMBENCH_CONF_DIR=<folder>"
     )
 
 
@@ -107,9 +108,15 @@ def _typed_section(section: str, node: Any) -> DictConfig:
         if key not in allowed:
             hint = ""
             if section == "dataset" and key in {f.name for f in fields(DigitsCfg)}:
-                hint = " (a digits-only key, e.g. from a budget or experiment preset: add budget=none, and dataset.max_images=N to subsample)"
+                hint = (
+                    " (a digits-only key, e.g. from a budget or experiment preset: add budget=none, and "
+                    "dataset.max_images=N to subsample)"
+                )
             if section in LOSS_SECTIONS:
-                hint = f' (a loss of your own with its own parameters: {section}=custom, see README "Use it from another project")'
+                hint = (
+                    f" (a loss of your own with its own parameters: {section}=custom, "
+                    'see README "Use it from another project")'
+                )
             shown = [k for k in allowed if k != "_target_"]  # a built-in loss's target is fixed
             raise ConfigError(f"unknown key {section}.{key}; allowed keys: {', '.join(shown)}{hint}")
     try:
@@ -123,8 +130,10 @@ def _typed_section(section: str, node: Any) -> DictConfig:
         raise ConfigError(f"{section}.{key}: {msg}") from None
     if section in LOSS_SECTIONS and typed._target_ != BUILTIN_TARGETS[section][name]:
         raise ConfigError(
-            f"{section}._target_={typed._target_} with {section}.name={name}: the built-in {name} is {BUILTIN_TARGETS[section][name]}; "
-            f"allowed: a target of your own under a name of your own ({section}=custom {section}.name=NAME {section}._target_=...; "
+            f"{section}._target_={typed._target_} with {section}.name={name}: the built-in {name} is "
+            f"{BUILTIN_TARGETS[section][name]}; "
+            f"allowed: a target of your own under a name of your own ({section}=custom {section}.name=NAME "
+            f"{section}._target_=...; "
             f"to sweep it beside {name}, a {section}/NAME.yaml in your --config-dir)"
         )
     return typed
@@ -136,13 +145,15 @@ def _custom_loss_section(section: str, node: DictConfig) -> DictConfig:
     name, target = node.get("name"), node.get("_target_")
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigError(
-            f"{section}.name={name!r} is not allowed; allowed: {', '.join(SECTIONS[section])}, or a name of your own for "
+            f"{section}.name={name!r} is not allowed; allowed: {', '.join(SECTIONS[section])}, or a name of your own "
+            "for "
             f"{section}=custom (letters, digits, _ . -; it names the run folders and the report's rows)"
         )
     example = f"{section}._target_=my_pkg.losses.My{'Box' if section == 'regression' else ''}Loss"
     if target is None or target == "???":
         raise ConfigError(
-            f"{section}._target_ is not set ({section}.name={name}); allowed: the dotted path of your loss class, e.g. {example}"
+            f"{section}._target_ is not set ({section}.name={name}); allowed: the dotted path of your loss class, "
+            f"e.g. {example}"
         )
     if not isinstance(target, str) or not TARGET_PATTERN.fullmatch(target):
         raise ConfigError(
@@ -233,7 +244,8 @@ def _resolve_dataset(cfg: DictConfig) -> None:
         base, data, names = yolo_data(dataset)
         if dataset["classes"] is not None and [str(c) for c in dataset["classes"]] != names:
             raise ConfigError(
-                f"dataset.classes={dataset['classes']!r:.100} differs from the names of {yolo_data_file(dataset)}; allowed: null (they are read from data.yaml)"
+                f"dataset.classes={dataset['classes']!r:.100} differs from the names of {yolo_data_file(dataset)}; "
+                "allowed: null (they are read from data.yaml)"
             )
         cfg.dataset.classes = names
         for split in ("train", "val", "test"):
@@ -319,26 +331,31 @@ def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tup
     budget_given = any(override_key(o) == "budget" for o in overrides)
     if budget not in (None, "none") and experiment is not None and budget_given:
         raise ConfigError(
-            f"budget={budget} with experiment={experiment}: a budget sizes the default run, a preset brings its own size and regime; "
+            f"budget={budget} with experiment={experiment}: a budget sizes the default run, a preset brings its own "
+            "size and regime; "
             f"allowed: experiment={experiment} alone (CPU scale) or with scale=gpu (GPU scale)"
         )
     if budget not in (None, "none") and dataset != "digits":
         raise ConfigError(
-            f"budget={budget} with dataset={dataset}: a budget sizes dataset=digits; allowed: dataset=digits, or budget=none"
+            f"budget={budget} with dataset={dataset}: a budget sizes dataset=digits; allowed: dataset=digits, or "
+            "budget=none"
         )
     if scale in (None, "cpu"):
         return
     if experiment is None:
         raise ConfigError(
-            f"scale={scale} without an experiment: it sizes an experiment preset; allowed: with experiment=NAME (e.g. experiment=loss_comparison), or budget=full for the default run"
+            f"scale={scale} without an experiment: it sizes an experiment preset; allowed: with experiment=NAME (e.g. "
+            "experiment=loss_comparison), or budget=full for the default run"
         )
     if cfg.train.get("smoke_check"):
         raise ConfigError(
-            f"scale={scale} with experiment={experiment}: the smoke check has one size, for CI; allowed: scale=cpu (device=cuda runs it on a GPU)"
+            f"scale={scale} with experiment={experiment}: the smoke check has one size, for CI; allowed: scale=cpu "
+            "(device=cuda runs it on a GPU)"
         )
     if cfg.dataset.get("name") != "digits":
         raise ConfigError(
-            f"scale={scale} with dataset={dataset}: it sizes the embedded digits data; allowed: dataset=digits or digits_sparse, or sizes of your own (model=resnet18 train.epochs=...)"
+            f"scale={scale} with dataset={dataset}: it sizes the embedded digits data; allowed: dataset=digits or "
+            "digits_sparse, or sizes of your own (model=resnet18 train.epochs=...)"
         )
 
 

@@ -343,7 +343,8 @@ def cross_checks(cfg: DictConfig) -> None:
         )
     if len(model.anchor_sizes) != len(model.levels):
         raise ConfigError(
-            f"model.anchor_sizes has {len(model.anchor_sizes)} entries; allowed: one per entry of model.levels ({len(model.levels)})"
+            f"model.anchor_sizes has {len(model.anchor_sizes)} entries; allowed: one per entry of model.levels "
+            f"({len(model.levels)})"
         )
     if dataset.name == "digits":
         if dataset.max_objects < dataset.min_objects:
@@ -352,32 +353,39 @@ def cross_checks(cfg: DictConfig) -> None:
             )
         if not dataset.min_scale <= dataset.max_scale <= dataset.image_size:
             raise ConfigError(
-                f"dataset.max_scale={dataset.max_scale} must be in [dataset.min_scale={dataset.min_scale}, dataset.image_size={dataset.image_size}]"
+                f"dataset.max_scale={dataset.max_scale} must be in [dataset.min_scale={dataset.min_scale}, "
+                f"dataset.image_size={dataset.image_size}]"
             )
         if dataset.num_test > 0 and dataset.test_fraction == 0:
             raise ConfigError(
-                "dataset.test_fraction=0 with dataset.num_test > 0: no source digits for the test images; allowed: a number in (0, 1)"
+                "dataset.test_fraction=0 with dataset.num_test > 0: no source digits for the test images; allowed: a "
+                "number in (0, 1)"
             )
         if dataset.num_test > 0 and dataset.val_fraction + dataset.test_fraction >= 0.9:
             raise ConfigError(
-                f"dataset.test_fraction={dataset.test_fraction} with dataset.val_fraction={dataset.val_fraction} leaves too few training digits; allowed: a sum below 0.9"
+                f"dataset.test_fraction={dataset.test_fraction} with dataset.val_fraction={dataset.val_fraction} "
+                "leaves too few training digits; allowed: a sum below 0.9"
             )
     if dataset.name == "voc" and not dataset.root:
         raise ConfigError(
-            "dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ (dataset.root=/data/voc) or a VOC-format export"
+            "dataset.root is required for dataset=voc; allowed: the folder holding VOCdevkit/ "
+            "(dataset.root=/data/voc) or a VOC-format export"
         )
     if dataset.name == "voc" and dataset.val_fraction + dataset.test_fraction >= 0.9:
         raise ConfigError(
-            f"dataset.val_fraction={dataset.val_fraction} + dataset.test_fraction={dataset.test_fraction} leaves too few training images; allowed: a sum below 0.9"
+            f"dataset.val_fraction={dataset.val_fraction} + dataset.test_fraction={dataset.test_fraction} leaves too "
+            "few training images; allowed: a sum below 0.9"
         )
     if dataset.name == "yolo" and not dataset.root:
         raise ConfigError(
-            "dataset.root is required for dataset=yolo; allowed: the dataset's data.yaml, or the folder holding it (dataset.root=/data/my_set/data.yaml)"
+            "dataset.root is required for dataset=yolo; allowed: the dataset's data.yaml, or the folder holding it "
+            "(dataset.root=/data/my_set/data.yaml)"
         )
     if dataset.name == "coco":
         for split in ("train", "val"):
             for kind in ("images", "annotations"):
                 if not dataset.root and not dataset[f"{split}_{kind}"]:
                     raise ConfigError(
-                        f"dataset.{split}_{kind} is unset and so is dataset.root; allowed: dataset.root=/data/coco (COCO layout) or explicit paths"
+                        f"dataset.{split}_{kind} is unset and so is dataset.root; allowed: dataset.root=/data/coco "
+                        "(COCO layout) or explicit paths"
                     )

@@ -110,7 +110,8 @@ def check_shardable(batch_size: int, world_size: int) -> None:
     """
     if batch_size % world_size:
         raise ConfigError(
-            f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of {world_size}"
+            f"train.batch_size={batch_size} is not allowed with {world_size} processes; allowed: a multiple of "
+            f"{world_size}"
         )
 
 

@@ -121,8 +121,10 @@ def anchor_fit_warning(
         else "denser anchor_scales / aspect_ratios"
     )
     return (
-        f"anchor fit: {len(sides)} of {objects} training objects ({len(sides) / objects:.0%}) are matched only by the low-quality rule; "
-        f"their sizes (sqrt(area) at the {image_size} px input) span {min(sides):.0f}-{max(sides):.0f} px, the anchors {low:.0f}-{high:.0f} px; "
+        f"anchor fit: {len(sides)} of {objects} training objects ({len(sides) / objects:.0%}) are matched only by the "
+        "low-quality rule; "
+        f"their sizes (sqrt(area) at the {image_size} px input) span {min(sides):.0f}-{max(sides):.0f} px, the "
+        f"anchors {low:.0f}-{high:.0f} px; "
         f"change model.anchor_sizes and model.levels (one size per level): {hint}"
     )
 

@@ -59,7 +59,8 @@ class DetectionCriterion(nn.Module):
 
     @property
     def matcher(self) -> tuple[float, float, bool]:
-        """(fg_iou, bg_iou, allow_low_quality): the matcher's settings, as :func:`~ghmbench.detection.anchors.match_anchors` takes them."""
+        """(fg_iou, bg_iou, allow_low_quality): the matcher's settings, as
+        :func:`~ghmbench.detection.anchors.match_anchors` takes them."""
         return self.fg_iou, self.bg_iou, self.allow_low_quality
 
     @classmethod
@@ -89,9 +90,11 @@ class DetectionCriterion(nn.Module):
         """Match anchors for the whole batch and apply both losses.
 
         Args:
-            g_hist: optional [K] float64 histogram on [0, 1]; gets the gradient norms g = |sigmoid(x) - y| of the valid entries.
+            g_hist: optional [K] float64 histogram on [0, 1]; gets the gradient norms g = |sigmoid(x) - y| of the valid
+            entries.
             anchor_counts: optional [4] float64; gets this batch's (images, positive, negative, ignored anchors).
-            noisy_boxes, noisy_sums: optional, see :func:`ghmbench.detection.noisy_weight.watch` (the gradient weight on mislabelled objects).
+            noisy_boxes, noisy_sums: optional, see :func:`ghmbench.detection.noisy_weight.watch` (the gradient weight on
+            mislabelled objects).
 
         Under torch.distributed the batch is this rank's shard of the global batch: the losses are
         normalised by the global number of positives (GHM by its global tot), and what is returned
@@ -142,7 +145,8 @@ class DetectionCriterion(nn.Module):
         anchor_counts: Tensor | None,
         noisy: tuple,
     ) -> None:
-        """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``noisy``: (noisy_boxes, noisy_sums))."""
+        """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``noisy``: (noisy_boxes,
+        noisy_sums))."""
         if anchor_counts is not None:
             _add_anchor_counts(anchor_counts, match.positive, match.valid)
         if g_hist is not None:

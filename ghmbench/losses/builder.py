@@ -46,7 +46,8 @@ def build_loss(section: str, node: DictConfig) -> Any:
         ) from None
     if not isinstance(module, nn.Module):
         raise ConfigError(
-            f"{section}._target_={target} made a {type(module).__name__}; allowed: a torch.nn.Module with {LOSS_INTERFACE}"
+            f"{section}._target_={target} made a {type(module).__name__}; allowed: a torch.nn.Module with "
+            f"{LOSS_INTERFACE}"
         )
     signature = inspect.signature(module.forward)
     try:

@@ -63,7 +63,8 @@ class PrecomputedGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:  # type: ignore[override]
+    # type: ignore[override]
+    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:
         ctx.save_for_backward(grad)
         ctx.scale = scale  # a constant factor of grad, applied to the scalar grad_out
         return value.clone()

@@ -271,7 +271,8 @@ def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Pat
     epochs = numbers["epochs"].dropna().unique() if "epochs" in numbers else []
     schedule = f", {int(epochs[0])} epochs" if len(epochs) == 1 else ""
     ax.set_title(
-        f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' default",
+        f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' "
+        "default",
         fontsize=10,
     )
     fig.colorbar(image, ax=ax, label=f"test {metric}")

@@ -201,7 +201,8 @@ def bootstrap_interval(
 def paired_bootstrap(
     a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
 ) -> Interval:
-    """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image sets.
+    """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image
+    sets.
 
     Raises:
         ValueError: the two runs were not evaluated on the same images.

@@ -91,11 +91,17 @@ def noise_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None:
                     "rise": run["rise"],
                 }
             )
-    title = f"Label noise (training labels only): test {metric} [95% interval] by loss, kind and share of corrupted labels, and the gradient weight on the mislabelled objects' anchors"
+    title = (
+        f"Label noise (training labels only): test {metric} [95% interval] by loss, kind and share of corrupted "
+        "labels, and the gradient weight on the mislabelled objects' anchors"
+    )
     notes = [
-        "Intervals: bootstrap over the clean test images (one seed per cell); Δ vs clean is paired image by image with the loss's clean run.",
-        "Gradient share: the share of the classification loss's gradient |dL/dx| (summed over training) that reached the anchors of mislabelled objects. "
-        "Weight per anchor: a mislabelled object's anchor's mean gradient over a correctly labelled positive anchor's (1 = alike, below 1 = down-weighted).",
+        "Intervals: bootstrap over the clean test images (one seed per cell); Δ vs clean is paired image by image "
+        "with the loss's clean run.",
+        "Gradient share: the share of the classification loss's gradient |dL/dx| (summed over training) that reached "
+        "the anchors of mislabelled objects. "
+        "Weight per anchor: a mislabelled object's anchor's mean gradient over a correctly labelled positive anchor's "
+        "(1 = alike, below 1 = down-weighted).",
     ]
     return Table("label_noise", title, pd.DataFrame(rows), pd.DataFrame(nums), notes)
 

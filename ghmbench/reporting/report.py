@@ -45,7 +45,8 @@ def split_note(df: pd.DataFrame) -> str:
             "; settings were selected on the validation split." if sel else "."
         )
     same = (
-        " Selection and reporting used the same split (there is no test split), so the selected settings' numbers are optimistic."
+        " Selection and reporting used the same split (there is no test split), so the selected settings' numbers are "
+        "optimistic."
         if sel
         else ""
     )
@@ -67,16 +68,20 @@ def comparison_tables(
     tables = []
     if headline:
         cells, nums, best = comparison.headline_table(df, metric, sels, boot, split)
-        title = f"Headline: {split} {metric}, classification (rows) x regression (columns), mean [95% interval] (n) over seeds"
+        title = (
+            f"Headline: {split} {metric}, classification (rows) x regression (columns), mean [95% interval] (n) over "
+            "seeds"
+        )
         notes = [
-            "Intervals: Student t over seeds; a single run's is a bootstrap over test images (point ± 1.96 bootstrap standard errors)"
-            + (f" (B = {n_boot})." if n_boot else " (off)."),
+            "Intervals: Student t over seeds; a single run's is a bootstrap over test images (point ± 1.96 bootstrap "
+            "standard errors)" + (f" (B = {n_boot})." if n_boot else " (off)."),
             split_note(df),
         ]
         if sels:
             notes.insert(
                 0,
-                f"Final runs: each loss's runs at the setting selected on validation {next(iter(sels.values())).metric}.",
+                "Final runs: each loss's runs at the setting selected on validation "
+                f"{next(iter(sels.values())).metric}.",
             )
         if nums.get("not_converged", pd.Series(dtype=bool)).any():
             notes.append(CONVERGENCE_NOTE)
@@ -166,7 +171,8 @@ def write_report(
         f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
         + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
         + (f"; {len(df.attrs['skipped'])} unreadable metrics.json skipped" if df.attrs.get("skipped") else "")
-        + ". Cells: mean ± std over seeds (number of completed runs) unless a table says otherwise; best value per column in bold.\n",
+        + ". Cells: mean ± std over seeds (number of completed runs) unless a table says otherwise; "
+        "best value per column in bold.\n",
         split_note(df) + "\n",
     ]
     for t in tables:

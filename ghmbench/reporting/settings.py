@@ -41,11 +41,15 @@ GRIDS = (FOCAL, GHM)
 TUNED = ("train.lr", "train.batch_size")
 """The optimiser settings a cell may be tuned over: they tell a cell's candidates apart."""
 VERDICTS = ("reproduces", "no clear difference", "does not reproduce")
-INTERVAL_NOTE = "Intervals: 95%, normal, from a bootstrap over the test images (one trained model per cell; the data draw and the training's randomness are not covered)."
+INTERVAL_NOTE = (
+    "Intervals: 95%, normal, from a bootstrap over the test images (one trained model per cell; the data draw and the "
+    "training's randomness are not covered)."
+)
 
 
 def verdict(iv: Interval | None) -> str:
-    """``reproduces`` when the interval of a claim's contrast lies above 0, ``does not reproduce`` below, else no clear difference."""
+    """``reproduces`` when the interval of a claim's contrast lies above 0, ``does not reproduce`` below, else no clear
+    difference."""
     if iv is None or math.isnan(iv.lo):
         return "-"
     return VERDICTS[0] if iv.lo > 0 else VERDICTS[2] if iv.hi < 0 else VERDICTS[1]
@@ -127,10 +131,14 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
                 hits.append((len(rows), f"{cs} {c_value:g}"))
         rows.append(row)
     table = pd.DataFrame(rows)
-    title = f"{grid.label}: test {metric} by {rs} (rows) x {cs} (columns), one seed per cell, [95% interval]; selected on validation in bold, the papers' default *"
+    title = (
+        f"{grid.label}: test {metric} by {rs} (rows) x {cs} (columns), one seed per cell, [95% interval]; selected on "
+        "validation in bold, the papers' default *"
+    )
     notes = [
         INTERVAL_NOTE,
-        f"† not converged: validation {metric} still rose by more than {CONVERGENCE_TOL} over the last quarter of training.",
+        f"† not converged: validation {metric} still rose by more than {CONVERGENCE_TOL} over the last quarter of "
+        "training.",
     ]
     return Table(grid.name, title, table, pd.DataFrame(nums), notes, best=best_mask(table, hits))
 
@@ -142,7 +150,11 @@ def tuning_table(df: pd.DataFrame, cells: pd.DataFrame, grid: Grid, metric: str)
     if not tuned or part.groupby([grid.rows, grid.cols])[tuned].nunique().max().max() < 2:
         return None
     rs, cs = grid.symbols
-    text = lambda run: ", ".join(f"{c.split('.')[-1]} {run[c]:g}" for c in tuned) + f" (val {run[f'val_{metric}']:.3f})"  # noqa: E731
+
+    def text(run: pd.Series) -> str:
+        setting = ", ".join(f"{c.split('.')[-1]} {run[c]:g}" for c in tuned)
+        return f"{setting} (val {run[f'val_{metric}']:.3f})"
+
     table = cells.pivot(index=grid.rows, columns=grid.cols, values="run_key")
     shown = pd.DataFrame(
         {
@@ -187,7 +199,10 @@ def best_per_row_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Boots
                 "delta_hi": delta.hi if delta else math.nan,
             }
         )
-    title = f"{grid.label}: the best {cs} for each {rs} (selected on validation), test {metric} [95% interval] and its paired difference from the papers' default"
+    title = (
+        f"{grid.label}: the best {cs} for each {rs} (selected on validation), test {metric} [95% interval] and its "
+        "paired difference from the papers' default"
+    )
     return Table(f"{grid.name}_best", title, pd.DataFrame(rows), pd.DataFrame(nums), [INTERVAL_NOTE])
 
 
@@ -234,7 +249,9 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
         return None
     title = f"{grid.label}: cells with several seeds against the papers' default, paired by seed, by schedule"
     notes = [
-        "Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s trained and was tested on its own draw s of the data, so these intervals cover the data draw as well as the training's randomness."
+        "Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s "
+        "trained and was tested on its own draw s of the data, so these intervals cover the data draw as well as the "
+        "training's randomness."
     ]
     return Table(f"{grid.name}_seeds", title, pd.DataFrame(rows), pd.DataFrame(nums), notes)
 

@@ -140,7 +140,8 @@ def shapes_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None
         return None
     title = f"Which of the papers' shapes reproduce (test {metric}; each contrast fixed before the runs)"
     notes = [
-        "Intervals: 95%, bootstrap over the test images, the same resamples for every run of a contrast (one seed per cell). reproduces: the interval lies above 0; does not reproduce: below 0."
+        "Intervals: 95%, bootstrap over the test images, the same resamples for every run of a contrast (one seed per "
+        "cell). reproduces: the interval lies above 0; does not reproduce: below 0."
     ]
     return Table("shapes", title, pd.DataFrame(rows), pd.DataFrame(rows), notes)
 

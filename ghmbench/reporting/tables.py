@@ -122,7 +122,10 @@ def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> 
     return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary, notes, best)
 
 
-CONVERGENCE_NOTE = f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of training and its end."
+CONVERGENCE_NOTE = (
+    f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of "
+    "training and its end."
+)
 
 
 def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
@@ -275,7 +278,8 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 pd.DataFrame(),
                 pd.DataFrame(),
                 [
-                    f"skipped: the {loss} + {reg} runs differ in more than the seed ({', '.join(varying_columns(part)[:4])})"
+                    f"skipped: the {loss} + {reg} runs differ in more than the seed "
+                    f"({', '.join(varying_columns(part)[:4])})"
                 ],
             )
     summary = summarize(df, ["loss", "regression"], [metric])

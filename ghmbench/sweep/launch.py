@@ -66,7 +66,8 @@ def task(cfg: DictConfig) -> dict:
     force, folder, number = cfg.force and run_key(cfg) not in cfg.force_keep, run_dir(cfg), _job_number()
     if force or not is_complete(folder):  # a complete record is said once, with its result below
         print(
-            f"run {number} {folder.name}: {'resumes from its checkpoint' if (folder / CHECKPOINT_FILE).exists() and not force else 'starts'}",
+            f"run {number} {folder.name}: "
+            f"{'resumes from its checkpoint' if (folder / CHECKPOINT_FILE).exists() and not force else 'starts'}",
             flush=True,
         )
     try:

@@ -58,7 +58,8 @@ def loss_options(jobs: list[list[str]], cfgs: list[DictConfig]) -> dict[str, str
         name = str(cfg.loss.name)
         if options.setdefault(name, option) != option:
             raise ConfigError(
-                f"loss.name={name} is given by both loss={options[name]} and loss={option}; allowed: one name per loss (it selects the loss's setting and names its rows)"
+                f"loss.name={name} is given by both loss={options[name]} and loss={option}; allowed: one name per "
+                "loss (it selects the loss's setting and names its rows)"
             )
     return options
 
@@ -91,7 +92,8 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
     ) in losses:  # the final grid is valid at any candidate if it is at one (the candidates were validated above)
         validate_jobs(expand_jobs(final_overrides(overrides, proto, options[loss], first)))
     say(
-        f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with {' '.join(proto.tune_with) or 'nothing fixed'}"
+        f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with "
+        f"{' '.join(proto.tune_with) or 'nothing fixed'}"
     )
     launch(stage1, force, runs=len(tune_cfgs))
     trained = tuple(run_key(c) for c in tune_cfgs)

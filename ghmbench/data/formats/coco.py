@@ -29,7 +29,8 @@ def coco_paths(dataset: dict) -> list[tuple[str, Path, Path]]:
     root = Path(dataset["root"]).expanduser() if dataset["root"] else None
     if root is not None and not root.is_dir():
         raise DatasetError(
-            f"dataset.root={root}: folder does not exist; allowed: the folder holding the COCO layout (<split>/ and annotations/)"
+            f"dataset.root={root}: folder does not exist; allowed: the folder holding the COCO layout (<split>/ and "
+            "annotations/)"
         )
     has_test = bool(dataset.get("test_split") or dataset.get("test_images") or dataset.get("test_annotations"))
     out = []
@@ -37,7 +38,8 @@ def coco_paths(dataset: dict) -> list[tuple[str, Path, Path]]:
         name = dataset[f"{split}_split"]
         if root is None and not (dataset[f"{split}_images"] and dataset[f"{split}_annotations"]):
             raise DatasetError(
-                f"dataset.{split}_images / dataset.{split}_annotations: both are needed without dataset.root; allowed: two paths, or dataset.root with dataset.{split}_split"
+                f"dataset.{split}_images / dataset.{split}_annotations: both are needed without dataset.root; "
+                f"allowed: two paths, or dataset.root with dataset.{split}_split"
             )
         img = Path(dataset[f"{split}_images"] or root / name).expanduser()
         ann = Path(dataset[f"{split}_annotations"] or root / "annotations" / f"instances_{name}.json").expanduser()

@@ -101,11 +101,13 @@ def validate_source(
             out_anns.append({"id": len(out_anns) + 1, **fields_})
     if not kept:
         raise DatasetError(
-            f"{origin}: empty dataset: no usable image ({_dropped_text(validator.dropped)}); allowed: at least one image"
+            f"{origin}: empty dataset: no usable image ({_dropped_text(validator.dropped)}); allowed: at least one "
+            "image"
         )
     if not any(a["iscrowd"] == 0 for a in out_anns):
         raise DatasetError(
-            f"{origin}: empty dataset: no usable object annotation ({_dropped_text(validator.dropped)}); allowed: at least one box"
+            f"{origin}: empty dataset: no usable object annotation ({_dropped_text(validator.dropped)}); allowed: at "
+            "least one box"
         )
     clean = {
         "images": list(kept.values()),
@@ -226,7 +228,8 @@ def _clipped_box(
         validator.bad(
             "box_outside_image",
             what,
-            f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] leaves the {width}x{height} image by more than dataset.box_tolerance={tolerance:g} px",
+            f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] leaves the {width}x{height} image by more than "
+            f"dataset.box_tolerance={tolerance:g} px",
             "boxes inside the image",
         )
         return None

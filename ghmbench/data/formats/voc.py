@@ -87,8 +87,10 @@ def voc_split_items(dataset: dict) -> tuple[list[tuple[str, list[VocItem]]], boo
     base = _voc_base(root, year)
     if base is None:
         raise DatasetError(
-            f"dataset.root={root}: no VOC folder (VOCdevkit/VOC{year}, Annotations/ or *.xml files) (dataset.download=true fetches PASCAL VOC, with network); "
-            f"allowed: a folder holding VOCdevkit/VOC{year}, or a VOC-format export (Annotations/ + JPEGImages/, or images beside their XML files)"
+            f"dataset.root={root}: no VOC folder (VOCdevkit/VOC{year}, Annotations/ or *.xml files) "
+            "(dataset.download=true fetches PASCAL VOC, with network); "
+            f"allowed: a folder holding VOCdevkit/VOC{year}, or a VOC-format export (Annotations/ + JPEGImages/, or "
+            "images beside their XML files)"
         )
     ann_dir = base / "Annotations" if (base / "Annotations").is_dir() else base
     first = str(dataset["train_sets"][0]).partition("-")[2]
@@ -97,7 +99,8 @@ def voc_split_items(dataset: dict) -> tuple[list[tuple[str, list[VocItem]]], boo
     ).is_file():  # else (no ImageSets, or CVAT's default.txt only): every annotation
         if base not in (root, _voc_base(root, year, exact=True)):  # PASCAL VOC of another year
             raise DatasetError(
-                f"dataset.root={root}: no VOCdevkit/VOC{year} (dataset.download=true fetches PASCAL VOC{year}, with network); allowed: dataset.train_sets / val_sets of the year there is, {base.name}"
+                f"dataset.root={root}: no VOCdevkit/VOC{year} (dataset.download=true fetches PASCAL VOC{year}, with "
+                f"network); allowed: dataset.train_sets / val_sets of the year there is, {base.name}"
             )
         return _listed_splits(dataset, root, year, base), True
     return _unlisted_splits(dataset, root, base, ann_dir), False
@@ -114,7 +117,8 @@ def _download(dataset: dict, root: Path) -> None:
                 VOCDetection(str(root), year=y, image_set=image_set, download=True)
             except (RuntimeError, FileNotFoundError, ValueError) as e:
                 raise DatasetError(
-                    f"dataset.root={root}: VOC{y} {image_set}: {str(e).splitlines()[0]}; allowed: a folder holding VOCdevkit/VOC{y}"
+                    f"dataset.root={root}: VOC{y} {image_set}: {str(e).splitlines()[0]}; allowed: a folder holding "
+                    f"VOCdevkit/VOC{y}"
                 ) from None
 
 
@@ -129,12 +133,14 @@ def _listed_splits(dataset: dict, root: Path, year: str, base: Path) -> list[tup
             b = _voc_base(root, y, exact=True) or (base if y == year else None)
             if b is None:
                 raise DatasetError(
-                    f"dataset.{key}: {entry}: no VOCdevkit/VOC{y} under dataset.root={root} (dataset.download=true fetches PASCAL VOC{y}, with network); allowed: sets of the VOC years there are"
+                    f"dataset.{key}: {entry}: no VOCdevkit/VOC{y} under dataset.root={root} (dataset.download=true "
+                    f"fetches PASCAL VOC{y}, with network); allowed: sets of the VOC years there are"
                 )
             listing = b / "ImageSets" / "Main" / f"{image_set}.txt"
             if not listing.is_file():
                 raise DatasetError(
-                    f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file (dataset.download=true fetches PASCAL VOC{y})"
+                    f"dataset.{key}: {listing} does not exist; allowed: YEAR-SET with an ImageSets/Main/SET.txt file "
+                    f"(dataset.download=true fetches PASCAL VOC{y})"
                 )
             origins.append(str(listing))
             a = b / "Annotations" if (b / "Annotations").is_dir() else b
@@ -152,14 +158,16 @@ def _unlisted_splits(dataset: dict, root: Path, base: Path, ann_dir: Path) -> li
     items = [VocItem(x, None) for x in xmls]
     if not items:
         raise DatasetError(
-            f"dataset.root={root}: no annotation files in {ann_dir}; allowed: VOC XML files (Annotations/*.xml or beside the images)"
+            f"dataset.root={root}: no annotation files in {ann_dir}; allowed: VOC XML files (Annotations/*.xml or "
+            "beside the images)"
         )
     for it in items:
         it.image = _voc_image(base, it.xml, _parse_voc_xml(it.xml))
     items = [it for it in items if it.image is not None]  # an annotation without its image is not part of the dataset
     if not items:
         raise DatasetError(
-            f"dataset.root={root}: no annotation file in {ann_dir} has a matching image; allowed: images named as the XML's <filename> or stem, in JPEGImages/ or beside it"
+            f"dataset.root={root}: no annotation file in {ann_dir} has a matching image; allowed: images named as the "
+            "XML's <filename> or stem, in JPEGImages/ or beside it"
         )
     order = np.random.default_rng(int(dataset.get("split_seed") or 0)).permutation(len(items)).tolist()
     n = len(items)
@@ -169,7 +177,8 @@ def _unlisted_splits(dataset: dict, root: Path, base: Path, ann_dir: Path) -> li
         n_test = max(1, n_test)
     if n - n_val - n_test < 1:
         raise DatasetError(
-            f"dataset.root={root}: {n} annotated images cannot be split by dataset.val_fraction / dataset.test_fraction; allowed: fractions leaving a training image"
+            f"dataset.root={root}: {n} annotated images cannot be split by dataset.val_fraction / "
+            "dataset.test_fraction; allowed: fractions leaving a training image"
         )
     parts = [sorted(order[n_val + n_test :]), sorted(order[:n_val])] + (
         [sorted(order[n_val : n_val + n_test])] if n_test else []
@@ -229,7 +238,8 @@ def voc_source(origin: str, items: list[VocItem], base_root: Path, classes: list
     for iid, item in enumerate(items, start=1):
         if not item.xml.is_file():
             raise DatasetError(
-                f"{origin}: annotation file {item.xml} does not exist; allowed: an Annotations/ID.xml for every listed ID"
+                f"{origin}: annotation file {item.xml} does not exist; allowed: an Annotations/ID.xml for every "
+                "listed ID"
             )
         node = _parse_voc_xml(item.xml)
         image = item.image or _voc_image(

@@ -22,7 +22,8 @@ def yolo_data_file(dataset: dict) -> Path:
     path = root / "data.yaml" if root.is_dir() else root
     if not path.is_file():
         raise DatasetError(
-            f"dataset.root={root}: no such file{' (no data.yaml in the folder)' if root.is_dir() else ''}; allowed: an ultralytics-style data.yaml, or the folder holding it"
+            f"dataset.root={root}: no such file{' (no data.yaml in the folder)' if root.is_dir() else ''}; allowed: "
+            "an ultralytics-style data.yaml, or the folder holding it"
         )
     return path
 
@@ -49,7 +50,8 @@ def yolo_data(dataset: dict) -> tuple[Path, dict, list[str]]:
     if isinstance(names, dict):
         if sorted(names) != list(range(len(names))):
             raise DatasetError(
-                f"{path}: names keys {sorted(names)!r:.80} are not 0..{len(names) - 1}; allowed: names as a list, or a mapping with class ids 0..K-1"
+                f"{path}: names keys {sorted(names)!r:.80} are not 0..{len(names) - 1}; allowed: names as a list, or "
+                "a mapping with class ids 0..K-1"
             )
         names = [names[k] for k in range(len(names))]
     if not isinstance(names, list) or len(set(map(str, names))) != len(names):
@@ -86,7 +88,8 @@ def yolo_images(base: Path, entry: Any, key: str, origin: Path) -> tuple[list[Pa
                     images.append(q if q.is_absolute() else (p.parent / q))
         else:
             raise DatasetError(
-                f"{origin}: {key}: {p} does not exist; allowed: an image folder or a list file of image paths (relative to 'path')"
+                f"{origin}: {key}: {p} does not exist; allowed: an image folder or a list file of image paths "
+                "(relative to 'path')"
             )
     return images, folders
 
