@@ -109,6 +109,30 @@ class MatchResult:
         return self.boxes[image, self.best_gt.reshape(-1)[flat_idx]]
 
 
+def _padded_boxes(
+    anchors: Tensor, gt_boxes: list[Tensor], gt_labels: list[Tensor]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Boxes [B, G, 4] and labels [B, G] of a batch, G the most boxes of an image, and which slots hold
+    a box [B, G] (None when no image is padded)."""
+    device, batch = anchors.device, len(gt_boxes)
+    counts = [b.shape[0] for b in gt_boxes]
+    gmax = max(counts + [1])
+    if all(c == gmax for c in counts):  # every image has G boxes (one digit per canvas): no padding
+        boxes = torch.stack([b.to(device, torch.float32) for b in gt_boxes])
+        return boxes, torch.stack([lab.to(device) for lab in gt_labels]), None
+    # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
+    boxes = pad_sequence(
+        [b.to(device, torch.float32) for b in gt_boxes] + [anchors.new_zeros(gmax, 4)], batch_first=True
+    )[:batch]
+    labels = pad_sequence(
+        [lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)],
+        batch_first=True,
+        padding_value=BACKGROUND,
+    )[:batch]
+    present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
+    return boxes, labels, present
+
+
 def match_anchors(
     anchors: Tensor,
     gt_boxes: list[Tensor],
@@ -137,22 +161,8 @@ def match_anchors(
     """
     device = anchors.device
     batch, num_anchors = len(gt_boxes), anchors.shape[0]
-    counts = [b.shape[0] for b in gt_boxes]
-    gmax = max(counts + [1])
-    present = None
-    if all(c == gmax for c in counts):  # every image has G boxes (one digit per canvas): no padding
-        boxes = torch.stack([b.to(device, torch.float32) for b in gt_boxes])
-        labels = torch.stack([lab.to(device) for lab in gt_labels])
-    else:  # padded to [B, G] in two C++ calls rather than a Python loop of copies per image
-        boxes = pad_sequence(
-            [b.to(device, torch.float32) for b in gt_boxes] + [anchors.new_zeros(gmax, 4)], batch_first=True
-        )[:batch]
-        labels = pad_sequence(
-            [lab.to(device) for lab in gt_labels] + [torch.zeros(gmax, dtype=torch.long, device=device)],
-            batch_first=True,
-            padding_value=BACKGROUND,
-        )[:batch]
-        present = torch.arange(gmax, device=device) < torch.tensor(counts, device=device)[:, None]  # [B, G]
+    boxes, labels, present = _padded_boxes(anchors, gt_boxes, gt_labels)
+    gmax = boxes.shape[1]
     iou = box_iou(boxes.reshape(-1, 4), anchors).view(batch, gmax, num_anchors)
     if present is not None:
         iou.masked_fill_(~present[..., None], -1.0)

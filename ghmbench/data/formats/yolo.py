@@ -94,6 +94,47 @@ def yolo_images(base: Path, entry: Any, key: str, origin: Path) -> tuple[list[Pa
     return images, folders
 
 
+def _check_orphan_labels(folders: list[Path], images: list[Path], validator: Validator) -> None:
+    """A label file whose image is missing is a mistake (a renamed or deleted image)."""
+    stems = {p.with_suffix("") for p in images}
+    for folder in folders:
+        labels = yolo_label_path(folder / "x.png").parent
+        for txt in sorted(labels.rglob("*.txt")) if labels.is_dir() and labels != folder else []:
+            if folder / txt.relative_to(labels).with_suffix("") not in stems:
+                validator.bad("label_without_image", f"{txt}", "has no image", f"an image of the same name in {folder}")
+
+
+def _parse_label_line(line: str, what: str, names: list[str], validator: Validator) -> tuple[int, list[float]] | None:
+    """(class id, [cx, cy, w, h] normalised) of one label line, or None: reported to ``validator``."""
+    fields_ = line.split()
+    if len(fields_) != 5:
+        validator.bad(
+            "bad_label_line", what, f"{len(fields_)} fields", "5 fields: class cx cy w h (normalised to [0, 1])"
+        )
+        return None
+    try:
+        cls, coords = int(fields_[0]), [float(x) for x in fields_[1:]]
+    except ValueError:
+        validator.bad(
+            "bad_label_line", what, f"{line.strip()!r:.60} is not numbers", "an integer class id and 4 numbers"
+        )
+        return None
+    if not 0 <= cls < len(names):
+        validator.bad(
+            "class_out_of_range", what, f"class id {cls} is out of range", f"0..{len(names) - 1} ({', '.join(names)})"
+        )
+        return None
+    if not all(math.isfinite(x) and -YOLO_TOLERANCE <= x <= 1 + YOLO_TOLERANCE for x in coords):
+        validator.bad(
+            "coordinates_outside_image",
+            what,
+            f"cx cy w h {' '.join(fields_[1:])} leave [0, 1]",
+            f"normalised coordinates in [0, 1] (tolerance {YOLO_TOLERANCE:g})",
+        )
+        return None
+    return cls, coords
+
+
 def yolo_source(
     entry: Any, split: str, base: Path, names: list[str], origin: Path, opts: FileDatasetCfg
 ) -> tuple[SourceSpec, dict[str, int]]:
@@ -109,12 +150,7 @@ def yolo_source(
         by_name=True,
     )
     validator = Validator(spec, opts.on_invalid)
-    stems = {p.with_suffix("") for p in images}
-    for folder in folders:  # a label file whose image is missing is a mistake (a renamed or deleted image)
-        labels = yolo_label_path(folder / "x.png").parent
-        for txt in sorted(labels.rglob("*.txt")) if labels.is_dir() and labels != folder else []:
-            if folder / txt.relative_to(labels).with_suffix("") not in stems:
-                validator.bad("label_without_image", f"{txt}", "has no image", f"an image of the same name in {folder}")
+    _check_orphan_labels(folders, images, validator)
     gt = spec.gt
     for iid, image in enumerate(images, start=1):
         rec: dict[str, Any] = {"id": iid, "file_name": str(image)}
@@ -127,50 +163,15 @@ def yolo_source(
         except Exception:  # noqa: BLE001 -- reported as unreadable by the validation
             continue
         for n, line in enumerate(label.read_text().splitlines(), start=1):
-            fields_ = line.split()
-            if not fields_:
-                continue
             what = f"{label}: line {n}"
-            if len(fields_) != 5:
-                validator.bad(
-                    "bad_label_line", what, f"{len(fields_)} fields", "5 fields: class cx cy w h (normalised to [0, 1])"
-                )
+            parsed = _parse_label_line(line, what, names, validator) if line.split() else None
+            if parsed is None:
                 continue
-            try:
-                cls, coords = int(fields_[0]), [float(x) for x in fields_[1:]]
-            except ValueError:
-                validator.bad(
-                    "bad_label_line", what, f"{line.strip()!r:.60} is not numbers", "an integer class id and 4 numbers"
-                )
-                continue
-            if not 0 <= cls < len(names):
-                validator.bad(
-                    "class_out_of_range",
-                    what,
-                    f"class id {cls} is out of range",
-                    f"0..{len(names) - 1} ({', '.join(names)})",
-                )
-                continue
-            if not all(math.isfinite(x) and -YOLO_TOLERANCE <= x <= 1 + YOLO_TOLERANCE for x in coords):
-                validator.bad(
-                    "coordinates_outside_image",
-                    what,
-                    f"cx cy w h {' '.join(fields_[1:])} leave [0, 1]",
-                    f"normalised coordinates in [0, 1] (tolerance {YOLO_TOLERANCE:g})",
-                )
-                continue
-            cx, cy, bw, bh = coords
+            cls, (cx, cy, bw, bh) = parsed
             aid = len(gt["annotations"]) + 1
             spec.describe[aid] = what
-            gt["annotations"].append(
-                {
-                    "id": aid,
-                    "image_id": iid,
-                    "category_id": cls + 1,
-                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
-                    "iscrowd": 0,
-                }
-            )
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            gt["annotations"].append({"id": aid, "image_id": iid, "category_id": cls + 1, "bbox": box, "iscrowd": 0})
     return spec, validator.dropped
 
 
