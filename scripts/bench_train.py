@@ -158,6 +158,30 @@ def torchvision_step(model, cfg, batch: Batch) -> Callable[[], None]:
     return step_tv
 
 
+def _cls_part(loss, logits, onehot, valid, num_pos, level_ids) -> Callable[[], None]:
+    """A classification loss's forward + backward on fixed logits [B, A, C]."""
+    num_classes = logits.shape[-1]
+
+    def run() -> None:
+        logits.grad = None
+        flat_logits, flat_onehot = logits.reshape(-1, num_classes), onehot.reshape(-1, num_classes)
+        loss(flat_logits, flat_onehot, valid, avg_factor=num_pos, level_ids=level_ids).backward()
+
+    return run
+
+
+def _box_part(loss, deltas, box_targets, pos_idx, num_pos, level_ids) -> Callable[[], None]:
+    """A box loss's forward + backward on fixed deltas [B, A, 4], at the positives."""
+
+    def run() -> None:
+        deltas.grad = None
+        weights = box_targets.new_ones(pos_idx.numel())
+        pred = deltas.reshape(-1, 4)[pos_idx]
+        loss(pred, box_targets, weights, avg_factor=num_pos, level_ids=level_ids[pos_idx]).backward()
+
+    return run
+
+
 def non_network_parts(
     model, opt, cfg, batch: Batch, focal: DetectionCriterion, ghm: DetectionCriterion
 ) -> tuple[dict[str, Callable[[], None]], DetectorOutput, torch.Tensor]:
@@ -168,53 +192,24 @@ def non_network_parts(
     with torch.no_grad():
         out = model(images)
     logits, deltas = (head.detach().clone().requires_grad_() for head in (out.cls_logits, out.box_deltas))
-    num_classes = logits.shape[-1]
     match = match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
-    onehot = torch.zeros_like(logits).scatter_(
-        2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float()
-    )
-    valid = match.valid.reshape(-1).float()
     level_ids = out.level_ids.repeat(images.shape[0])
     num_pos = match.positive.sum()
     pos_idx = match.positive.reshape(-1).nonzero().squeeze(1)
-    box_targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % out.anchors.shape[0]])
 
     def part_match() -> None:
         match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
 
-    def part_targets() -> None:
-        t = torch.zeros_like(logits).scatter_(
+    def part_targets() -> tuple[torch.Tensor, torch.Tensor]:
+        onehot = torch.zeros_like(logits).scatter_(
             2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float()
         )
         idx = match.positive.reshape(-1).nonzero().squeeze(1)
-        coder.encode(match.matched_boxes_at(idx), out.anchors[idx % out.anchors.shape[0]])
-        return t
+        return onehot, coder.encode(match.matched_boxes_at(idx), out.anchors[idx % out.anchors.shape[0]])
 
-    def cls_part(loss) -> Callable[[], None]:
-        def run() -> None:
-            logits.grad = None
-            loss(
-                logits.reshape(-1, num_classes),
-                onehot.reshape(-1, num_classes),
-                valid,
-                avg_factor=num_pos,
-                level_ids=level_ids,
-            ).backward()
-
-        return run
-
-    def box_part(loss) -> Callable[[], None]:
-        def run() -> None:
-            deltas.grad = None
-            loss(
-                deltas.reshape(-1, 4)[pos_idx],
-                box_targets,
-                box_targets.new_ones(pos_idx.numel()),
-                avg_factor=num_pos,
-                level_ids=level_ids[pos_idx],
-            ).backward()
-
-        return run
+    onehot, box_targets = part_targets()
+    cls_inputs = (logits, onehot, match.valid.reshape(-1).float(), num_pos, level_ids)
+    box_inputs = (deltas, box_targets, pos_idx, num_pos, level_ids)
 
     def part_optimizer() -> None:
         for p in model.parameters():
@@ -236,10 +231,10 @@ def non_network_parts(
     parts = {
         "matching (batched IoU, assignment)": part_match,
         "targets (one-hot, box encoding of positives)": part_targets,
-        "Focal loss, forward + backward": cls_part(focal.cls_loss),
-        "GHM-C loss, forward + backward": cls_part(ghm.cls_loss),
-        "smooth L1 (positives), forward + backward": box_part(focal.box_loss),
-        "GHM-R (positives), forward + backward": box_part(ghm.box_loss),
+        "Focal loss, forward + backward": _cls_part(focal.cls_loss, *cls_inputs),
+        "GHM-C loss, forward + backward": _cls_part(ghm.cls_loss, *cls_inputs),
+        "smooth L1 (positives), forward + backward": _box_part(focal.box_loss, *box_inputs),
+        "GHM-R (positives), forward + backward": _box_part(ghm.box_loss, *box_inputs),
         "AdamW step (fused)": part_optimizer,
         "post-processing for evaluation (per batch)": part_postprocess,
     }
