@@ -45,7 +45,7 @@ from ghmbench.data.splits import iterate_batches
 from ghmbench.detection.anchors import match_anchors
 from ghmbench.detection.criterion import DetectionCriterion
 from ghmbench.detection.model import DetectorOutput, build_model, postprocess
-from ghmbench.run.training import build_optimizer
+from ghmbench.run.setup import build_optimizer
 
 SETTINGS = {
     "comparison": (
