@@ -7,6 +7,12 @@ import torch
 from ghmbench.detection.anchors import BACKGROUND, IGNORE, BoxCoder, make_anchors, match_anchors
 
 
+def matched_boxes(match) -> torch.Tensor:
+    """Every anchor's matched box [B, A, 4] (zeros where unmatched), gathered for all anchors: the plain
+    reference for ``MatchResult.matched_boxes_at``, which gathers at the positives only."""
+    return torch.gather(match.boxes, 1, match.best_gt[..., None].expand(-1, -1, 4))
+
+
 def test_make_anchors_order_and_shapes():
     anchors, levels = make_anchors([(2, 2), (1, 1)], [(8, 8), (16, 16)], (8.0, 16.0), (1.0,), (1.0, 2.0))
     assert anchors.shape == (2 * 2 * 2 + 2, 4)
@@ -35,7 +41,7 @@ def test_match_thresholds_ignore_and_low_quality():
     m = match_anchors(anchors, boxes, labels, fg_iou=0.5, bg_iou=0.4, allow_low_quality=True)
     assert m.labels[0].tolist() == [3, 3, IGNORE, BACKGROUND, 7, BACKGROUND]
     assert m.labels[1].tolist() == [BACKGROUND] * 6  # an image without boxes is all background
-    torch.testing.assert_close(m.matched_boxes[0, 4], boxes[0][1])
+    torch.testing.assert_close(matched_boxes(m)[0, 4], boxes[0][1])
     strict = match_anchors(anchors, boxes, labels, fg_iou=0.5, bg_iou=0.4, allow_low_quality=False)
     assert strict.labels[0, 4].item() == BACKGROUND
     assert strict.valid.sum().item() == 11 and strict.positive.sum().item() == 2
@@ -78,7 +84,7 @@ def test_batched_matching_equals_torchvision_matcher_per_image():
         )
         assert torch.equal(m.labels[i], expected)
         pos = (idx >= 0).nonzero().squeeze(1)
-        torch.testing.assert_close(m.matched_boxes[i, pos], b[idx[pos]])
+        torch.testing.assert_close(matched_boxes(m)[i, pos], b[idx[pos]])
     flat = m.positive.reshape(-1).nonzero().squeeze(1)
     assert flat.numel() > 5
-    torch.testing.assert_close(m.matched_boxes_at(flat), m.matched_boxes.reshape(-1, 4)[flat])
+    torch.testing.assert_close(m.matched_boxes_at(flat), matched_boxes(m).reshape(-1, 4)[flat])

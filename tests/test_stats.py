@@ -3,24 +3,33 @@ known numbers and tiny COCO dicts (no training)."""
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
 import pytest
 from scipy import stats as sst
 
 from ghmbench.detection.evaluation import coco_evaluate
+from ghmbench.reporting.convergence import convergence_rise, mean_rise, still_rising
 from ghmbench.reporting.intervals import (
     ImageEval,
-    bootstrap_interval,
+    Interval,
     bootstrap_values,
-    convergence_rise,
-    not_converged,
-    paired_bootstrap,
     paired_difference,
-    resample_coco,
     se_interval,
     t_interval,
 )
-from ghmbench.sweep.selection import Protocol, ProtocolError, final_runs, format_value, parse_overrides, select_settings
+from ghmbench.sweep.selection import (
+    Protocol,
+    ProtocolError,
+    Selection,
+    final_mask,
+    format_value,
+    parse_overrides,
+    runs_frame,
+    select_settings,
+)
 
 
 def test_t_interval_is_scipys():
@@ -56,9 +65,8 @@ def test_convergence_rise_flags_a_curve_still_rising():
     assert convergence_rise(flat, 200) == pytest.approx(0.0)
     assert convergence_rise(rising[:1], 200) is None and convergence_rise(None, 200) is None
     assert convergence_rise([{"step": 100, "AP": None}, *rising], None) == pytest.approx(0.02)  # null points skipped
-    assert (
-        not_converged([0.02, 0.015]) is True and not_converged([0.0, 0.005]) is False and not_converged([None]) is None
-    )
+    assert still_rising(mean_rise([0.02, 0.015])) and not still_rising(mean_rise([0.0, 0.005]))
+    assert math.isnan(mean_rise([None])) and not still_rising(mean_rise([None]))
 
 
 def tiny_coco(n_images: int = 12, seed: int = 0):
@@ -239,3 +247,52 @@ def test_select_settings_mean_over_tuning_seeds_and_conflicts():
     other = {**records[0], "config": {**records[0]["config"], "protocol": {**PROTOCOL, "tune": ["train.lr=0.1,0.2"]}}}
     with pytest.raises(ProtocolError, match="different protocols"):
         select_settings([*records, other])
+
+
+def resample_coco(ground_truth: dict, detections: list[dict], sample: Sequence[int]) -> tuple[dict, list[dict]]:
+    """The COCO dicts of a bootstrap replicate: images drawn by index (sorted-id order), new ids.
+
+    A slow but plain reference for :class:`ImageEval`.
+    """
+    images = sorted(ground_truth["images"], key=lambda im: im["id"])
+    anns: dict = {}
+    dets: dict = {}
+    for a in ground_truth["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    for d in detections:
+        dets.setdefault(d["image_id"], []).append(d)
+    new_images, new_anns, new_dets = [], [], []
+    for new_id, k in enumerate(sample, start=1):
+        old = images[k]["id"]
+        new_images.append({**images[k], "id": new_id})
+        new_anns += [{**a, "id": len(new_anns) + 1 + j, "image_id": new_id} for j, a in enumerate(anns.get(old, []))]
+        new_dets += [{**d, "image_id": new_id} for d in dets.get(old, [])]
+    return {**ground_truth, "images": new_images, "annotations": new_anns}, new_dets
+
+
+def bootstrap_interval(
+    ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
+) -> Interval:
+    """A single run's metric with its bootstrap (normal, standard-error) interval over test images."""
+    return se_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf, bounds=(0.0, 1.0))
+
+
+def paired_bootstrap(
+    a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
+) -> Interval:
+    """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image
+    sets.
+
+    Raises:
+        ValueError: the two runs were not evaluated on the same images.
+    """
+    if not np.array_equal(a.image_ids, b.image_ids):
+        raise ValueError("paired bootstrap: the two runs were evaluated on different images")
+    diff = bootstrap_values(a, n_boot, seed, metric) - bootstrap_values(b, n_boot, seed, metric)
+    return se_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
+
+
+def final_runs(records: list[dict], selections: dict[str, Selection]) -> list[dict]:
+    """The final runs among metrics.json dicts."""
+    mask = final_mask(runs_frame(records), selections)
+    return [r for r, keep in zip(records, mask) if keep]

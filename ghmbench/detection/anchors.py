@@ -98,11 +98,6 @@ class MatchResult:
     def valid(self) -> Tensor:
         return self.labels != IGNORE
 
-    @property
-    def matched_boxes(self) -> Tensor:
-        """[B, A, 4]: every anchor's box of highest IoU (dense; training needs only :meth:`matched_boxes_at`)."""
-        return torch.gather(self.boxes, 1, self.best_gt[..., None].expand(-1, -1, 4))
-
     def matched_boxes_at(self, flat_idx: Tensor) -> Tensor:
         """[K, 4]: the matched boxes of the anchors at ``flat_idx`` into the flattened [B * A]."""
         image = torch.div(flat_idx, self.best_gt.shape[1], rounding_mode="floor")

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from ghmbench.reporting import published
+from ghmbench.reporting.cells import fmt_interval
+from ghmbench.reporting.convergence import mean_rise, still_rising
 from ghmbench.reporting.intervals import (
-    CONVERGENCE_TOL,
     ImageEval,
     Interval,
     bootstrap_values,
@@ -98,29 +99,6 @@ def cell_interval(part: pd.DataFrame, metric: str, boot: Bootstrap) -> Interval:
     return t_interval(done[metric])
 
 
-def fmt_interval(iv: Interval, runs: int = 0, diverged: int = 0, failed: int = 0, digits: int = 3) -> str:
-    """``0.400 [0.152, 0.648] (3)``; ``(1, image bootstrap)`` for a bootstrap interval."""
-    if iv.n == 0:
-        if runs and diverged == runs:
-            return f"diverged ({diverged}/{runs})"
-        return (
-            f"failed ({failed}/{runs})"
-            if runs and failed and not diverged
-            else (f"diverged {diverged}, failed {failed} /{runs}" if runs else "-")
-        )
-    text = f"{iv.mean:.{digits}f}" + (f" [{iv.lo:.{digits}f}, {iv.hi:.{digits}f}]" if not math.isnan(iv.lo) else "")
-    extra = (["image bootstrap"] if iv.method == "bootstrap" else []) + [
-        f"{k} {w}" for k, w in ((diverged, "diverged"), (failed, "failed")) if k
-    ]
-    return text + f" ({iv.n}" + "".join(f", {e}" for e in extra) + ")"
-
-
-def mean_rise(part: pd.DataFrame) -> float:
-    """Mean convergence rise over the completed runs (NaN without curves)."""
-    rises = part.loc[part["status"] == COMPLETED, "rise"].dropna() if "rise" in part else pd.Series(dtype=float)
-    return float(rises.mean()) if len(rises) else math.nan
-
-
 def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selection], boot: Bootstrap, split: str):
     """Classification (rows) x regression (columns) over the final runs, intervals in the cells.
 
@@ -139,8 +117,8 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
                 row[reg] = "-"
                 continue
             iv = cell_interval(part, metric, boot)
-            rise = mean_rise(part)
-            flag = bool(rise > CONVERGENCE_TOL)
+            rise = mean_rise(part.loc[part["status"] == COMPLETED, "rise"] if "rise" in part else [])
+            flag = still_rising(rise)
             div, fail = int((part["status"] == DIVERGED).sum()), int((~part["status"].isin(COMPLETE_STATUSES)).sum())
             row[reg] = fmt_interval(iv, len(part), div, fail) + (" not converged" if flag else "")
             nums.append(

@@ -1,11 +1,11 @@
-"""Uncertainty of the reported numbers: t intervals over seeds, paired differences, an image
-bootstrap for single runs, and a convergence check on the validation curve.
+"""Uncertainty of the reported numbers: t intervals over seeds, paired differences and an image
+bootstrap for single runs.
 
 The bootstrap resamples test images with replacement. COCO matching is per image, so each run is
 matched once (faster-coco-eval's C++ ``evaluate``) and every replicate only re-accumulates the
 per-image results of the drawn images, a drawn-twice image counting as two images, exactly as a
-re-evaluation of the resampled COCO dicts with new image ids would (:func:`resample_coco` builds
-those; the tests check the two agree).
+re-evaluation of the resampled COCO dicts with new image ids would (the tests check the two
+agree against such a plain re-evaluation).
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ import contextlib
 import copy
 import io
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from scipy import stats as sst
 
-CONVERGENCE_TOL = 0.01
-"""A configuration is *not converged* when its validation AP still rose by more than this, on
-average over seeds, over the last quarter of training."""
 # metric -> (precision or recall, IoU threshold index or None = mean, area index, maxDets index)
 _SLICES = {
     "AP": ("precision", None, 0, -1),
@@ -97,27 +94,6 @@ def paired_difference(a: dict, b: dict, conf: float = 0.95) -> Interval:
 # ----------------------------------------------------------------------------- image bootstrap
 
 
-def resample_coco(ground_truth: dict, detections: list[dict], sample: Sequence[int]) -> tuple[dict, list[dict]]:
-    """The COCO dicts of a bootstrap replicate: images drawn by index (sorted-id order), new ids.
-
-    A slow but plain reference for :class:`ImageEval`.
-    """
-    images = sorted(ground_truth["images"], key=lambda im: im["id"])
-    anns: dict = {}
-    dets: dict = {}
-    for a in ground_truth["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    for d in detections:
-        dets.setdefault(d["image_id"], []).append(d)
-    new_images, new_anns, new_dets = [], [], []
-    for new_id, k in enumerate(sample, start=1):
-        old = images[k]["id"]
-        new_images.append({**images[k], "id": new_id})
-        new_anns += [{**a, "id": len(new_anns) + 1 + j, "image_id": new_id} for j, a in enumerate(anns.get(old, []))]
-        new_dets += [{**d, "image_id": new_id} for d in dets.get(old, [])]
-    return {**ground_truth, "images": new_images, "annotations": new_anns}, new_dets
-
-
 class ImageEval:
     """One run's per-image COCO matching, re-accumulated over any multiset of its images.
 
@@ -189,54 +165,3 @@ def se_interval(
     if bounds is not None:  # a metric's own range, e.g. [0, 1] for AP
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return Interval(point, float(lo), float(hi), 1, "bootstrap")
-
-
-def bootstrap_interval(
-    ev: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
-) -> Interval:
-    """A single run's metric with its bootstrap (normal, standard-error) interval over test images."""
-    return se_interval(ev.metric(None, metric), bootstrap_values(ev, n_boot, seed, metric), conf, bounds=(0.0, 1.0))
-
-
-def paired_bootstrap(
-    a: ImageEval, b: ImageEval, n_boot: int = 1000, seed: int = 0, metric: str = "AP", conf: float = 0.95
-) -> Interval:
-    """Metric of run a minus run b, with a bootstrap interval (normal, standard error) over the same resampled image
-    sets.
-
-    Raises:
-        ValueError: the two runs were not evaluated on the same images.
-    """
-    if not np.array_equal(a.image_ids, b.image_ids):
-        raise ValueError("paired bootstrap: the two runs were evaluated on different images")
-    diff = bootstrap_values(a, n_boot, seed, metric) - bootstrap_values(b, n_boot, seed, metric)
-    return se_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
-
-
-# ----------------------------------------------------------------------------- convergence
-
-
-def convergence_rise(curve: list[dict] | None, total_steps: float | None, metric: str = "AP") -> float | None:
-    """Metric at the last curve point minus the metric interpolated at 75% of training.
-
-    Args:
-        curve: validation points ``{"step": int, metric: float | None, ...}``.
-        total_steps: the run's training steps (default: the last point's step).
-
-    Returns:
-        The rise, or None with fewer than 2 points carrying the metric.
-    """
-    points = sorted(
-        (p["step"], p[metric]) for p in curve or [] if p.get(metric) is not None and p.get("step") is not None
-    )
-    if len(points) < 2:
-        return None
-    steps, values = np.array(points, dtype=float).T
-    total = float(total_steps) if total_steps else steps[-1]
-    return float(values[-1] - np.interp(0.75 * total, steps, values))
-
-
-def not_converged(rises: Iterable[float | None]) -> bool | None:
-    """True when the mean rise over seeds exceeds CONVERGENCE_TOL (None without any rise)."""
-    x = [r for r in rises if r is not None and not np.isnan(r)]
-    return bool(np.mean(x) > CONVERGENCE_TOL) if x else None

@@ -8,7 +8,8 @@ import math
 
 import pandas as pd
 
-from ghmbench.reporting.comparison import Bootstrap, fmt_interval
+from ghmbench.reporting.cells import fmt_interval
+from ghmbench.reporting.comparison import Bootstrap
 from ghmbench.reporting.run_table import LOSS_ORDER
 from ghmbench.reporting.settings import fmt_delta
 from ghmbench.reporting.tables import Table

@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from ghmbench.reporting import comparison
+from ghmbench.reporting.convergence import CONVERGENCE_NOTE
 from ghmbench.reporting.figures import make_figures
 from ghmbench.reporting.noise_table import noise_table
 from ghmbench.reporting.run_table import ReportError, load_runs, selections, varying_columns
 from ghmbench.reporting.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
 from ghmbench.reporting.shapes import shapes_table
 from ghmbench.reporting.tables import (
-    CONVERGENCE_NOTE,
     Table,
     ce_alpha_table,
     focal_grid_table,

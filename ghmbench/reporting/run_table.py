@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ghmbench.reporting.intervals import convergence_rise
+from ghmbench.reporting.convergence import convergence_rise, mean_rise
 from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED, METRICS
 from ghmbench.store.records import METRICS_FILE, semantic_config
 from ghmbench.sweep.selection import ProtocolError, Selection, final_mask, select_settings
@@ -208,8 +208,7 @@ def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
             row[f"{m}_mean"] = values.mean() if len(values) else np.nan
             row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
             row[f"{m}_n"] = len(values)
-        rises = done["rise"].dropna() if "rise" in done else pd.Series(dtype=float)
-        row["rise"] = rises.mean() if len(rises) else np.nan
+        row["rise"] = mean_rise(done["rise"]) if "rise" in done else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ghmbench.reporting.comparison import Bootstrap, fmt_interval
-from ghmbench.reporting.intervals import CONVERGENCE_TOL, Interval, paired_difference, t_interval
+from ghmbench.reporting.cells import fmt_interval
+from ghmbench.reporting.comparison import Bootstrap
+from ghmbench.reporting.convergence import CONVERGENCE_TOL, still_rising
+from ghmbench.reporting.intervals import Interval, paired_difference, t_interval
 from ghmbench.reporting.tables import Table, best_mask
 from ghmbench.store.fields import COMPLETED
 
@@ -109,7 +111,7 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
                 if boot.available(run)
                 else Interval(float(run[metric]), math.nan, math.nan, 1)
             )
-            flag = (" *" if run["default"] else "") + (" †" if run["rise"] > CONVERGENCE_TOL else "")
+            flag = (" *" if run["default"] else "") + (" †" if still_rising(run["rise"]) else "")
             row[f"{cs} {c_value:g}"] = (
                 f"{iv.mean:.3f}" + ("" if math.isnan(iv.lo) else f" [{iv.lo:.3f}, {iv.hi:.3f}]") + flag
             )

@@ -12,7 +12,8 @@ from typing import Callable
 import pandas as pd
 
 from ghmbench.reporting import published
-from ghmbench.reporting.intervals import CONVERGENCE_TOL
+from ghmbench.reporting.cells import fmt_summary_cell
+from ghmbench.reporting.convergence import CONVERGENCE_NOTE, still_rising
 from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, summarize, varying_columns
 
 
@@ -71,32 +72,12 @@ def _tex_escape(s: str) -> str:
     return s
 
 
-def fmt_cell(mean: float, std: float, n: int, runs: int, diverged: int, failed: int, digits: int = 3) -> str:
-    """``0.651 ± 0.012 (3)``; groups without a completed run say why."""
-    if n == 0:
-        if runs and diverged == runs:
-            return f"diverged ({diverged}/{runs})"
-        if runs and failed:
-            return f"failed ({failed}/{runs})" if not diverged else f"diverged {diverged}, failed {failed} /{runs}"
-        return "-"
-    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if not math.isnan(std) else "")
-    extra = []
-    if diverged:
-        extra.append(f"{diverged} diverged")
-    if failed:
-        extra.append(f"{failed} failed")
-    return text + f" ({n}" + (", " + ", ".join(extra) if extra else "") + ")"
-
-
 def _metric_cells(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cells, best mask): a formatted column per metric, its best mean marked."""
     cells = pd.DataFrame(index=summary.index)
     best_cells = pd.DataFrame(index=summary.index)
     for m in metrics:
-        cells[m] = [
-            fmt_cell(r[f"{m}_mean"], r[f"{m}_std"], r[f"{m}_n"], r["runs"], r["diverged"], r["failed"])
-            for _, r in summary.iterrows()
-        ]
+        cells[m] = [fmt_summary_cell(r, m) for _, r in summary.iterrows()]
         best = summary[f"{m}_mean"].max()
         if not math.isnan(best):
             hit = summary[f"{m}_mean"] == best
@@ -116,16 +97,10 @@ def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> 
     notes = []
     if summary["rise"].notna().any():
         cells["converged"] = summary["rise"].map(
-            lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if r > CONVERGENCE_TOL else "yes")
+            lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if still_rising(r) else "yes")
         )
         notes.append(CONVERGENCE_NOTE)
     return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary, notes, best)
-
-
-CONVERGENCE_NOTE = (
-    f"*not converged*: validation AP still rose by more than {CONVERGENCE_TOL:g} (mean over seeds) between 75% of "
-    "training and its end."
-)
 
 
 def _constant_or_note(part: pd.DataFrame, axes: list[str]) -> str | None:
@@ -195,13 +170,7 @@ def _grid_table(
         for col in sorted(summary[cols_key].dropna().unique()):
             hit = sub[sub[cols_key] == col]
             r = hit.iloc[0] if not hit.empty else None
-            row[f"{cs}={col:g}"] = (
-                "-"
-                if r is None
-                else fmt_cell(
-                    r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"]
-                )
-            )
+            row[f"{cs}={col:g}"] = "-" if r is None else fmt_summary_cell(r, metric)
         means = sub.set_index(cols_key)[f"{metric}_mean"]
         if means.notna().any():
             best = means.idxmax()
@@ -294,9 +263,7 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 row[reg] = "-"
                 continue
             r = hit.iloc[0]
-            text = fmt_cell(
-                r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_n"], r["runs"], r["diverged"], r["failed"]
-            )
+            text = fmt_summary_cell(r, metric)
             row[reg] = text
             if r[f"{metric}_mean"] == best:
                 hits.append((len(rows), reg))

@@ -254,9 +254,3 @@ def final_mask(runs: pd.DataFrame, selections: dict[str, Selection]) -> pd.Serie
     for loss, sel in selections.items():
         mask |= (runs["loss"] == loss) & matches(runs, sel.settings)
     return mask
-
-
-def final_runs(records: list[dict], selections: dict[str, Selection]) -> list[dict]:
-    """The final runs among metrics.json dicts."""
-    mask = final_mask(runs_frame(records), selections)
-    return [r for r, keep in zip(records, mask) if keep]
