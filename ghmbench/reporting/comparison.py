@@ -29,6 +29,7 @@ from ghmbench.reporting.intervals import (
     t_interval,
 )
 from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, order_key
+from ghmbench.reporting.tables import best_loss_cell, loss_grid
 from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 from ghmbench.sweep.selection import Selection
 
@@ -107,46 +108,26 @@ def headline_table(df: pd.DataFrame, metric: str, selections: dict[str, Selectio
         (True at the best mean).
     """
     final = df[df["final"]]
-    regs = sorted(final["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
-    rows, nums = [], []
-    for loss in sorted(final["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
-        row = {"classification": loss}
-        for reg in regs:
-            part = final[(final["loss"] == loss) & (final["regression"] == reg)]
-            if part.empty:
-                row[reg] = "-"
-                continue
-            iv = cell_interval(part, metric, boot)
-            rise = mean_rise(part.loc[part["status"] == COMPLETED, "rise"] if "rise" in part else [])
-            flag = still_rising(rise)
-            div, fail = int((part["status"] == DIVERGED).sum()), int((~part["status"].isin(COMPLETE_STATUSES)).sum())
-            row[reg] = fmt_interval(iv, len(part), div, fail) + (" not converged" if flag else "")
-            nums.append(
-                {
-                    "loss": loss,
-                    "regression": reg,
-                    "split": split,
-                    "mean": iv.mean,
-                    "lo": iv.lo,
-                    "hi": iv.hi,
-                    "n": iv.n,
-                    "interval": iv.method,
-                    "rise": rise,
-                    "not_converged": flag,
-                }
-            )
+
+    def cell(part: pd.DataFrame) -> tuple[str, dict]:
+        iv = cell_interval(part, metric, boot)
+        rise = mean_rise(part.loc[part["status"] == COMPLETED, "rise"] if "rise" in part else [])
+        flag = still_rising(rise)
+        div, fail = int((part["status"] == DIVERGED).sum()), int((~part["status"].isin(COMPLETE_STATUSES)).sum())
+        text = fmt_interval(iv, len(part), div, fail) + (" not converged" if flag else "")
+        numbers = {"split": split, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n, "interval": iv.method}
+        return text, numbers | {"rise": rise, "not_converged": flag}
+
+    def trailing(loss: str) -> dict:
+        row = {}
         if selections:
             row[f"selected on val {next(iter(selections.values())).metric}"] = (
                 selections[loss].describe() if loss in selections else "-"
             )
-        row[published.GHM_COMPARISON_COLUMN] = published.ghm_comparison_cell(loss)
-        rows.append(row)
-    cells, numbers = pd.DataFrame(rows), pd.DataFrame(nums)
-    best_cells = pd.DataFrame(False, index=cells.index, columns=cells.columns)
-    if not numbers.empty and numbers["mean"].notna().any():
-        best = numbers.loc[numbers["mean"].idxmax()]
-        best_cells.loc[cells["classification"] == best["loss"], best["regression"]] = True
-    return cells, numbers, best_cells
+        return row | published.ghm_comparison_column(loss)
+
+    cells, numbers = loss_grid(final, cell, trailing)
+    return cells, numbers, best_loss_cell(cells, numbers)
 
 
 def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

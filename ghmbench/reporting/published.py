@@ -50,3 +50,8 @@ def ghm_comparison_cell(loss: str) -> str:
     return " / ".join(
         f"{GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
     )
+
+
+def ghm_comparison_column(loss: str) -> dict[str, str]:
+    """The paper column of a loss-comparison table's row: ``{GHM_COMPARISON_COLUMN: cell}``."""
+    return {GHM_COMPARISON_COLUMN: ghm_comparison_cell(loss)}

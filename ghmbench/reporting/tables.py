@@ -57,6 +57,42 @@ def best_mask(cells: pd.DataFrame, hits: list[tuple[object, str]]) -> pd.DataFra
     return best
 
 
+def loss_grid(
+    frame: pd.DataFrame, cell: Callable[[pd.DataFrame], tuple[str, dict]], trailing: Callable[[str], dict]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Classification loss (rows) x regression loss (columns) in the papers' order.
+
+    Args:
+        frame: rows with ``loss`` and ``regression`` (runs, or one summary row per pair).
+        cell: the text and numbers of one pair's rows ("-" where a pair has none).
+        trailing: the columns that end a loss's row.
+
+    Returns:
+        (cells, numbers): the table's strings, and one numbers row per cell (``loss``, ``regression``, ...).
+    """
+    regs = sorted(frame["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
+    rows, nums = [], []
+    for loss in sorted(frame["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
+        row = {"classification": loss}
+        for reg in regs:
+            part = frame[(frame["loss"] == loss) & (frame["regression"] == reg)]
+            if part.empty:
+                row[reg] = "-"
+                continue
+            row[reg], numbers = cell(part)
+            nums.append({"loss": loss, "regression": reg, **numbers})
+        rows.append(row | trailing(loss))
+    return pd.DataFrame(rows), pd.DataFrame(nums)
+
+
+def best_loss_cell(cells: pd.DataFrame, numbers: pd.DataFrame, column: str = "mean") -> pd.DataFrame:
+    """The best-cell mask of a :func:`loss_grid`: True at the pair(s) with the highest ``column``."""
+    if numbers.empty or not numbers[column].notna().any():
+        return best_mask(cells, [])
+    top = numbers[numbers[column] == numbers[column].max()]
+    return best_mask(cells, [(cells["classification"] == r["loss"], r["regression"]) for _, r in top.iterrows()])
+
+
 def _tex_escape(s: str) -> str:
     for a, b in [
         ("\\", r"\textbackslash{}"),
@@ -252,32 +288,14 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 ],
             )
     summary = summarize(df, ["loss", "regression"], [metric])
-    regs = sorted(summary["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
-    best = summary[f"{metric}_mean"].max()
-    rows, nums, hits = [], [], []
-    for loss in sorted(summary["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
-        row = {"classification": loss}
-        for reg in regs:
-            hit = summary[(summary["loss"] == loss) & (summary["regression"] == reg)]
-            if hit.empty:
-                row[reg] = "-"
-                continue
-            r = hit.iloc[0]
-            text = fmt_summary_cell(r, metric)
-            row[reg] = text
-            if r[f"{metric}_mean"] == best:
-                hits.append((len(rows), reg))
-            nums.append(
-                {
-                    "loss": loss,
-                    "regression": reg,
-                    "mean": r[f"{metric}_mean"],
-                    "std": r[f"{metric}_std"],
-                    "n": r[f"{metric}_n"],
-                }
-            )
-        row[published.GHM_COMPARISON_COLUMN] = published.ghm_comparison_cell(loss)
-        rows.append(row)
-    cells = pd.DataFrame(rows)
+
+    def cell(pair: pd.DataFrame) -> tuple[str, dict]:
+        r = pair.iloc[0]
+        numbers = {"mean": r[f"{metric}_mean"], "std": r[f"{metric}_std"], "n": r[f"{metric}_n"]}
+        return fmt_summary_cell(r, metric), numbers
+
+    cells, numbers = loss_grid(
+        summary, cell, lambda loss: {published.GHM_COMPARISON_COLUMN: published.ghm_comparison_cell(loss)}
+    )
     title = f"{metric}: classification (rows) x regression loss (columns), mean ± std (n) over seeds"
-    return Table("loss_comparison", title, cells, pd.DataFrame(nums), best=best_mask(cells, hits))
+    return Table("loss_comparison", title, cells, numbers, best=best_loss_cell(cells, numbers))
