@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from ghmbench.reporting.convergence import convergence_rise, mean_rise
 from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED, METRICS
-from ghmbench.store.records import METRICS_FILE, semantic_config
+from ghmbench.store.records import METRICS_FILE, flat_config, protocol_column, semantic_config, validation_columns
 from ghmbench.sweep.selection import ProtocolError, Selection, final_mask, select_settings
 
 RUN_COLUMNS = [
@@ -40,14 +40,6 @@ class ReportError(ValueError):
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def _flatten(prefix: str, value: object, out: dict) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, list) else value
 
 
 def find_records(paths: list[Path]) -> list[Path]:
@@ -91,8 +83,7 @@ def _record_row(file: Path, record: dict, cfg: dict) -> dict:
     row["run_dir"] = str(file.parent)
     row.update({m: (record.get("metrics") or {}).get(m) for m in METRICS})
     row["metrics_split"] = record.get("metrics_split") or "val"
-    val = record.get("val_metrics") or record.get("metrics") or {}
-    row.update({f"val_{m}": val.get(m) for m in METRICS})
+    row.update(validation_columns(record))
     row["steps"] = record.get("steps")
     row["rise"] = convergence_rise(record.get("curve"), record.get("steps"))
     anchors = record.get("anchors") or {}
@@ -101,15 +92,13 @@ def _record_row(file: Path, record: dict, cfg: dict) -> dict:
     for key in ("detections", "ground_truth"):
         path = file.parent / files[key] if files.get(key) else None
         row[f"eval_{key}"] = str(path) if path is not None and path.is_file() else None
-    row["protocol"] = json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)
+    row["protocol"] = protocol_column(record)
     noisy = record.get("noisy_weight") or {}  # label noise: the gradient weight on mislabelled objects
     row["noisy_grad_share"], row["noisy_relative_weight"] = (
         noisy.get("noisy_grad_share"),
         noisy.get("noisy_relative_weight"),
     )
-    flat: dict = {}
-    for section in ("loss", "regression", "model", "dataset", "train"):
-        _flatten(section, cfg.get(section, {}), flat)
+    flat = flat_config(cfg, ("loss", "regression", "model", "dataset", "train"))
     flat.pop("loss.name", None)
     flat.pop("regression.name", None)
     return row | flat

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ghmbench.losses.builtin import BUILTIN_TARGETS
-from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
+from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED, METRICS
 
 NON_SEMANTIC = {
     "paths": None,
@@ -145,3 +145,34 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+# ----------------------------------------------------------------------------- records as rows
+
+
+def flat_config(config: dict, sections: tuple[str, ...] | None = None) -> dict:
+    """Config values by dotted path (``train.lr``), lists as JSON text: the columns a frame of run
+    records gives its config (``sections``: only these top-level keys, in this order; default all)."""
+    out: dict = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = json.dumps(value) if isinstance(value, list) else value
+
+    for key in config if sections is None else [s for s in sections if s in config]:
+        walk(str(key), config[key])
+    return out
+
+
+def validation_columns(record: dict) -> dict:
+    """``val_<metric>`` of a record: its validation metrics (``metrics`` for records that predate them)."""
+    val = record.get("val_metrics") or record.get("metrics") or {}
+    return {f"val_{m}": val.get(m) for m in METRICS}
+
+
+def protocol_column(record: dict) -> str:
+    """The protocol a record's run belongs to (``config.protocol``), as JSON text."""
+    return json.dumps((record.get("config") or {}).get("protocol"), sort_keys=True)

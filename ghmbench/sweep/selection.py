@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ghmbench.store.fields import COMPLETED
+from ghmbench.store.records import flat_config, protocol_column, validation_columns
 
 
 class ProtocolError(ValueError):
@@ -123,11 +124,16 @@ def _sort_key(value: Any) -> tuple:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Config value equality: numbers up to rounding, anything else as text."""
+    """Config value equality: numbers up to rounding, lists as JSON text (as frames hold them),
+    anything else as text."""
     numbers = (int, float)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return str(a) == str(b)
+    return _text(a) == _text(b)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def find_protocol(protocols: Iterable[dict | str | None]) -> Protocol | None:
@@ -157,17 +163,14 @@ def _isnan(value: Any) -> bool:
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """metrics.json dicts -> the frame this module works on.
 
-    Columns: ``loss``, ``status``, ``protocol`` (JSON), ``val_<metric>`` (``val_metrics``, else
-    ``metrics`` for records that predate it) and every config value by dotted path.
+    Columns: ``loss``, ``status``, ``protocol`` (JSON), ``val_<metric>`` and every config value by
+    dotted path, with the report's run table's conventions (:mod:`ghmbench.store.records`).
     """
     rows = []
     for r in records:
-        row = pd.json_normalize(r.get("config") or {}, sep=".").iloc[0].to_dict() if r.get("config") else {}
-        row = {k: v for k, v in row.items() if not k.startswith("protocol.")}
-        val = r.get("val_metrics") or r.get("metrics") or {}
+        row = {k: v for k, v in flat_config(r.get("config") or {}).items() if not k.startswith("protocol.")}
         row |= {"loss": r.get("loss"), "status": r.get("status"), "seed": r.get("seed", row.get("seed"))}
-        row |= {f"val_{m}": v for m, v in val.items() if not isinstance(v, dict)}
-        row["protocol"] = json.dumps((r.get("config") or {}).get("protocol"), sort_keys=True)
+        row |= validation_columns(r) | {"protocol": protocol_column(r)}
         rows.append(row)
     return pd.DataFrame(rows)
 
