@@ -16,6 +16,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from ghmbench.config.overrides import override_key
 from ghmbench.config.schema import (
     LOSS_SECTIONS,
     NAME_PATTERN,
@@ -308,11 +309,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
         choices = cfg.pop("hydra").runtime.choices
     check_sizes(choices, cfg, overrides)
     return cfg
-
-
-def override_key(override: str) -> str:
-    """The key an override sets (``+``, ``++`` and ``~`` prefixes dropped)."""
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:

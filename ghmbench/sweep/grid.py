@@ -16,18 +16,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ghmbench.config.compose import compose_config, conf_dir, hydra_error, validate
-from ghmbench.config.compose import override_key as _key
+from ghmbench.config.overrides import is_launcher_override, override_key, override_value, parse_overrides
 from ghmbench.errors import ConfigError
-
-
-def _is_hydra(override: str) -> bool:
-    """A launcher / Hydra-only override, left out when a job's config is composed and validated.
-
-    ``hydra.searchpath`` is not one: the user's config folders (``--config-dir``) are needed to
-    compose the jobs that name their presets and losses.
-    """
-    key = _key(override)
-    return key != "hydra.searchpath" and (key == "hydra" or key.startswith(("hydra.", "hydra/")))
 
 
 def fixed_overrides(overrides: list[str]) -> list[str]:
@@ -36,11 +26,10 @@ def fixed_overrides(overrides: list[str]) -> list[str]:
     Raises:
         ConfigError: an override Hydra cannot parse.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not _is_hydra(o)])
+        parsed = parse_overrides([o for o in overrides if not is_launcher_override(o)])
     except HydraException as e:
         raise hydra_error(e) from None
     return [o.input_line for o in parsed if not o.is_sweep_override()]
@@ -78,13 +67,11 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    parser = OverridesParser.create()
     try:
-        parsed = parser.parse_overrides(overrides)
+        parsed = parse_overrides(overrides)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -92,7 +79,7 @@ def expand_jobs(overrides: list[str]) -> list[list[str]]:
         node = hcfg.hydra.sweeper.get("params")
         params = OmegaConf.to_container(node, resolve=False) if node is not None else {}
         grid = [f"{k}={v}" for k, v in params.items()] + list(overrides)
-        return grid_jobs(parser.parse_overrides(grid))
+        return grid_jobs(parse_overrides(grid))
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
     finally:
@@ -108,10 +95,10 @@ def validate_jobs(jobs: list[list[str]]) -> list[DictConfig]:
     cfgs = []
     for job in jobs:
         try:
-            cfgs.append(validate(compose_config([o for o in job if not _is_hydra(o)])))
+            cfgs.append(validate(compose_config([o for o in job if not is_launcher_override(o)])))
         except ConfigError as e:
             shown = [
-                o for o in job if _key(o) != "hydra.searchpath"
+                o for o in job if override_key(o) != "hydra.searchpath"
             ]  # the --config-dir folders: not the job's settings
             raise ConfigError(f"{e} (in the sweep job {' '.join(shown)})") from None
     return cfgs
@@ -123,7 +110,7 @@ def absolute_paths(overrides: list[str]) -> list[str]:
     out = list(overrides)
     for key in ("runs_dir", "cache_dir"):
         given = [o for o in overrides if o.startswith(f"paths.{key}=")]
-        value = given[-1].split("=", 1)[1] if given else str(cfg.paths[key])
+        value = override_value(given[-1]) if given else str(cfg.paths[key])
         out = [o for o in out if not o.startswith(f"paths.{key}=")]
         out.append(f"paths.{key}={Path(value).expanduser().resolve()}")
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from ghmbench.config.compose import compose_config, validate
-from ghmbench.config.compose import override_key as _key
+from ghmbench.config.overrides import override_key, override_value
 from ghmbench.errors import ConfigError
 from ghmbench.sweep.grid import expand_jobs, fixed_overrides, validate_jobs
 from ghmbench.sweep.launch import launch
@@ -25,8 +25,8 @@ def protocol_of(overrides: list[str]) -> DictConfig | None:
 def tuning_overrides(overrides: list[str], proto: DictConfig) -> list[str]:
     """Stage 1: the sweep's overrides with the tuning grid and the tuning stage's fixed values."""
     own = [*proto.tune, *proto.tune_with]
-    keys = {_key(o) for o in own}
-    return [o for o in overrides if _key(o) not in keys] + list(own)
+    keys = {override_key(o) for o in own}
+    return [o for o in overrides if override_key(o) not in keys] + list(own)
 
 
 def final_overrides(overrides: list[str], proto: DictConfig, option: str | None, settings: list[str]) -> list[str]:
@@ -35,9 +35,9 @@ def final_overrides(overrides: list[str], proto: DictConfig, option: str | None,
     ``option``: the ``loss=`` config option(s) of the losses, comma-separated (None: the config's
     default loss).
     """
-    keys = {_key(o) for o in proto.tune} | {"loss"}
+    keys = {override_key(o) for o in proto.tune} | {"loss"}
     return (
-        [o for o in overrides if _key(o) not in keys]
+        [o for o in overrides if override_key(o) not in keys]
         + ([f"loss={option}"] if option is not None else [])
         + list(settings)
     )
@@ -54,7 +54,7 @@ def loss_options(jobs: list[list[str]], cfgs: list[DictConfig]) -> dict[str, str
     """
     options: dict[str, str | None] = {}
     for job, cfg in zip(jobs, cfgs):
-        option = next((o.split("=", 1)[1] for o in reversed(job) if _key(o) == "loss" and "=" in o), None)
+        option = next((override_value(o) for o in reversed(job) if override_key(o) == "loss" and "=" in o), None)
         name = str(cfg.loss.name)
         if options.setdefault(name, option) != option:
             raise ConfigError(

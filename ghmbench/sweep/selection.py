@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from ghmbench.config.overrides import override_values
 from ghmbench.store.fields import COMPLETED
 from ghmbench.store.records import flat_config, protocol_column, validation_columns
 
@@ -99,28 +100,12 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, list]:
     Raises:
         ProtocolError: an override Hydra cannot parse, or one that is not ``key=value(s)``.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    out: dict[str, list] = {}
     try:
-        for o in OverridesParser.create().parse_overrides(list(overrides)):
-            if o.is_sweep_override():
-                values = list(o.sweep_iterator())
-            else:
-                values = [o.value()]
-            out[o.key_or_group] = sorted(values, key=_sort_key)
+        return override_values(overrides)
     except HydraException as e:
         raise ProtocolError(f"protocol: {str(e).splitlines()[0]}") from None
-    return out
-
-
-def _sort_key(value: Any) -> tuple:
-    return (
-        (0, float(value), "")
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-        else (1, 0.0, str(value))
-    )
 
 
 def same_value(a: Any, b: Any) -> bool:
