@@ -254,8 +254,8 @@ def postprocess(
     The candidates of the whole batch are chosen and decoded at once (per level, the top k of
     every image with k = the most scores above the threshold in any image, capped at
     ``topk_candidates``, then the threshold: the same candidates as threshold-then-top-k), so the
-    per-image work is the NMS alone; a Python loop over images x levels of small ops cost ~1 ms
-    per image on the CPU.
+    per-image work is the NMS alone, not a Python loop over images x levels of small ops
+    (results/benchmarks.md has what that loop cost).
 
     Returns:
         per image {"boxes": [D, 4] xyxy, "scores": [D], "labels": [D]}.

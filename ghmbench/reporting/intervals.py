@@ -152,10 +152,10 @@ def se_interval(
     """``point`` +- z x the standard deviation of its bootstrap replicates ``values`` (normal interval).
 
     The replicates' spread, not their percentiles: COCO AP on images resampled with replacement
-    comes out higher than on the images themselves (a focal run's 500 test images: replicate mean
-    0.311, AP 0.300; the duplicated images' detections tie), so percentile intervals sat shifted
-    upwards, nearly off their own point, and the reverse-percentile ("basic") interval, which
-    would treat that shift as the estimate's own bias, shifted them as far down.
+    comes out higher than on the images themselves (the duplicated images' detections tie; the
+    measured shift is in results/benchmarks.md), so percentile intervals sat shifted upwards,
+    nearly off their own point, and the reverse-percentile ("basic") interval, which would treat
+    that shift as the estimate's own bias, shifted them as far down.
     """
     values = values[~np.isnan(values)]
     if len(values) < 2:
