@@ -358,7 +358,7 @@ def write_eval_run(root: Path, loss: str, gt: dict, detections: list[dict]) -> P
 
 
 def test_single_runs_get_image_bootstrap_intervals_and_differences(tmp_path):
-    from tests.test_stats import tiny_coco
+    from tests.test_reporting_intervals import tiny_coco
 
     gt, perfect, noisy = tiny_coco(30)
     root = tmp_path / "runs"

@@ -1,9 +1,8 @@
-"""Intervals, paired differences, the image bootstrap, convergence and the tuning protocol, on
-known numbers and tiny COCO dicts (no training)."""
+"""Intervals, paired differences and the image bootstrap, on known numbers and tiny COCO dicts (no
+training)."""
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from scipy import stats as sst
 
 from ghmbench.detection.evaluation import coco_evaluate
-from ghmbench.reporting.convergence import convergence_rise, mean_rise, still_rising
 from ghmbench.reporting.intervals import (
     ImageEval,
     Interval,
@@ -19,16 +17,6 @@ from ghmbench.reporting.intervals import (
     paired_difference,
     se_interval,
     t_interval,
-)
-from ghmbench.sweep.selection import (
-    Protocol,
-    ProtocolError,
-    Selection,
-    final_mask,
-    format_value,
-    parse_overrides,
-    runs_frame,
-    select_settings,
 )
 
 
@@ -54,19 +42,6 @@ def test_paired_difference_is_a_paired_t_test():
     noisy = paired_difference({0: 0.4, 1: 0.5, 2: 0.3}, {0: 0.45, 1: 0.35, 2: 0.4})
     assert not noisy.excludes_zero and noisy.verdict("A", "B") == "no clear difference"
     assert paired_difference(b, a).verdict("B", "A") == "B < A"
-
-
-def test_convergence_rise_flags_a_curve_still_rising():
-    rising = [
-        {"epoch": e, "step": 25 * e, "AP": 0.30 + (0.02 * (e - 6) / 2 if e > 6 else 0)} for e in range(1, 9)
-    ]  # +.02 after 75%
-    flat = [{**p, "AP": 0.30} for p in rising]
-    assert convergence_rise(rising, 200) == pytest.approx(0.02)
-    assert convergence_rise(flat, 200) == pytest.approx(0.0)
-    assert convergence_rise(rising[:1], 200) is None and convergence_rise(None, 200) is None
-    assert convergence_rise([{"step": 100, "AP": None}, *rising], None) == pytest.approx(0.02)  # null points skipped
-    assert still_rising(mean_rise([0.02, 0.015])) and not still_rising(mean_rise([0.0, 0.005]))
-    assert math.isnan(mean_rise([None])) and not still_rising(mean_rise([None]))
 
 
 def tiny_coco(n_images: int = 12, seed: int = 0):
@@ -158,97 +133,6 @@ def test_bootstrap_perfect_detections_and_determinism():
 # ----------------------------------------------------------------------------- protocol
 
 
-PROTOCOL = {
-    "tune": ["train.lr=0.0005,0.001,0.002", "train.batch_size=16,32"],
-    "tune_with": ["regression=smooth_l1", "seed=0"],
-    "select_metric": "AP",
-}
-
-
-def record(
-    loss: str, lr: float, bs: int, seed: int, val: float | None, reg: str = "smooth_l1", status: str = "completed"
-) -> dict:
-    config = {
-        "seed": seed,
-        "loss": {"name": loss},
-        "regression": {"name": reg},
-        "train": {"lr": lr, "batch_size": bs},
-        "protocol": PROTOCOL,
-    }
-    return {
-        "loss": loss,
-        "seed": seed,
-        "status": status,
-        "config": config,
-        "val_metrics": {"AP": val},
-        "metrics": {"AP": -1.0},
-    }
-
-
-def test_parse_and_format_round_trip():
-    axes = parse_overrides(PROTOCOL["tune"])
-    assert axes == {"train.lr": [0.0005, 0.001, 0.002], "train.batch_size": [16, 32]}
-    assert [format_value(v) for v in axes["train.lr"]] == ["0.0005", "0.001", "0.002"]
-    assert (
-        format_value(16) == "16"
-        and format_value(1e-05) == "1e-05"
-        and format_value(2.0) == "2.0"
-        and format_value(True) == "true"
-    )
-    for v in (0.1 + 0.2, 3e-4, 16, 2.0):
-        assert parse_overrides([f"x={format_value(v)}"])["x"] == [v] and type(
-            parse_overrides([f"x={format_value(v)}"])["x"][0]
-        ) is type(v)
-    with pytest.raises(ProtocolError):
-        parse_overrides(["train.lr=0.1,,"])
-
-
-def test_select_settings_picks_the_best_validation_candidate():
-    records = [
-        record("ce", 0.001, 16, 0, 0.30),
-        record("ce", 0.002, 16, 0, 0.40),
-        record("ce", 0.002, 32, 0, 0.38),
-        record("ce", 0.0005, 32, 0, None, status="diverged"),
-        record("ce", 0.001, 32, 1, 0.90),  # seed 1: not a tuning run
-        record("ce", 0.001, 32, 0, 0.95, reg="ghm"),  # GHM-R: not a tuning run
-        record("focal", 0.001, 16, 0, 0.50),
-        record("focal", 0.002, 32, 0, 0.50),  # a tie: the first in sorted order (lr 0.001) wins
-        record("focal", 0.001, 16, 1, 0.10),  # final (the selected setting), whatever its score
-        record("focal", 0.001, 16, 2, 0.20, reg="ghm"),
-        record("focal", 0.002, 32, 1, 0.10),  # unselected: not final
-    ]
-    sel = select_settings(records)
-    assert sel["ce"].settings == {"train.lr": 0.002, "train.batch_size": 16}
-    assert sel["ce"].overrides() == ["train.lr=0.002", "train.batch_size=16"]
-    assert sel["focal"].settings == {"train.lr": 0.001, "train.batch_size": 16}
-    cands = sel["ce"].candidates
-    assert len(cands) == 6 and cands["selected"].sum() == 1
-    row = cands[(cands["train.lr"] == 0.0005) & (cands["train.batch_size"] == 32)].iloc[0]
-    assert row["runs"] == 1 and row["n"] == 0 and np.isnan(row["val_AP"])  # diverged: counted, not scored
-    final = final_runs(records, sel)
-    assert [(r["loss"], r["seed"], r["config"]["train"]["lr"], r["config"]["regression"]["name"]) for r in final] == [
-        ("ce", 0, 0.002, "smooth_l1"),
-        ("focal", 0, 0.001, "smooth_l1"),
-        ("focal", 1, 0.001, "smooth_l1"),
-        ("focal", 2, 0.001, "ghm"),
-    ]
-    assert select_settings([{**r, "config": {**r["config"], "protocol": None}} for r in records]) == {}
-
-
-def test_select_settings_mean_over_tuning_seeds_and_conflicts():
-    p = Protocol.from_config(
-        {"tune": ["train.lr=0.001,0.002"], "tune_with": ["regression=smooth_l1"], "select_metric": "AP"}
-    )
-    records = [record("ce", 0.001, 16, s, v) for s, v in ((0, 0.5), (1, 0.1))] + [
-        record("ce", 0.002, 16, s, v) for s, v in ((0, 0.4), (1, 0.35))
-    ]
-    sel = select_settings(records, p)["ce"]  # means .30 vs .375
-    assert sel.settings == {"train.lr": 0.002} and sel.candidates["n"].tolist() == [2, 2]
-    other = {**records[0], "config": {**records[0]["config"], "protocol": {**PROTOCOL, "tune": ["train.lr=0.1,0.2"]}}}
-    with pytest.raises(ProtocolError, match="different protocols"):
-        select_settings([*records, other])
-
-
 def resample_coco(ground_truth: dict, detections: list[dict], sample: Sequence[int]) -> tuple[dict, list[dict]]:
     """The COCO dicts of a bootstrap replicate: images drawn by index (sorted-id order), new ids.
 
@@ -290,9 +174,3 @@ def paired_bootstrap(
         raise ValueError("paired bootstrap: the two runs were evaluated on different images")
     diff = bootstrap_values(a, n_boot, seed, metric) - bootstrap_values(b, n_boot, seed, metric)
     return se_interval(a.metric(None, metric) - b.metric(None, metric), diff, conf)
-
-
-def final_runs(records: list[dict], selections: dict[str, Selection]) -> list[dict]:
-    """The final runs among metrics.json dicts."""
-    mask = final_mask(runs_frame(records), selections)
-    return [r for r, keep in zip(records, mask) if keep]

@@ -2,7 +2,7 @@
 numbers recorded before the restructuring (issue 12), on the same machine and thread count.
 
 ``tests/data/behaviour_pin.json`` was written by this file's ``record`` at commit 21366ab
-(``python -m tests.test_refactor_pin``), before any module was moved. The runs use one torch
+(``python -m tests.test_run_pin``), before any module was moved. The runs use one torch
 thread, so the numbers are reproducible on one machine. Another CPU rounds differently in the last
 digits (an AMD EPYC and an Intel Xeon with AVX-512 differ from the 7th significant digit of a loss
 on), so run keys, statuses and counts are compared exactly and every float within a tolerance that
