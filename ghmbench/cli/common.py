@@ -16,9 +16,15 @@ if not out.is_terminal:  # logs and pipes: wide enough for the summary table
     out.width = max(out.width, 120)
 
 
-CONFIG_DIR_HELP = (
-    "Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; repeatable."
-)
+def config_dir_option():
+    """The ``--config-dir`` option that train, sweep and data check share."""
+    return typer.Option(
+        None,
+        "--config-dir",
+        help="Your own config folder (groups such as loss/, experiment/), searched after the built-in configs; "
+        "repeatable.",
+        show_default=False,
+    )
 
 
 def fail(message: str) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ghmbench.cli.common import CONFIG_DIR_HELP, err, fail, out
+from ghmbench.cli.common import config_dir_option, err, fail, out
 from ghmbench.config.compose import compose_config, validate
 from ghmbench.errors import ConfigError
 
@@ -107,12 +107,7 @@ def data_check(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Hydra overrides (dataset=..., dataset.*, model.*).", show_default=False
     ),
-    config_dir: Optional[list[Path]] = typer.Option(
-        None,
-        "--config-dir",
-        help=CONFIG_DIR_HELP,
-        show_default=False,
-    ),
+    config_dir: Optional[list[Path]] = config_dir_option(),
 ) -> None:
     import ghmbench
     from ghmbench.detection.dataset_check import check_dataset

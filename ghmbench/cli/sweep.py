@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ghmbench.cli.common import CONFIG_DIR_HELP, err, fail, out, records_table
+from ghmbench.cli.common import config_dir_option, err, fail, out, records_table
 from ghmbench.config.compose import searchpath_overrides
 from ghmbench.errors import ConfigError
 from ghmbench.store.fields import COMPLETE_STATUSES
@@ -54,12 +54,7 @@ def sweep(
         None, help="Hydra overrides; comma lists are swept.", show_default=False
     ),
     force: bool = typer.Option(False, "--force", help="Retrain runs that already have a complete record."),
-    config_dir: Optional[list[Path]] = typer.Option(
-        None,
-        "--config-dir",
-        help=CONFIG_DIR_HELP,
-        show_default=False,
-    ),
+    config_dir: Optional[list[Path]] = config_dir_option(),
 ) -> None:
     from ghmbench.store.records import is_complete, read_record, run_dir, smoke_failures
     from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ghmbench.cli.common import CONFIG_DIR_HELP, err, fail, out, records_table
+from ghmbench.cli.common import config_dir_option, err, fail, out, records_table
 from ghmbench.errors import ConfigError
 from ghmbench.store.fields import COMPLETED
 
@@ -56,12 +56,7 @@ def train(
     ),
     force: bool = typer.Option(False, "--force", help="Retrain even when a complete record exists."),
     print_config: bool = typer.Option(False, "--cfg", help="Print the resolved config and exit."),
-    config_dir: Optional[list[Path]] = typer.Option(
-        None,
-        "--config-dir",
-        help=CONFIG_DIR_HELP,
-        show_default=False,
-    ),
+    config_dir: Optional[list[Path]] = config_dir_option(),
 ) -> None:
     from omegaconf import OmegaConf
 
