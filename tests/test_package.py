@@ -51,7 +51,8 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
         cwd=project,
         env=env,
     )
-    assert where.stdout.split() == [str(site / "ghmbench" / "config.py"), str(site / "ghmbench" / "conf")], where.stderr
+    expected = [str(site / "ghmbench" / "config" / "compose.py"), str(site / "ghmbench" / "conf")]
+    assert where.stdout.split() == expected, where.stderr
 
     cache = f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}"
     smoke = _run(
