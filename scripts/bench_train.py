@@ -117,7 +117,7 @@ class Batch:
 def ghmbench_step(cfg, batch: Batch) -> tuple:
     """(model, optimizer, criterion, one full training step) of ghmbench under ``cfg``."""
     torch.manual_seed(0)
-    model = build_model(cfg, batch.num_classes, 1)
+    model = build_model(cfg.model, batch.num_classes, 1)
     criterion = DetectionCriterion.from_config(cfg)
     opt = build_optimizer(model, cfg.train)
 
@@ -247,7 +247,7 @@ def network_variants(
     """The network under other execution settings, against eager with torch's default threads:
     (the variants by label, torch.compile's compile time or None)."""
     images = batch.images
-    cl_model = build_model(cfg, batch.num_classes, 1).to(memory_format=torch.channels_last)
+    cl_model = build_model(cfg.model, batch.num_classes, 1).to(memory_format=torch.channels_last)
     cl_images = images.contiguous(memory_format=torch.channels_last)
     variants: dict[str, Callable[[], None]] = {
         "eager": network_step(model, opt, images),

@@ -125,7 +125,7 @@ def check_model(device: torch.device) -> list[str]:
     cfg = validate(compose_config(["loss=ghm", "regression=ghm"]))
     split = load_digits_detection(DigitsParams(num_train=32, num_val=1), None).train
     torch.manual_seed(0)
-    model = build_model(cfg, split.num_classes, 1).to(device)
+    model = build_model(cfg.model, split.num_classes, 1).to(device)
     images, boxes, labels, _ = next(iterate_batches(split, 32, shuffle=False))
     boxes, labels = [b.to(device) for b in boxes], [lab.to(device) for lab in labels]
     losses = {}

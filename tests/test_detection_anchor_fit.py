@@ -42,7 +42,7 @@ def test_the_digits_fit_the_default_detector(tmp_path):
     assert (
         anchor_fit_warning(
             train,
-            detector_anchors(build_model(cfg, train.num_classes, 1), 1, cfg.dataset.image_size),
+            detector_anchors(build_model(cfg.model, train.num_classes, 1), 1, cfg.dataset.image_size),
             cfg.model,
             cfg.dataset.image_size,
         )
@@ -51,7 +51,10 @@ def test_the_digits_fit_the_default_detector(tmp_path):
     large = validate(compose_config([*LARGE, f"paths.cache_dir={tmp_path}"]))
     big = build_datasets(large)[0]
     assert "of 16 training objects" in anchor_fit_warning(
-        big, detector_anchors(build_model(large, big.num_classes, 1), 1, large.dataset.image_size), large.model, 256
+        big,
+        detector_anchors(build_model(large.model, big.num_classes, 1), 1, large.dataset.image_size),
+        large.model,
+        256,
     )
 
 

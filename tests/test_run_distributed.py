@@ -97,7 +97,8 @@ def _model_case(name: str, rank: int, world: int) -> dict:
     cfg = validate(compose_config([*MODEL_CASES[name], *MODEL_CFG]))
     split = load_digits_detection(DigitsParams(num_train=BATCH, num_val=1), None).train
     torch.manual_seed(0)
-    model = build_model(cfg, split.num_classes, 1).double()  # float64: no rounding noise in the sums over the batch
+    # float64: no rounding noise in the sums over the batch
+    model = build_model(cfg.model, split.num_classes, 1).double()
     net = distributed.data_parallel(model, torch.device("cpu"))
     criterion = DetectionCriterion.from_config(cfg)
     batches = iterate_batches(
@@ -401,7 +402,7 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
 def test_bf16_forward_gives_float32_outputs_and_losses():
     cfg = validate(compose_config(["loss=ghm", "regression=ghm", *MODEL_CFG]))
     split = load_digits_detection(DigitsParams(num_train=4, num_val=1), None).train
-    model = build_model(cfg, split.num_classes, 1)
+    model = build_model(cfg.model, split.num_classes, 1)
     images, boxes, labels, _ = next(iterate_batches(split, 4, shuffle=False))
     out32 = amp_forward(model, images, "none")
     out16 = amp_forward(model, images, "bf16")

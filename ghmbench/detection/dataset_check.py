@@ -33,7 +33,7 @@ def check_dataset(cfg: DictConfig) -> DatasetCheck:
     train_split, val_split, test_split = build_datasets(cfg)
     channels = train_split.images.shape[1]
     anchors = anchor_fit.detector_anchors(
-        build_model(cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size
+        build_model(cfg.model, train_split.num_classes, channels), channels, cfg.dataset.image_size
     )
     splits = [(n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None]
     rows: dict[str, list[str]] = {"images": [str(len(s)) for _, s in splits]}

@@ -219,9 +219,8 @@ class RetinaDetector(nn.Module):
         return DetectorOutput(self.cls_head(selected), self.box_head(selected), anchors, level_ids)
 
 
-def build_model(cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
-    """The detector of ``cfg.model``."""
-    model_cfg = cfg.model
+def build_model(model_cfg: DictConfig, num_classes: int, in_channels: int) -> RetinaDetector:
+    """The detector of a config's ``model`` section."""
     return RetinaDetector(
         num_classes=num_classes,
         in_channels=in_channels,

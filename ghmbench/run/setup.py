@@ -79,7 +79,7 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
+    model = build_model(cfg.model, train_split.num_classes, train_split.images.shape[1]).to(device)
     if distributed.is_main():
         _warn_about_anchor_fit(cfg, train_split, model)
     if train_cfg.channels_last:
