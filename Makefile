@@ -20,9 +20,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Two test processes (pytest-xdist, one per core) with one torch thread each: 6 min instead of
-# 9.5 on 2 cores (two 2-thread processes would slow each other down far more).
+# Lint and format checks first (ruff, configured in pyproject.toml), then the tests: two test
+# processes (pytest-xdist, one per core) with one torch thread each: 6 min instead of 9.5 on 2 cores
+# (two 2-thread processes would slow each other down far more). The fast inner loop, without the
+# tests that train or run the CLI: pytest -m "not slow".
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 # The main job: the fair loss comparison (tune every loss alike, select on validation, report test

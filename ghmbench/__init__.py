@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Union
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from ghmbench.reporting import Report
+    from ghmbench.reporting.report import Report
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,7 @@ ConfigDirs = Union[str, Path, Iterable[Union[str, Path]]]
 
 
 def load_config(overrides: Iterable[str] = (), *, config_dir: ConfigDirs = ()) -> DictConfig:
-    """The validated config of ``ghmbench train [--config-dir DIR ...] OVERRIDES`` (``ghmbench.config``
+    """The validated config of ``ghmbench train [--config-dir DIR ...] OVERRIDES`` (``ghmbench.config.compose``
     is the config module).
 
     Args:
@@ -38,14 +38,16 @@ def load_config(overrides: Iterable[str] = (), *, config_dir: ConfigDirs = ()) -
     Raises:
         ghmbench.errors.ConfigError: a bad value, with the one-line message the command prints.
     """
-    from ghmbench.config import compose_config, searchpath_overrides, validate
+    from ghmbench.config.compose import compose_config, searchpath_overrides, validate
 
     overrides = list(overrides)
     dirs = [config_dir] if isinstance(config_dir, (str, Path)) else list(config_dir)
     return validate(compose_config([*searchpath_overrides(dirs, overrides), *overrides]))
 
 
-def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = False, config_dir: ConfigDirs = ()) -> dict[str, Any]:
+def train(
+    overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = False, config_dir: ConfigDirs = ()
+) -> dict[str, Any]:
     """Train, evaluate and record one configuration, as ``ghmbench train`` does.
 
     Args:
@@ -56,16 +58,16 @@ def train(overrides: Union[Iterable[str], DictConfig] = (), *, force: bool = Fal
     Returns:
         The run record (what the run folder's metrics.json holds): ``status``, ``metrics``,
         ``history``, ``run_dir``, ...; ``skipped=True`` when an existing record was reused.
-        ``ghmbench.records.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
+        ``ghmbench.store.records.smoke_failures(record)`` is the smoke check of ``experiment=smoke``.
 
     Raises:
         ghmbench.errors.ConfigError: a bad value or loss target (nothing was trained).
-        ghmbench.run_environment.RunLocked: another process is training the same run folder.
+        ghmbench.store.lock.RunLocked: another process is training the same run folder.
     """
     from omegaconf import DictConfig
 
     from ghmbench import distributed
-    from ghmbench.training import run
+    from ghmbench.run.training import run
 
     cfg = overrides if isinstance(overrides, DictConfig) else load_config(overrides, config_dir=config_dir)
     try:
@@ -84,12 +86,12 @@ def report(
 ) -> Report:
     """Read the run records under ``paths`` and write the tables, figures and report.md to ``out``
     (default: ``<first path>/report``), as ``ghmbench report`` does. The arguments and errors are
-    those of :func:`ghmbench.reporting.make_report`.
+    those of :func:`ghmbench.reporting.report.make_report`.
 
     Returns:
-        :class:`ghmbench.reporting.Report`: ``runs`` (one row per run), ``tables`` by name (each
+        :class:`ghmbench.reporting.report.Report`: ``runs`` (one row per run), ``tables`` by name (each
         with ``numbers``, a DataFrame), ``figures`` and ``path`` (report.md).
     """
-    from ghmbench.reporting import make_report
+    from ghmbench.reporting.report import make_report
 
     return make_report(paths, out, metric, group_by, bootstrap, note)

@@ -54,9 +54,7 @@ def launch_env() -> LaunchEnv | None:
         world = int(env["WORLD_SIZE"])
         if world <= 1:
             return None
-        return LaunchEnv(
-            int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)), "torchrun"
-        )
+        return LaunchEnv(int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)), "torchrun")
     if env.get("SUBMITIT_EXECUTOR"):
         import submitit
 
@@ -71,12 +69,8 @@ def launch_env() -> LaunchEnv | None:
         return None
     master = "127.0.0.1" if job.num_nodes == 1 else job.hostnames[0]
     # the same port on every task of the job
-    port = int(
-        env.get("MASTER_PORT") or random.Random(str(job.job_id)).randint(20000, 60000)
-    )
-    return LaunchEnv(
-        job.global_rank, job.num_tasks, job.local_rank, launcher, master, port
-    )
+    port = int(env.get("MASTER_PORT") or random.Random(str(job.job_id)).randint(20000, 60000))
+    return LaunchEnv(job.global_rank, job.num_tasks, job.local_rank, launcher, master, port)
 
 
 def is_distributed() -> bool:
@@ -224,13 +218,9 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     if not is_distributed():
         return model
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(
-            model
-        )  # same Parameter objects, new modules
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same Parameter objects, new modules
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(
-        model, device_ids=ids, find_unused_parameters=True
-    )
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
 __all__ = [

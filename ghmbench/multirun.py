@@ -1,5 +1,5 @@
 """``python -m ghmbench.multirun --multirun OVERRIDES``: the Hydra application of ``ghmbench sweep``,
-whose every job is :func:`ghmbench.sweep.task`.
+whose every job is :func:`ghmbench.sweep.launch.task`.
 
 ``ghmbench sweep`` expands and validates the grid, then starts this (one child process per
 launch) with Hydra's own command line; Hydra's launcher runs the jobs.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hydra
 
-from ghmbench.config import conf_dir
-from ghmbench.sweep import task
+from ghmbench.config.compose import conf_dir
+from ghmbench.sweep.launch import task
 
 
 def main() -> None:

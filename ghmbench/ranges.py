@@ -2,7 +2,7 @@
 
 A check is ``(key, predicate, allowed)``: ``allowed`` words the range for the one-line message
 (``loss.bins=0 is not allowed; allowed: an integer >= 1``). The losses' parameters are listed
-here, so that :func:`ghmbench.config.validate` and the loss constructors test the same ranges.
+here, so that :func:`ghmbench.config.compose.validate` and the loss constructors test the same ranges.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from ghmbench.evaluation import coco_evaluate
-from ghmbench.record_fields import METRICS
+from ghmbench.detection.evaluation import coco_evaluate
+from ghmbench.store.fields import METRICS
 
 
 def synthetic(images: int, dets: int, classes: int, seed: int = 0) -> tuple[dict, list[dict]]:
@@ -37,7 +37,16 @@ def synthetic(images: int, dets: int, classes: int, seed: int = 0) -> tuple[dict
         xy = rng.uniform(0, 1, size=(n, 2)) * (np.array([640, 480]) - wh)
         cats = rng.integers(1, classes + 1, size=n)
         for (x, y), (w, h), c in zip(xy, wh, cats):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i, "category_id": int(c), "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": i,
+                    "category_id": int(c),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         jitter = rng.normal(0, 0.08, size=(n, 4)) * np.concatenate([wh, wh], axis=1)
         true_boxes = np.concatenate([xy, wh], axis=1) + jitter
         fp = dets - n
@@ -93,8 +102,14 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    print(f"machine: {platform.machine()}; faster-coco-eval {version('faster-coco-eval')}, pycocotools {version('pycocotools')}")
-    print(f"{args.images} images x {args.dets} detections, {args.classes} classes, {len(gt['annotations'])} boxes; median of {args.repeats}\n")
+    print(
+        f"machine: {platform.machine()}; faster-coco-eval {version('faster-coco-eval')}, pycocotools "
+        f"{version('pycocotools')}"
+    )
+    print(
+        f"{args.images} images x {args.dets} detections, {args.classes} classes, {len(gt['annotations'])} boxes; "
+        f"median of {args.repeats}\n"
+    )
     print("| metric | ghmbench (faster-coco-eval) | pycocotools |")
     print("|---|---|---|")
     for name, a, b in zip(METRICS, ours_stats, ref_stats):
@@ -105,7 +120,10 @@ def main() -> None:
     print(f"| ghmbench coco_evaluate (load + evaluate + accumulate + summarize + per-class AP) | {t_ours:.2f} |")
     print(f"| pycocotools COCOeval (load + evaluate + accumulate + summarize) | {t_ref:.2f} |")
     ratio = t_ref / t_ours
-    print(f"\n| ratio | value | met |\n|---|---|---|\n| pycocotools / ghmbench (>= 3) | {ratio:.2f} | {'yes' if ratio >= 3 and identical else 'NO'} |")
+    print(
+        f"\n| ratio | value | met |\n|---|---|---|\n| pycocotools / ghmbench (>= 3) | {ratio:.2f} | "
+        f"{'yes' if ratio >= 3 and identical else 'NO'} |"
+    )
 
 
 if __name__ == "__main__":

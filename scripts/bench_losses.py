@@ -25,7 +25,9 @@ from torchvision.ops import sigmoid_focal_loss
 from ghmbench.losses import GHMC, GHMR
 
 
-def loop_ghm(g: torch.Tensor, valid: torch.Tensor, edges: torch.Tensor, acc: torch.Tensor, momentum: float, tot: float) -> torch.Tensor:
+def loop_ghm(
+    g: torch.Tensor, valid: torch.Tensor, edges: torch.Tensor, acc: torch.Tensor, momentum: float, tot: float
+) -> torch.Tensor:
     """Per-bin loop (the shape of the mmdetection reference): weights of valid entries."""
     weights = torch.zeros_like(g)
     n = 0
@@ -92,7 +94,9 @@ def fwd_bwd(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     return step
 
 
-def bench_classification(n: int, c: int, repeats: int, g: torch.Generator) -> tuple[list[tuple[str, float]], dict[str, float], int]:
+def bench_classification(
+    n: int, c: int, repeats: int, g: torch.Generator
+) -> tuple[list[tuple[str, float]], dict[str, float], int]:
     """GHM-C against sigmoid_focal_loss and its per-bin loop on N x C logits (values checked equal
     to the loop first): (table rows, median seconds by name, rounds of the loop)."""
     pred = (torch.randn(n, c, generator=g) * 2 - 4).requires_grad_(True)
@@ -113,7 +117,9 @@ def bench_classification(n: int, c: int, repeats: int, g: torch.Generator) -> tu
     loops = max(3, repeats // 2)
     t = interleaved(
         {
-            "focal": fwd_bwd(lambda x: (sigmoid_focal_loss(x, target, reduction="none") * weight[:, None]).sum() / num_pos, pred),
+            "focal": fwd_bwd(
+                lambda x: (sigmoid_focal_loss(x, target, reduction="none") * weight[:, None]).sum() / num_pos, pred
+            ),
             "ghmc": fwd_bwd(lambda x: ghmc(x, target, weight), pred),
             "loop": fwd_bwd(lambda x: loop_ghmc(x, target, weight, torch.zeros(30)), pred),
         },
@@ -152,23 +158,42 @@ def bench_regression(m: int, repeats: int, g: torch.Generator) -> tuple[list[tup
     npos = rw.sum().clamp(min=1)
     t = interleaved(
         {
-            "sl1": batch(fwd_bwd(lambda x: (functional.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos, rp)),
+            "sl1": batch(
+                fwd_bwd(
+                    lambda x: (
+                        (functional.smooth_l1_loss(x, rt, beta=0.11, reduction="none") * rw[:, None]).sum() / npos
+                    ),
+                    rp,
+                )
+            ),
             "ghmr": batch(fwd_bwd(lambda x: ghmr(x, rt, rw), rp)),
             "loop": batch(fwd_bwd(lambda x: loop_ghmr(x, rt, rw, torch.zeros(10)), rp)),
         },
         dict.fromkeys(["sl1", "ghmr", "loop"], repeats),
     )
     per_call = {k: t[k] / 20 for k in ("sl1", "ghmr", "loop")}
-    rows = [(f"GHM-R fwd+bwd {m}x4", per_call["ghmr"]), (f"smooth L1 fwd+bwd {m}x4", per_call["sl1"]), (f"GHM-R per-bin loop fwd+bwd {m}x4", per_call["loop"])]
+    rows = [
+        (f"GHM-R fwd+bwd {m}x4", per_call["ghmr"]),
+        (f"smooth L1 fwd+bwd {m}x4", per_call["sl1"]),
+        (f"GHM-R per-bin loop fwd+bwd {m}x4", per_call["loop"]),
+    ]
     return rows, per_call
 
 
-def print_results(rows: list[tuple[str, float]], cls_times: dict[str, float], reg_times: dict[str, float], repeats: int, loops: int) -> None:
+def print_results(
+    rows: list[tuple[str, float]], cls_times: dict[str, float], reg_times: dict[str, float], repeats: int, loops: int
+) -> None:
     """The table of measurements and the ratios against their targets."""
     t_focal, t_ghmc, t_loop = cls_times["focal"], cls_times["ghmc"], cls_times["loop"]
     t_sl1, t_ghmr, t_rloop = reg_times["sl1"], reg_times["ghmr"], reg_times["loop"]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    print(f"median of {repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values checked equal to the loop references\n")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; torch "
+        f"{torch.__version__}, torchvision {torchvision.__version__}"
+    )
+    print(
+        f"median of {repeats} interleaved rounds (GHM-C loop: {loops}; GHM-R rows: 20 calls per round); values "
+        "checked equal to the loop references\n"
+    )
     print(f"| {'measurement':<45} | {'ms':>9} |")
     print(f"|{'-' * 47}|{'-' * 11}|")
     for name, t in rows:

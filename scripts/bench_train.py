@@ -39,16 +39,19 @@ from torch import nn
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from ghmbench.anchors import match_anchors
-from ghmbench.config import compose_config, validate
-from ghmbench.criterion import DetectionCriterion
-from ghmbench.datasets import build_datasets
-from ghmbench.model import DetectorOutput, build_model, postprocess
-from ghmbench.splits import iterate_batches
-from ghmbench.training import build_optimizer
+from ghmbench.config.compose import compose_config, validate
+from ghmbench.data.builder import build_datasets
+from ghmbench.data.splits import iterate_batches
+from ghmbench.detection.anchors import match_anchors
+from ghmbench.detection.criterion import DetectionCriterion
+from ghmbench.detection.model import DetectorOutput, build_model, postprocess
+from ghmbench.run.setup import build_optimizer
 
 SETTINGS = {
-    "comparison": (["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"], 8),
+    "comparison": (
+        ["experiment=loss_comparison", "dataset.num_train=64", "dataset.num_val=8", "dataset.num_test=8"],
+        8,
+    ),
     "default": (["model.head_convs=4", "dataset.num_train=256", "dataset.num_val=8"], 32),
 }
 
@@ -114,7 +117,7 @@ class Batch:
 def ghmbench_step(cfg, batch: Batch) -> tuple:
     """(model, optimizer, criterion, one full training step) of ghmbench under ``cfg``."""
     torch.manual_seed(0)
-    model = build_model(cfg, batch.num_classes, 1)
+    model = build_model(cfg.model, batch.num_classes, 1)
     criterion = DetectionCriterion.from_config(cfg)
     opt = build_optimizer(model, cfg.train)
 
@@ -155,7 +158,33 @@ def torchvision_step(model, cfg, batch: Batch) -> Callable[[], None]:
     return step_tv
 
 
-def non_network_parts(model, opt, cfg, batch: Batch, focal: DetectionCriterion, ghm: DetectionCriterion) -> tuple[dict[str, Callable[[], None]], DetectorOutput, torch.Tensor]:
+def _cls_part(loss, logits, onehot, valid, num_pos, level_ids) -> Callable[[], None]:
+    """A classification loss's forward + backward on fixed logits [B, A, C]."""
+    num_classes = logits.shape[-1]
+
+    def run() -> None:
+        logits.grad = None
+        flat_logits, flat_onehot = logits.reshape(-1, num_classes), onehot.reshape(-1, num_classes)
+        loss(flat_logits, flat_onehot, valid, avg_factor=num_pos, level_ids=level_ids).backward()
+
+    return run
+
+
+def _box_part(loss, deltas, box_targets, pos_idx, num_pos, level_ids) -> Callable[[], None]:
+    """A box loss's forward + backward on fixed deltas [B, A, 4], at the positives."""
+
+    def run() -> None:
+        deltas.grad = None
+        weights = box_targets.new_ones(pos_idx.numel())
+        pred = deltas.reshape(-1, 4)[pos_idx]
+        loss(pred, box_targets, weights, avg_factor=num_pos, level_ids=level_ids[pos_idx]).backward()
+
+    return run
+
+
+def non_network_parts(
+    model, opt, cfg, batch: Batch, focal: DetectionCriterion, ghm: DetectionCriterion
+) -> tuple[dict[str, Callable[[], None]], DetectorOutput, torch.Tensor]:
     """The non-network parts of a step, on fixed network outputs (leaf tensors standing in for the
     heads): (the parts by label, the network's output, the number of positives of the batch)."""
     images, boxes, labels = batch.images, batch.boxes, batch.labels
@@ -163,37 +192,24 @@ def non_network_parts(model, opt, cfg, batch: Batch, focal: DetectionCriterion, 
     with torch.no_grad():
         out = model(images)
     logits, deltas = (head.detach().clone().requires_grad_() for head in (out.cls_logits, out.box_deltas))
-    num_classes = logits.shape[-1]
     match = match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
-    onehot = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
-    valid = match.valid.reshape(-1).float()
     level_ids = out.level_ids.repeat(images.shape[0])
     num_pos = match.positive.sum()
     pos_idx = match.positive.reshape(-1).nonzero().squeeze(1)
-    box_targets = coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % out.anchors.shape[0]])
 
     def part_match() -> None:
         match_anchors(out.anchors, boxes, labels, model_cfg.fg_iou, model_cfg.bg_iou, model_cfg.allow_low_quality)
 
-    def part_targets() -> None:
-        t = torch.zeros_like(logits).scatter_(2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float())
+    def part_targets() -> tuple[torch.Tensor, torch.Tensor]:
+        onehot = torch.zeros_like(logits).scatter_(
+            2, match.labels.clamp(min=0)[..., None], match.positive[..., None].float()
+        )
         idx = match.positive.reshape(-1).nonzero().squeeze(1)
-        coder.encode(match.matched_boxes_at(idx), out.anchors[idx % out.anchors.shape[0]])
-        return t
+        return onehot, coder.encode(match.matched_boxes_at(idx), out.anchors[idx % out.anchors.shape[0]])
 
-    def cls_part(loss) -> Callable[[], None]:
-        def run() -> None:
-            logits.grad = None
-            loss(logits.reshape(-1, num_classes), onehot.reshape(-1, num_classes), valid, avg_factor=num_pos, level_ids=level_ids).backward()
-
-        return run
-
-    def box_part(loss) -> Callable[[], None]:
-        def run() -> None:
-            deltas.grad = None
-            loss(deltas.reshape(-1, 4)[pos_idx], box_targets, box_targets.new_ones(pos_idx.numel()), avg_factor=num_pos, level_ids=level_ids[pos_idx]).backward()
-
-        return run
+    onehot, box_targets = part_targets()
+    cls_inputs = (logits, onehot, match.valid.reshape(-1).float(), num_pos, level_ids)
+    box_inputs = (deltas, box_targets, pos_idx, num_pos, level_ids)
 
     def part_optimizer() -> None:
         for p in model.parameters():
@@ -202,28 +218,41 @@ def non_network_parts(model, opt, cfg, batch: Batch, focal: DetectionCriterion, 
         opt.step()
 
     def part_postprocess() -> None:
-        postprocess(out, coder, tuple(images.shape[-2:]), model_cfg.score_thresh, model_cfg.topk_candidates, model_cfg.nms_thresh, model_cfg.detections_per_img)
+        postprocess(
+            out,
+            coder,
+            tuple(images.shape[-2:]),
+            model_cfg.score_thresh,
+            model_cfg.topk_candidates,
+            model_cfg.nms_thresh,
+            model_cfg.detections_per_img,
+        )
 
     parts = {
         "matching (batched IoU, assignment)": part_match,
         "targets (one-hot, box encoding of positives)": part_targets,
-        "Focal loss, forward + backward": cls_part(focal.cls_loss),
-        "GHM-C loss, forward + backward": cls_part(ghm.cls_loss),
-        "smooth L1 (positives), forward + backward": box_part(focal.box_loss),
-        "GHM-R (positives), forward + backward": box_part(ghm.box_loss),
+        "Focal loss, forward + backward": _cls_part(focal.cls_loss, *cls_inputs),
+        "GHM-C loss, forward + backward": _cls_part(ghm.cls_loss, *cls_inputs),
+        "smooth L1 (positives), forward + backward": _box_part(focal.box_loss, *box_inputs),
+        "GHM-R (positives), forward + backward": _box_part(ghm.box_loss, *box_inputs),
         "AdamW step (fused)": part_optimizer,
         "post-processing for evaluation (per batch)": part_postprocess,
     }
     return parts, out, num_pos
 
 
-def network_variants(model, opt, cfg, batch: Batch, use_compile: bool, threads: int) -> tuple[dict[str, Callable[[], None]], float | None]:
+def network_variants(
+    model, opt, cfg, batch: Batch, use_compile: bool, threads: int
+) -> tuple[dict[str, Callable[[], None]], float | None]:
     """The network under other execution settings, against eager with torch's default threads:
     (the variants by label, torch.compile's compile time or None)."""
     images = batch.images
-    cl_model = build_model(cfg, batch.num_classes, 1).to(memory_format=torch.channels_last)
+    cl_model = build_model(cfg.model, batch.num_classes, 1).to(memory_format=torch.channels_last)
     cl_images = images.contiguous(memory_format=torch.channels_last)
-    variants: dict[str, Callable[[], None]] = {"eager": network_step(model, opt, images), "channels-last": network_step(cl_model, opt, cl_images)}
+    variants: dict[str, Callable[[], None]] = {
+        "eager": network_step(model, opt, images),
+        "channels-last": network_step(cl_model, opt, cl_images),
+    }
     if threads > 1:
         eager = network_step(model, opt, images)
 
@@ -272,8 +301,12 @@ def bench_setting(name: str, args) -> None:
     net_times = interleaved(variants, args.repeats)
 
     print(f"\n## setting: {name} (`{' '.join(overrides)}`)\n")
-    print(f"batch {batch_size} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels {list(model.levels)}, head convs {cfg_focal.model.head_convs}, "
-          f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} interleaved rounds\n")
+    print(
+        f"batch {batch_size} x {images.shape[1]} x {images.shape[-2]} x {images.shape[-1]}, FPN levels "
+        f"{list(model.levels)}, head convs {cfg_focal.model.head_convs}, "
+        f"{out.anchors.shape[0]} anchors per image, {int(num_pos)} positive in the batch; median of {args.repeats} "
+        "interleaved rounds\n"
+    )
     print_steps(results, part_times, batch_size, args.repeats)
     print_network_variants(net_times, threads, compile_s)
     print_ratios(results)
@@ -308,7 +341,10 @@ def print_network_variants(net_times: dict[str, float], threads: int, compile_s:
         print(f"| {label:<58} | {t * 1e3:8.2f} | {net_times['eager'] / t:7.3f}x |")
     if "1 thread" in net_times:
         gain = threads * net_times["eager"] / net_times["1 thread"]
-        print(f"\n{threads} parallel 1-thread jobs against one {threads}-thread job, at best (no contention between processes): {gain:.2f}x images/s")
+        print(
+            f"\n{threads} parallel 1-thread jobs against one {threads}-thread job, at best (no contention between "
+            f"processes): {gain:.2f}x images/s"
+        )
     if compile_s is not None:
         print(f"torch.compile: first forward + backward (compilation) took {compile_s:.1f} s")
     print()
@@ -317,9 +353,21 @@ def print_network_variants(net_times: dict[str, float], threads: int, compile_s:
 def print_ratios(results: dict[str, float]) -> None:
     """The ratios against their targets."""
     ratios = [
-        ("GHM-C+GHM-R step / Focal+smooth L1 step (<= 1.05)", results["ghm"] / results["focal"], results["ghm"] / results["focal"] <= 1.05),
-        ("ghmbench img/s / torchvision img/s (>= 1.3)", results["torchvision"] / results["focal"], results["torchvision"] / results["focal"] >= 1.3),
-        ("Focal step / network fwd+bwd (<= 1.10)", results["focal"] / results["network"], results["focal"] / results["network"] <= 1.10),
+        (
+            "GHM-C+GHM-R step / Focal+smooth L1 step (<= 1.05)",
+            results["ghm"] / results["focal"],
+            results["ghm"] / results["focal"] <= 1.05,
+        ),
+        (
+            "ghmbench img/s / torchvision img/s (>= 1.3)",
+            results["torchvision"] / results["focal"],
+            results["torchvision"] / results["focal"] >= 1.3,
+        ),
+        (
+            "Focal step / network fwd+bwd (<= 1.10)",
+            results["focal"] / results["network"],
+            results["focal"] / results["network"] <= 1.10,
+        ),
     ]
     print(f"| {'ratio':<58} | {'value':>8} | met |")
     print(f"|{'-' * 60}|{'-' * 10}|-----|")
@@ -330,12 +378,19 @@ def print_ratios(results: dict[str, float]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setting", choices=["comparison", "default", "both"], default="both")
-    ap.add_argument("--batch", type=int, default=0, help="batch size (0: the setting's own, 8 for comparison, 32 for default)")
+    ap.add_argument(
+        "--batch", type=int, default=0, help="batch size (0: the setting's own, 8 for comparison, 32 for default)"
+    )
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile of the network (compiles for a minute or more)")
+    ap.add_argument(
+        "--compile", action="store_true", help="also time torch.compile of the network (compiles for a minute or more)"
+    )
     args = ap.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, torchvision {torchvision.__version__}")
-    for name in (["comparison", "default"] if args.setting == "both" else [args.setting]):
+    print(
+        f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}"
+    )
+    for name in ["comparison", "default"] if args.setting == "both" else [args.setting]:
         bench_setting(name, args)
 
 

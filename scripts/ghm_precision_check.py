@@ -66,13 +66,20 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
     for name, value, module in (("GHM-C", lc, ghmc), ("GHM-R", lr, ghmr)):
         ok = value.dtype == torch.float32 and module.acc_sum.dtype == torch.float32
         print(
-            f"{name} under bf16 autocast: loss {value.dtype}, running counts {module.acc_sum.dtype}: {'ok' if ok else 'FAIL'}"
+            f"{name} under bf16 autocast: loss {value.dtype}, running counts {module.acc_sum.dtype}: "
+            f"{'ok' if ok else 'FAIL'}"
         )
         if not ok:
             failures.append(f"{name} is not float32 under autocast")
     cases = {
         "GHM-C": (GHMC, logits, target, lambda x: (torch.sigmoid(x) - target).abs(), 30),
-        "GHM-R": (GHMR, deltas, box_target, lambda x: ((x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2)), 10),
+        "GHM-R": (
+            GHMR,
+            deltas,
+            box_target,
+            lambda x: (x - box_target).abs() / torch.sqrt((x - box_target) ** 2 + 0.02**2),
+            10,
+        ),
     }
     for name, (cls, x, y, g_of, bins) in cases.items():
         if not _bf16_matches_float32(device, name, cls, x, y, weight, g_of, bins):
@@ -80,7 +87,9 @@ def check_losses(device: torch.device, n: int, classes: int) -> list[str]:
     return failures
 
 
-def _bf16_matches_float32(device: torch.device, name: str, cls, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, g_of, bins: int) -> bool:
+def _bf16_matches_float32(
+    device: torch.device, name: str, cls, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, g_of, bins: int
+) -> bool:
     """Check 2 for one loss: its value and GHM weights on bf16-rounded inputs against float32; prints the result."""
     valid = (weight > 0)[:, None]
     x16 = x.bfloat16().float()  # what the losses see after a bf16 forward
@@ -96,7 +105,9 @@ def _bf16_matches_float32(device: torch.device, name: str, cls, x: torch.Tensor,
     rel_w = float((w16 - w32).abs().mean() / w32.abs().mean())
     ok = rel_loss <= LOSS_RTOL and rel_w <= WEIGHT_RTOL
     print(
-        f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} (<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
+        f"{name} bf16 vs float32 ({x.shape[0]} x {x.shape[1]}): loss {loss16.item():.6f} vs {loss32.item():.6f}, "
+        f"relative difference {rel_loss:.2e} (<= {LOSS_RTOL:g}); mean |weight difference| / mean weight {rel_w:.2e} "
+        f"(<= {WEIGHT_RTOL:g}): {'ok' if ok else 'FAIL'}"
     )
     return ok
 
@@ -105,16 +116,16 @@ def check_model(device: torch.device) -> list[str]:
     """Check 3 on the small detector and a digits batch."""
     from omegaconf import OmegaConf
 
-    from ghmbench.config import compose_config, validate
-    from ghmbench.criterion import DetectionCriterion
-    from ghmbench.digits import DigitsParams, load_digits_detection
-    from ghmbench.model import amp_forward, build_model
-    from ghmbench.splits import iterate_batches
+    from ghmbench.config.compose import compose_config, validate
+    from ghmbench.data.digits import DigitsParams, load_digits_detection
+    from ghmbench.data.splits import iterate_batches
+    from ghmbench.detection.criterion import DetectionCriterion
+    from ghmbench.detection.model import amp_forward, build_model
 
     cfg = validate(compose_config(["loss=ghm", "regression=ghm"]))
     split = load_digits_detection(DigitsParams(num_train=32, num_val=1), None).train
     torch.manual_seed(0)
-    model = build_model(cfg, split.num_classes, 1).to(device)
+    model = build_model(cfg.model, split.num_classes, 1).to(device)
     images, boxes, labels, _ = next(iterate_batches(split, 32, shuffle=False))
     boxes, labels = [b.to(device) for b in boxes], [lab.to(device) for lab in labels]
     losses = {}
@@ -126,15 +137,11 @@ def check_model(device: torch.device) -> list[str]:
     rel = [_rel(losses["bf16"][i], losses["none"][i]) for i in range(2)]
     ok = max(rel) <= MODEL_RTOL and out.cls_logits.dtype == torch.float32
     print(
-        f"detector ({OmegaConf.select(cfg, 'model.backbone')}, batch 32) GHM-C / GHM-R with the forward in bf16 vs float32: {losses['bf16'].tolist()} vs {losses['none'].tolist()}, relative differences {rel[0]:.2e} / {rel[1]:.2e} (<= {MODEL_RTOL:g}): {'ok' if ok else 'FAIL'}"
+        f"detector ({OmegaConf.select(cfg, 'model.backbone')}, batch 32) GHM-C / GHM-R with the forward in bf16 vs "
+        f"float32: {losses['bf16'].tolist()} vs {losses['none'].tolist()}, relative differences {rel[0]:.2e} / "
+        f"{rel[1]:.2e} (<= {MODEL_RTOL:g}): {'ok' if ok else 'FAIL'}"
     )
-    return (
-        []
-        if ok
-        else [
-            "the detector's GHM losses with a bf16 forward differ from float32 beyond tolerance"
-        ]
-    )
+    return [] if ok else ["the detector's GHM losses with a bf16 forward differ from float32 beyond tolerance"]
 
 
 def main() -> int:
@@ -151,10 +158,7 @@ def main() -> int:
         )
         return 1
     failures = check_losses(device, args.n, args.classes) + check_model(device)
-    print(
-        "GHM bf16 check: "
-        + ("passed" if not failures else "FAILED: " + "; ".join(failures))
-    )
+    print("GHM bf16 check: " + ("passed" if not failures else "FAILED: " + "; ".join(failures)))
     return 1 if failures else 0
 
 

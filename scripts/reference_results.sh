@@ -19,7 +19,7 @@ for preset in "${presets[@]}"; do
     # every loss at the setting the fair loss comparison selected for it on validation
     selected=$("$BIN/python" - runs/reference/loss_comparison <<'PY'
 import json, pathlib, sys
-from ghmbench.protocol import select_settings
+from ghmbench.sweep.selection import select_settings
 records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")]
 for loss, sel in select_settings(records).items():
     print(loss, *sel.overrides())

@@ -32,8 +32,8 @@ sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor 
 selected() {
   "$BIN/python" - "$@" <<'PY'
 import json, pathlib, sys
-from ghmbench.config import compose_config
-from ghmbench.protocol import Protocol, matches, parse_overrides, runs_frame, select_settings
+from ghmbench.config.compose import compose_config
+from ghmbench.sweep.selection import Protocol, matches, parse_overrides, runs_frame, select_settings
 from omegaconf import OmegaConf
 runs = runs_frame([json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")])
 protocol = Protocol.from_config(OmegaConf.to_container(compose_config([f"experiment={sys.argv[2]}"]).protocol))

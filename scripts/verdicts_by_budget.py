@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ghmbench.comparison import REGRESSION_LABELS, difference_text
+from ghmbench.reporting.comparison import REGRESSION_LABELS, difference_text
 
 ROW_KEYS = ["a", "b", "under"]
 
@@ -66,7 +66,14 @@ def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
         flagged = _unconverged(report)
         columns[label] = {tuple(r[k] for k in ROW_KEYS): _cell(r, flagged) for _, r in diffs.iterrows()}
     order = list(dict.fromkeys(key for col in columns.values() for key in col))
-    rows = [{"A − B": f"{a} − {b}", "under": under, **{label: col.get((a, b, under), "-") for label, col in columns.items()}} for a, b, under in order]
+    rows = [
+        {
+            "A − B": f"{a} − {b}",
+            "under": under,
+            **{label: col.get((a, b, under), "-") for label, col in columns.items()},
+        }
+        for a, b, under in order
+    ]
     return pd.DataFrame(rows)
 
 

@@ -42,7 +42,9 @@ def ghmbench_exe() -> str:
     return exe
 
 
-def ghmbench_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def ghmbench_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the installed ``ghmbench`` command as a user would."""
     return subprocess.run([ghmbench_exe(), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 

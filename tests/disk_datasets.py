@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
-from ghmbench.digits import DigitsParams, load_digits_detection
-from ghmbench.formats.voc import VOC_CLASSES
+from ghmbench.data.digits import DigitsParams, load_digits_detection
+from ghmbench.data.formats.voc import VOC_CLASSES
 
 SIZES = [(64, 64), (48, 96), (100, 60), (80, 80), (40, 120), (96, 72)]  # (height, width)
 
@@ -54,20 +54,48 @@ def make_coco(root: Path, num_train: int = 48, num_val: int = 12, crowd: bool = 
             images.append({"id": image_id, "file_name": file_name, "width": img.shape[-1], "height": img.shape[-2]})
             for box, label in zip(split.boxes[k].tolist(), split.labels[k].tolist()):
                 x1, y1, x2, y2 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cats[label]["id"], "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": image_id,
+                        "category_id": cats[label]["id"],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
         if crowd:  # a crowd region: not a training target, ignored by COCOeval
             w, h = images[0]["width"], images[0]["height"]
-            anns.append({"id": len(anns) + 1, "image_id": images[0]["id"], "category_id": 10, "bbox": [0, 0, w / 3, h / 3], "area": w * h / 9, "iscrowd": 1})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": images[0]["id"],
+                    "category_id": 10,
+                    "bbox": [0, 0, w / 3, h / 3],
+                    "area": w * h / 9,
+                    "iscrowd": 1,
+                }
+            )
         (root / "annotations").mkdir(exist_ok=True)
-        (root / "annotations" / f"instances_{name}.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+        (root / "annotations" / f"instances_{name}.json").write_text(
+            json.dumps({"images": images, "annotations": anns, "categories": cats})
+        )
     return root
 
 
 def coco_overrides(root: Path) -> list[str]:
-    return ["dataset=coco", f"dataset.root={root}", "dataset.train_split=train", "dataset.val_split=val", "dataset.image_size=64"]
+    return [
+        "dataset=coco",
+        f"dataset.root={root}",
+        "dataset.train_split=train",
+        "dataset.val_split=val",
+        "dataset.image_size=64",
+    ]
 
 
-def make_voc(root: Path, num_train: int = 40, num_val: int = 12, names: list[str] | None = None, layout: str = "devkit") -> Path:
+def make_voc(
+    root: Path, num_train: int = 40, num_val: int = 12, names: list[str] | None = None, layout: str = "devkit"
+) -> Path:
     """VOCdevkit/VOC2007 under root with trainval and test image sets; one object is difficult.
 
     Args:
@@ -78,7 +106,13 @@ def make_voc(root: Path, num_train: int = 40, num_val: int = 12, names: list[str
     names = names or VOC_CLASSES
     train, val = _digits(num_train, num_val)
     base = root / "VOCdevkit" / "VOC2007" if layout == "devkit" else root
-    for sub in ("JPEGImages", "Annotations", "ImageSets/Main") if layout == "devkit" else ("JPEGImages", "Annotations") if layout == "labelimg" else ():
+    for sub in (
+        ("JPEGImages", "Annotations", "ImageSets/Main")
+        if layout == "devkit"
+        else ("JPEGImages", "Annotations")
+        if layout == "labelimg"
+        else ()
+    ):
         (base / sub).mkdir(parents=True, exist_ok=True)
     base.mkdir(parents=True, exist_ok=True)
     image_dir, ann_dir = (base / "JPEGImages", base / "Annotations") if layout != "flat" else (base, base)
@@ -96,7 +130,8 @@ def make_voc(root: Path, num_train: int = 40, num_val: int = 12, names: list[str
                     f"<object><name>{names[label]}</name><difficult>{difficult}</difficult>"
                     f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
                 )
-            xml = f"<annotation><filename>{name}.jpg</filename><size><width>{img.shape[-1]}</width><height>{img.shape[-2]}</height><depth>3</depth></size>{''.join(objects)}</annotation>"
+            size = f"<width>{img.shape[-1]}</width><height>{img.shape[-2]}</height><depth>3</depth>"
+            xml = f"<annotation><filename>{name}.jpg</filename><size>{size}</size>{''.join(objects)}</annotation>"
             (ann_dir / f"{name}.xml").write_text(xml)
             listed.append(name)
         if layout == "devkit":
@@ -104,7 +139,9 @@ def make_voc(root: Path, num_train: int = 40, num_val: int = 12, names: list[str
     return root
 
 
-def make_yolo(root: Path, num_train: int = 40, num_val: int = 12, names_as_dict: bool = False, list_files: bool = False) -> Path:
+def make_yolo(
+    root: Path, num_train: int = 40, num_val: int = 12, names_as_dict: bool = False, list_files: bool = False
+) -> Path:
     """An ultralytics-style dataset under root: data.yaml, images/{train,val}/, labels/{train,val}/.
 
     Images of several sizes, PNG and JPEG, grey and RGB; the last training image has no label
@@ -129,12 +166,16 @@ def make_yolo(root: Path, num_train: int = 40, num_val: int = 12, names_as_dict:
             rows = []
             for (x1, y1, x2, y2), label in zip(split.boxes[k].tolist(), split.labels[k].tolist()):
                 x1, y1, x2, y2 = x1 * sx, y1 * sy, x2 * sx, y2 * sy
-                rows.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+                rows.append(
+                    f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+                )
             (root / "labels" / name / f"{file.stem}.txt").write_text("".join(rows))
         if list_files:
             (root / f"{name}.txt").write_text("\n".join(listed) + "\n")
         lines[name] = f"{name}.txt" if list_files else f"images/{name}"
-    names_yaml = "\n".join(f"  {k}: {n}" for k, n in enumerate(names)) if names_as_dict else "\n".join(f"  - {n}" for n in names)
+    names_yaml = (
+        "\n".join(f"  {k}: {n}" for k, n in enumerate(names)) if names_as_dict else "\n".join(f"  - {n}" for n in names)
+    )
     (root / "data.yaml").write_text("".join(f"{k}: {v}\n" for k, v in lines.items()) + f"names:\n{names_yaml}\n")
     return root
 

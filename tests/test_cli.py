@@ -26,16 +26,31 @@ def _text(output: str) -> str:
 
 @pytest.mark.parametrize(
     "args",
-    [["-h"], ["train", "-h"], ["train", "-h", "experiment=smoke", "loss=ghm"], ["sweep", "-h", "loss=ce,focal"], ["report", "-h"], ["data", "-h"], ["data", "check", "-h"], ["data", "export", "-h"]],
+    [
+        ["-h"],
+        ["train", "-h"],
+        ["train", "-h", "experiment=smoke", "loss=ghm"],
+        ["sweep", "-h", "loss=ce,focal"],
+        ["report", "-h"],
+        ["data", "-h"],
+        ["data", "check", "-h"],
+        ["data", "export", "-h"],
+    ],
 )
 def test_dash_h_is_help_everywhere(args):
     result = CliRunner().invoke(app, args, prog_name="ghmbench", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     command = " ".join(a for a in args if a != "-h" and "=" not in a)
     assert f"Usage: ghmbench {command}".strip() in _text(result.output)
-    assert result.output == CliRunner().invoke(app, [a if a != "-h" else "--help" for a in args], prog_name="ghmbench", env={"COLUMNS": "200"}).output
+    assert (
+        result.output
+        == CliRunner()
+        .invoke(app, [a if a != "-h" else "--help" for a in args], prog_name="ghmbench", env={"COLUMNS": "200"})
+        .output
+    )
 
 
+@pytest.mark.slow
 def test_help_and_version_as_a_user_runs_them(tmp_path):
     top = ghmbench_cli("-h", env=WIDE)
     assert top.returncode == 0 and "--version" in top.stdout and "Usage: ghmbench" in top.stdout
@@ -49,7 +64,7 @@ def test_help_and_version_as_a_user_runs_them(tmp_path):
 def _report_table_names() -> set[str]:
     """Every table name the report's code can write: the literal first argument of each
     ``Table(...)`` and the literal ``name`` argument of each ``_grid_table(...)`` in ghmbench/."""
-    from ghmbench import tables
+    from ghmbench.reporting import tables
 
     name_at = {"Table": 0, "_grid_table": list(inspect.signature(tables._grid_table).parameters).index("name")}
     names = set()

@@ -32,7 +32,9 @@ def test_focal_equals_torchvision(alpha, gamma):
     pred.requires_grad_(True)
     ours = FocalLoss(alpha=alpha, gamma=gamma)(pred, target, weight)
     ref_pred = pred.detach().clone().requires_grad_(True)
-    per_entry = sigmoid_focal_loss(ref_pred, target, alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none")
+    per_entry = sigmoid_focal_loss(
+        ref_pred, target, alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none"
+    )
     num_pos = ((target.sum(1) > 0) & (weight > 0)).sum().clamp(min=1)
     ref = (per_entry * weight[:, None]).sum() / num_pos
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
@@ -47,7 +49,11 @@ def test_focal_gamma0_is_alpha_balanced_ce_and_avg_factor():
     ce = CrossEntropyLoss(alpha=0.75)(pred, target, weight, avg_factor=7)
     torch.testing.assert_close(focal, ce)
     # avg_factor replaces the number of positives
-    ref = (functional.binary_cross_entropy_with_logits(pred, target, reduction="none") * (0.75 * target + 0.25 * (1 - target)) * weight[:, None]).sum() / 7
+    ref = (
+        functional.binary_cross_entropy_with_logits(pred, target, reduction="none")
+        * (0.75 * target + 0.25 * (1 - target))
+        * weight[:, None]
+    ).sum() / 7
     torch.testing.assert_close(ce, ref)
 
 
@@ -72,7 +78,9 @@ def test_focal_saturated_logits_have_finite_gradients():
     assert torch.isfinite(pred.grad).all()
 
 
-@pytest.mark.parametrize("make", [lambda: FocalLoss(alpha=0.25, gamma=2.0), lambda: CrossEntropyLoss(alpha=None), lambda: GHMC(momentum=0.0)])
+@pytest.mark.parametrize(
+    "make", [lambda: FocalLoss(alpha=0.25, gamma=2.0), lambda: CrossEntropyLoss(alpha=None), lambda: GHMC(momentum=0.0)]
+)
 def test_confidently_wrong_logits_give_finite_exact_losses(make):
     # beyond |x| ~ 88 sigmoid underflows in float32; BCE there is |x| and must stay finite
     pred = torch.tensor([[-120.0, 95.0, -30.0, 0.5]], requires_grad=True)
@@ -81,9 +89,13 @@ def test_confidently_wrong_logits_give_finite_exact_losses(make):
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(pred.grad).all()
     if isinstance(make(), FocalLoss):
-        torch.testing.assert_close(loss, sigmoid_focal_loss(pred.detach().double(), target.double(), 0.25, 2.0, "sum").float())
+        torch.testing.assert_close(
+            loss, sigmoid_focal_loss(pred.detach().double(), target.double(), 0.25, 2.0, "sum").float()
+        )
     elif isinstance(make(), CrossEntropyLoss):
-        torch.testing.assert_close(loss, functional.binary_cross_entropy_with_logits(pred.detach(), target, reduction="sum"))
+        torch.testing.assert_close(
+            loss, functional.binary_cross_entropy_with_logits(pred.detach(), target, reduction="sum")
+        )
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
@@ -100,7 +112,9 @@ def test_focal_closed_form_gradient_equals_autograd_of_the_formula(alpha, gamma)
     loss = FocalLoss(alpha=alpha, gamma=gamma, loss_weight=3.0)(pred, target, weight, avg_factor=4)
     (grad,) = torch.autograd.grad(loss, pred)
     ref_pred = pred.detach().double().requires_grad_(True)
-    per_entry = sigmoid_focal_loss(ref_pred, target.double(), alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none")
+    per_entry = sigmoid_focal_loss(
+        ref_pred, target.double(), alpha=-1 if alpha is None else alpha, gamma=gamma, reduction="none"
+    )
     ref = 3.0 * (per_entry * weight).sum() / 4
     (ref_grad,) = torch.autograd.grad(ref, ref_pred)
     torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-7)
@@ -112,12 +126,16 @@ def test_focal_closed_form_gradient_equals_autograd_of_the_formula(alpha, gamma)
     assert torch.isfinite(grad).all()
     assert grad[3, 1] == 0
 
+
 # ----------------------------------------------------------------------------- GHM-C by hand
 
 
 def _ghmc_inputs(gs: list[list[float]], ys: list[list[float]]):
     """Logits giving gradient norms g = |p - y| exactly as listed (BCE = -log(1 - g))."""
-    pred = torch.tensor([[_logit(1 - g) if y == 1 else _logit(g) for g, y in zip(gr, yr)] for gr, yr in zip(gs, ys)], dtype=torch.float64)
+    pred = torch.tensor(
+        [[_logit(1 - g) if y == 1 else _logit(g) for g, y in zip(gr, yr)] for gr, yr in zip(gs, ys)],
+        dtype=torch.float64,
+    )
     return pred.float().requires_grad_(True), torch.tensor(ys)
 
 

@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ci_command, write_user_project
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,6 +20,7 @@ def _run(args: list, cwd: Path, env: dict | None = None, timeout: float = 300) -
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_ci_recipe(tmp_path):
     # build from a copy of what the sdist holds, so the repository gets no build/ or egg-info
     src = tmp_path / "src"
@@ -27,7 +30,9 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     for name in ("ghmbench", "conf"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    built = _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src], cwd=tmp_path)
+    built = _run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src], cwd=tmp_path
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("ghmbench-*.whl")
     packaged = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".yaml")}
@@ -38,12 +43,23 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     assert installed.returncode == 0, installed.stdout + installed.stderr
     # a user's project: not the repository, with docs/own-loss.md's loss, config folder and CI job
     project = write_user_project(tmp_path / "project")
-    env = {k: v for k, v in os.environ.items() if k != "GHMBENCH_CONF_DIR"} | {"PYTHONPATH": f"{site}{os.pathsep}{project}"}
-    where = _run([sys.executable, "-c", "import ghmbench.config as c; print(c.__file__); print(c.conf_dir())"], cwd=project, env=env)
-    assert where.stdout.split() == [str(site / "ghmbench" / "config.py"), str(site / "ghmbench" / "conf")], where.stderr
+    env = {k: v for k, v in os.environ.items() if k != "GHMBENCH_CONF_DIR"} | {
+        "PYTHONPATH": f"{site}{os.pathsep}{project}"
+    }
+    where = _run(
+        [sys.executable, "-c", "import ghmbench.config.compose as c; print(c.__file__); print(c.conf_dir())"],
+        cwd=project,
+        env=env,
+    )
+    expected = [str(site / "ghmbench" / "config" / "compose.py"), str(site / "ghmbench" / "conf")]
+    assert where.stdout.split() == expected, where.stderr
 
     cache = f"paths.cache_dir={tmp_path.parent / 'ghmbench-cache'}"
-    smoke = _run([sys.executable, "-m", "ghmbench", "train", "experiment=smoke", "train.progress=false", cache], cwd=project, env=env)
+    smoke = _run(
+        [sys.executable, "-m", "ghmbench", "train", "experiment=smoke", "train.progress=false", cache],
+        cwd=project,
+        env=env,
+    )
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert "smoke check passed" in smoke.stdout
 
@@ -53,4 +69,8 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     assert ci.returncode == 0, ci.stdout + ci.stderr
     assert "smoke check passed" in ci.stdout
     folders = sorted(p.name for p in (project / "runs").iterdir() if not p.name.startswith("."))
-    assert len(folders) == 2 and folders[0].startswith("focal-smooth_l1-s0-") and folders[1].startswith("scaled_bce-smooth_l1-s0-")
+    assert (
+        len(folders) == 2
+        and folders[0].startswith("focal-smooth_l1-s0-")
+        and folders[1].startswith("scaled_bce-smooth_l1-s0-")
+    )

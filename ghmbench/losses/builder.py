@@ -41,14 +41,21 @@ def build_loss(section: str, node: DictConfig) -> Any:
         module = instantiate(params, _convert_="all")
     except Exception as e:
         cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
-        raise ConfigError(f"{section}._target_={target} does not accept the arguments ({args}): {_one_line(cause)}") from None
+        raise ConfigError(
+            f"{section}._target_={target} does not accept the arguments ({args}): {_one_line(cause)}"
+        ) from None
     if not isinstance(module, nn.Module):
-        raise ConfigError(f"{section}._target_={target} made a {type(module).__name__}; allowed: a torch.nn.Module with {LOSS_INTERFACE}")
+        raise ConfigError(
+            f"{section}._target_={target} made a {type(module).__name__}; allowed: a torch.nn.Module with "
+            f"{LOSS_INTERFACE}"
+        )
     signature = inspect.signature(module.forward)
     try:
         signature.bind("pred", "target", "label_weight", avg_factor=None, level_ids=None)
     except TypeError as e:
-        raise ConfigError(f"{section}._target_={target}: its forward{signature} cannot be called as {LOSS_INTERFACE}: {e}") from None
+        raise ConfigError(
+            f"{section}._target_={target}: its forward{signature} cannot be called as {LOSS_INTERFACE}: {e}"
+        ) from None
     return module
 
 

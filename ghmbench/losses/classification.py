@@ -54,7 +54,9 @@ class CrossEntropyLoss(nn.Module):
         pred = pred.float()
         target = target.float()
         valid = valid_rows(label_weight)
-        scale = self.loss_weight / normaliser(avg_factor, positive_anchors(target, valid) if avg_factor is None else None)
+        scale = self.loss_weight / normaliser(
+            avg_factor, positive_anchors(target, valid) if avg_factor is None else None
+        )
         gamma = self.gamma
         with torch.no_grad():
             z, a = signed_logits(pred, target)  # a = -ce for now
@@ -93,4 +95,3 @@ class FocalLoss(CrossEntropyLoss):
     def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, loss_weight: float = 1.0) -> None:
         super().__init__(alpha=alpha, loss_weight=loss_weight)
         self.gamma = gamma
-

@@ -54,7 +54,6 @@ def normaliser(avg_factor: float | Tensor | None, fallback: Tensor | None) -> Te
     return max(1.0, float(avg_factor))
 
 
-
 class PrecomputedGrad(torch.autograd.Function):
     """Returns a loss computed without autograd; backward scales a gradient computed with it.
 
@@ -64,7 +63,8 @@ class PrecomputedGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:  # type: ignore[override]
+    # type: ignore[override]
+    def forward(ctx, pred: Tensor, value: Tensor, grad: Tensor, scale: Tensor | float = 1.0) -> Tensor:
         ctx.save_for_backward(grad)
         ctx.scale = scale  # a constant factor of grad, applied to the scalar grad_out
         return value.clone()
@@ -73,4 +73,3 @@ class PrecomputedGrad(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * (grad_out * ctx.scale), None, None, None
-

@@ -104,7 +104,9 @@ def ghm_weights(
     return torch.index_select(table, 0, flat_idx, out=out.view(-1)).view(g.shape), counts, tot
 
 
-def _group_weights(counts: Tensor, tot: Tensor, running: Tensor | None, momentum: float, per_tot: bool, scale: float) -> Tensor:
+def _group_weights(
+    counts: Tensor, tot: Tensor, running: Tensor | None, momentum: float, per_tot: bool, scale: float
+) -> Tensor:
     """The weight of each (level, bin) group, [L * M + 1], the last entry a 0 for the invalid
     entries' group; updates ``running`` in place (see :func:`ghm_weights`).
 
@@ -164,7 +166,19 @@ class _GHMBase(nn.Module):
         else:
             tot, ids, num_levels = tot_rows.sum().reshape(1), None, 1
         running = self.acc_sum if self.momentum > 0 else None
-        weights, counts, _ = ghm_weights(g, valid, self.bins, tot, running, self.momentum, ids, num_levels, self.sync, per_tot=True, scale=self.loss_weight)
+        weights, counts, _ = ghm_weights(
+            g,
+            valid,
+            self.bins,
+            tot,
+            running,
+            self.momentum,
+            ids,
+            num_levels,
+            self.sync,
+            per_tot=True,
+            scale=self.loss_weight,
+        )
         self.last_counts.copy_(counts.sum(dim=0))
         return weights
 
@@ -222,7 +236,7 @@ class GHMC(_GHMBase):
             g = z.sigmoid_()  # |sigmoid(x) - y|
             tot_rows = valid.sum(dim=1, dtype=torch.float32) * (pred.shape[1] // valid.shape[1])
             w = self._weights(g, valid, tot_rows, level_ids)
-            value = -neg_ce.mul_(w).sum()  # (torch.dot sums in float32 one by one: 1e-5 off on 16M)
+            value = -neg_ce.mul_(w).sum()  # not torch.dot: it sums in float32 one by one (results/benchmarks.md)
             if not pred.requires_grad:
                 return value
             grad = g.mul_(w)

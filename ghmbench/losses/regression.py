@@ -63,4 +63,3 @@ class L1Loss(SmoothL1Loss):
 
     def _elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
         return (pred - target).abs()
-

@@ -1,0 +1,128 @@
+"""What a run trains and evaluates with: the device, the datasets, the detector, its criterion and
+optimizer, and the state to start from (the checkpoint's, if any), built once before the first epoch."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ghmbench import distributed
+from ghmbench.data.builder import build_datasets
+from ghmbench.data.splits import DetectionSplit
+from ghmbench.detection.anchor_fit import anchor_fit_warning, detector_anchors
+from ghmbench.detection.criterion import DetectionCriterion
+from ghmbench.detection.model import RetinaDetector, build_model
+from ghmbench.errors import ConfigError
+from ghmbench.run import state as train_state
+from ghmbench.run.loggers import NullLogger, make_logger
+from ghmbench.run.state import TrainState
+from ghmbench.store.checkpoint import CHECKPOINT_FILE
+
+log = logging.getLogger("ghmbench")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without it is a config error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA device is available here; allowed: auto, cpu")
+    return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, train_cfg: DictConfig) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW; no weight decay on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
+    # fused: one kernel per step instead of ~10 per parameter tensor (results/benchmarks.md); the
+    # same AdamW update, equal to the for-loop implementation within float rounding
+    return torch.optim.AdamW(groups, lr=train_cfg.lr, fused=True)
+
+
+@dataclass
+class TrainingSetup:
+    """What a run trains and evaluates with, built once before its first epoch."""
+
+    cfg: DictConfig
+    folder: Path
+    device: torch.device
+    train_split: DetectionSplit
+    val_split: DetectionSplit
+    test_split: DetectionSplit | None
+    model: RetinaDetector  # the bare network: its state is what checkpoints hold
+    net: nn.Module  # ``model``, wrapped in DDP under torch.distributed
+    criterion: DetectionCriterion
+    optimizer: torch.optim.Optimizer
+    logger: NullLogger
+    steps_per_epoch: int
+
+
+def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
+    """Datasets, detector, criterion and optimizer of ``cfg``, and the state to start from (the
+    checkpoint's, if any)."""
+    train_cfg = cfg.train
+    if train_cfg.num_threads > 0:
+        torch.set_num_threads(train_cfg.num_threads)
+    device = distributed.local_device(resolve_device(cfg.device))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
+        train_split, val_split, test_split = build_datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, train_split.num_classes, train_split.images.shape[1]).to(device)
+    if distributed.is_main():
+        _warn_about_anchor_fit(cfg, train_split, model)
+    if train_cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = DetectionCriterion.from_config(cfg).to(device)
+    optimizer = build_optimizer(model, train_cfg)
+    steps_per_epoch = math.ceil(len(train_split) / train_cfg.batch_size)
+    state = train_state.resume(folder / CHECKPOINT_FILE, model, criterion, optimizer)
+    net = distributed.data_parallel(model, device)  # DDP under torch.distributed; ``model`` stays the bare network
+    logger = make_logger(cfg, folder) if distributed.is_main() else NullLogger()
+    setup = TrainingSetup(
+        cfg,
+        folder,
+        device,
+        train_split,
+        val_split,
+        test_split,
+        model,
+        net,
+        criterion,
+        optimizer,
+        logger,
+        steps_per_epoch,
+    )
+    log.info(
+        "run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
+        folder.name,
+        device,
+        len(train_split),
+        len(val_split),
+        len(test_split) if test_split else "no",
+        steps_per_epoch,
+    )
+    for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
+        if split is not None and split.dropped:
+            log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
+    return setup, state
+
+
+def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector) -> None:
+    """One line at the start of the run when the anchors of its detector do not fit the objects."""
+    anchors = detector_anchors(model, train_split.images.shape[1], cfg.dataset.image_size)
+    warning = anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    if warning:
+        log.warning("%s", warning)
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
