@@ -221,11 +221,15 @@ def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[p
     return pd.DataFrame(rows), pd.DataFrame(nums)
 
 
+LABEL_NOISE_KEYS = ("dataset.unannotated_rate", "dataset.class_noise")
+"""Dataset settings that corrupt the training labels: the label-noise table's axes, not imbalance settings."""
+
+
 def imbalance_columns(df: pd.DataFrame, varying: list[str]) -> list[str]:
-    """The dataset settings that vary among runs carrying an anchor neg:pos ratio ([] otherwise)."""
+    """The dataset settings that vary among runs carrying an anchor neg:pos ratio ([] otherwise), label noise aside."""
     if "neg_per_pos" not in df or df["neg_per_pos"].isna().all():
         return []
-    return [c for c in varying if c.startswith("dataset.")]
+    return [c for c in varying if c.startswith("dataset.") and c not in LABEL_NOISE_KEYS]
 
 
 def imbalance_table(

@@ -238,6 +238,12 @@ def reweighted_gradient(df: pd.DataFrame, hists: dict[str, dict], out: Path) -> 
     return _save(plt, fig, out / "reweighted_gradient_norm.png")
 
 
+def _schedule(numbers: pd.DataFrame) -> str:
+    """``", 36 epochs"`` when every row of a table's numbers shares one schedule, else ``""``."""
+    epochs = numbers["epochs"].dropna().unique() if "epochs" in numbers else []
+    return f", {int(epochs[0])} epochs" if len(epochs) == 1 else ""
+
+
 def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Path | None:
     """A settings grid's test metric as a heatmap (``settings.grid_table``'s numbers): each cell's value
     written in it, the cell selected on validation framed, the papers' default starred."""
@@ -268,8 +274,7 @@ def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Pat
     ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
     ax.set_xlabel(cs)
     ax.set_ylabel(rs)
-    epochs = numbers["epochs"].dropna().unique() if "epochs" in numbers else []
-    schedule = f", {int(epochs[0])} epochs" if len(epochs) == 1 else ""
+    schedule = _schedule(numbers)
     ax.set_title(
         f"{grid.label}: test {metric}, one seed per cell{schedule}\nred frame: selected on validation; *: the papers' "
         "default",
@@ -311,7 +316,8 @@ def label_noise_figure(numbers: pd.DataFrame, metric: str, out: Path) -> Path | 
         axes[1, col].set_ylabel("gradient per mislabelled anchor\n/ per clean positive anchor")
         axes[1, col].set_xlabel("corrupted training labels (%)")
         axes[0, col].legend()
-    fig.suptitle("Label noise: one seed per cell, validation and test labels clean", fontsize=11)
+    schedule = _schedule(numbers)
+    fig.suptitle(f"Label noise: one seed per cell{schedule}, validation and test labels clean", fontsize=11)
     return _save(plt, fig, out / "label_noise.png")
 
 

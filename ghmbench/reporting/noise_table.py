@@ -9,13 +9,13 @@ import math
 import pandas as pd
 
 from ghmbench.reporting.cells import fmt_interval
-from ghmbench.reporting.comparison import Bootstrap
+from ghmbench.reporting.comparison import LABEL_NOISE_KEYS, Bootstrap
 from ghmbench.reporting.run_table import LOSS_ORDER
 from ghmbench.reporting.settings import fmt_delta
 from ghmbench.reporting.tables import Table
 from ghmbench.store.fields import COMPLETED
 
-NOISE_KINDS = {"dataset.unannotated_rate": "missing annotations", "dataset.class_noise": "wrong classes"}
+NOISE_KINDS = dict(zip(LABEL_NOISE_KEYS, ("missing annotations", "wrong classes")))
 LOSS_LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
 
 
@@ -90,6 +90,7 @@ def noise_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None:
                     "noisy_grad_share": share,
                     "noisy_relative_weight": relative,
                     "rise": run["rise"],
+                    "epochs": run.get("train.epochs"),
                 }
             )
     title = (
