@@ -126,9 +126,9 @@ def settings_tables(df: pd.DataFrame, metric: str, n_boot: int = 500, boot_seed:
         cells = grid_cells(df, grid)
         if cells is not None:
             tables += [grid_table(cells, grid, metric, boot), best_per_row_table(cells, grid, metric, boot)]
-            tables += [
-                t for t in (tuning_table(df, cells, grid, metric), seeds_table(df, grid, metric)) if t is not None
-            ]
+            tables += [t for t in (tuning_table(df, cells, grid, metric),) if t is not None]
+        # also without a grid: a few cells over seeds (the shorter-budget runs)
+        tables += [t for t in (seeds_table(df, grid, metric),) if t is not None]
     return tables + [t for t in (noise_table(df, metric, boot), shapes_table(df, metric, boot)) if t is not None]
 
 
