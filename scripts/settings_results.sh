@@ -43,6 +43,10 @@ print(*next(iter(select_settings(runs[matches(runs, fixed)], protocol).values())
 PY
 }
 
+tunes_optimiser() {  # whether the preset's protocol tunes train.lr (focal_grid does, ghm_ablation does not)
+  grep -q '^    - train.lr=' "$(dirname "$0")/../conf/experiment/$1.yaml"
+}
+
 grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); one sweep per corner argument
   local preset=$1; shift
   local corners=() default=()
@@ -53,8 +57,11 @@ grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); 
     sweep "experiment=$preset" 'protocol.tune=[]' $corner train.lr=0.001,0.003 train.batch_size=8,16 seed=0 "paths.runs_dir=$R/${preset}_lr"
   done
   mkdir -p "$R/$preset"
-  for run in "$R/${preset}_lr"/*/; do  # candidates of the grid's tuning (a grid tuned at lr .003 / batch 8 only trains those again under the same key)
-    if [ -f "$run/metrics.json" ] && [ ! -e "$R/$preset/$(basename "$run")" ]; then cp -r "$run" "$R/$preset/"; fi
+  for run in "$R/${preset}_lr"/*/; do  # the corners' runs that are candidates of the grid's own tuning
+    [ -f "$run/metrics.json" ] && [ ! -e "$R/$preset/$(basename "$run")" ] || continue
+    if tunes_optimiser "$preset" || { grep -q '^  lr: 0.003$' "$run/config.yaml" && grep -q '^  batch_size: 8$' "$run/config.yaml"; }; then
+      cp -r "$run" "$R/$preset/"
+    fi
   done
   sweep "experiment=$preset" "paths.runs_dir=$R/$preset"
   local setting
