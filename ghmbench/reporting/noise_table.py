@@ -11,7 +11,7 @@ import pandas as pd
 from ghmbench.reporting.cells import fmt_interval
 from ghmbench.reporting.comparison import LABEL_NOISE_KEYS, Bootstrap
 from ghmbench.reporting.run_table import LOSS_ORDER
-from ghmbench.reporting.settings import fmt_delta
+from ghmbench.reporting.settings import delta_columns, fmt_delta
 from ghmbench.reporting.tables import Table
 from ghmbench.store.fields import COMPLETED
 
@@ -84,9 +84,7 @@ def noise_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None:
                     metric: run[metric],
                     "lo": iv.lo if iv else math.nan,
                     "hi": iv.hi if iv else math.nan,
-                    "delta": delta.mean if delta else math.nan,
-                    "delta_lo": delta.lo if delta else math.nan,
-                    "delta_hi": delta.hi if delta else math.nan,
+                    **delta_columns(delta),
                     "noisy_grad_share": share,
                     "noisy_relative_weight": relative,
                     "rise": run["rise"],

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ghmbench.reporting.cells import fmt_interval
-from ghmbench.reporting.comparison import Bootstrap
+from ghmbench.reporting.comparison import Bootstrap, difference_text
 from ghmbench.reporting.convergence import CONVERGENCE_TOL, still_rising
 from ghmbench.reporting.intervals import Interval, paired_difference, t_interval
 from ghmbench.reporting.tables import Table, best_mask
@@ -59,10 +59,16 @@ def verdict(iv: Interval | None) -> str:
 
 def fmt_delta(iv: Interval | None) -> str:
     """``+0.012 [-0.004, +0.028]``; ``-`` without an interval."""
-    if iv is None or math.isnan(iv.mean):
-        return "-"
-    bounds = "" if math.isnan(iv.lo) else f" [{iv.lo:+.3f}, {iv.hi:+.3f}]"
-    return f"{iv.mean:+.3f}{bounds}"
+    return "-" if iv is None or math.isnan(iv.mean) else difference_text(iv.mean, iv.lo, iv.hi)
+
+
+def delta_columns(delta: Interval | None) -> dict:
+    """A difference's numbers as a table's CSV holds them (NaN without one)."""
+    return {
+        "delta": delta.mean if delta else math.nan,
+        "delta_lo": delta.lo if delta else math.nan,
+        "delta_hi": delta.hi if delta else math.nan,
+    }
 
 
 def _same(a: float, b: float) -> bool:
@@ -196,9 +202,7 @@ def best_per_row_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Boots
                 grid.rows: r_value,
                 grid.cols: best[grid.cols],
                 metric: best[metric],
-                "delta": delta.mean if delta else math.nan,
-                "delta_lo": delta.lo if delta else math.nan,
-                "delta_hi": delta.hi if delta else math.nan,
+                **delta_columns(delta),
             }
         )
     title = (
@@ -242,9 +246,7 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
                     metric: iv.mean,
                     "lo": iv.lo,
                     "hi": iv.hi,
-                    "delta": delta.mean if delta else math.nan,
-                    "delta_lo": delta.lo if delta else math.nan,
-                    "delta_hi": delta.hi if delta else math.nan,
+                    **delta_columns(delta),
                 }
             )
     if not rows or all(r["Δ vs default, paired by seed"] == "(the default)" for r in rows):
@@ -265,6 +267,7 @@ __all__ = [
     "Grid",
     "best_per_row_table",
     "cell",
+    "delta_columns",
     "fmt_delta",
     "grid_cells",
     "grid_table",
