@@ -2,7 +2,8 @@
 # "Which settings?": the runs behind results/focal_grid, results/ghm_ablation and results/label_noise,
 # in the comparison regime at 36 epochs. Runs go to runs/reference/<name>; a repeated call skips
 # finished runs and resumes interrupted ones. Then `ghmbench report` makes each report.
-# Usage: scripts/settings_results.sh [focal_grid] [ghm_ablation] [label_noise] [budgets]  (default: all)
+# Usage: scripts/settings_results.sh [focal_grid] [ghm_ablation] [label_noise] [budgets] [focal_grid_long]
+#        [ghm_ablation_long]  (default: all, in that order)
 # JOBS (default: the cores) runs that many one-thread jobs at once.
 #
 # focal_grid / ghm_ablation, each:
@@ -16,14 +17,19 @@
 # budgets: the selected and the default cell of each grid again at 12 epochs (3 seeds), to show
 #   whether their difference holds at a third of the budget.
 # label_noise: CE, Focal, GHM-C x missing annotations 0 / 10 / 20 / 40% and wrong classes 10 / 20 / 40%.
+# focal_grid_long / ghm_ablation_long (after the 36-epoch part): every cell again at LONG_EPOCHS
+#   (default 60, validation every quarter), each at the optimiser setting its 36-epoch tuning selected;
+#   then the best validation cell at that length and the papers' default over seeds 0, 1, 2. The
+#   36-epoch runs stay the tuning stage and the shorter budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 JOBS=${JOBS:-$(nproc)}
 R=${RUNS:-runs/reference}
+LONG=${LONG_EPOCHS:-60}
 LAUNCH=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(label_noise focal_grid budgets ghm_ablation)
+[ ${#parts[@]} -gt 0 ] || parts=(label_noise focal_grid budgets ghm_ablation focal_grid_long ghm_ablation_long)
 
 sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor fit" || true; }
 
@@ -84,6 +90,25 @@ budgets() {  # the selected and the default cell (each at its selected setting) 
   done
 }
 
+train_all() {  # one `ghmbench train` per stdin line of overrides, JOBS one-thread jobs at a time
+  xargs -P "$JOBS" -L 1 "$BIN/ghmbench" train train.num_threads=1 | grep -v "^warning: anchor fit" || true
+}
+
+long() {  # long PRESET AXIS_A "VALUES" AXIS_B "VALUES" -- DEFAULT_CELL_OVERRIDES...
+  local preset=$1 a=$2 a_values=$3 b=$4 b_values=$5 out="$R/${1}_$LONG" x y setting
+  shift 6
+  local schedule="train.epochs=$LONG train.eval_every=$((LONG / 4)) paths.runs_dir=$out"
+  for x in $a_values; do
+    for y in $b_values; do
+      setting=$(selected "$R/$preset" "$preset" "$a=$x" "$b=$y")
+      echo "experiment=$preset protocol.tune=[] $setting seed=0 $schedule"
+    done
+  done | train_all
+  for setting in "$(selected "$out" "$preset")" "$(selected "$out" "$preset" "$@")"; do
+    printf 'experiment=%s protocol.tune=[] %s seed=%s %s\n' "$preset" "$setting" 1 "$schedule" "$preset" "$setting" 2 "$schedule"
+  done | train_all
+}
+
 for part in "${parts[@]}"; do
   case $part in
     focal_grid) grid focal_grid "loss.gamma=0,5 loss.alpha=0.1,0.75" -- loss.gamma=2 loss.alpha=0.25 ;;
@@ -91,9 +116,11 @@ for part in "${parts[@]}"; do
     label_noise)
       sweep experiment=label_noise "paths.runs_dir=$R/label_noise"
       sweep experiment=label_noise dataset.unannotated_rate=0 dataset.class_noise=0.1,0.2,0.4 "paths.runs_dir=$R/label_noise" ;;
+    ghm_ablation_long) long ghm_ablation loss.bins "5 10 20 30 40" loss.momentum "0 0.5 0.75 0.9" -- loss.bins=30 loss.momentum=0.75 ;;
+    focal_grid_long) long focal_grid loss.gamma "5 0 0.5 1 2" loss.alpha "0.1 0.25 0.5 0.75" -- loss.gamma=2 loss.alpha=0.25 ;;
     budgets)
       budgets focal_grid "loss.gamma=2 loss.alpha=0.25"
       [ ! -d "$R/ghm_ablation" ] || budgets ghm_ablation "loss.bins=30 loss.momentum=0.75" ;;
-    *) echo "unknown part $part; allowed: focal_grid ghm_ablation label_noise budgets" >&2; exit 2 ;;
+    *) echo "unknown part $part; allowed: focal_grid ghm_ablation label_noise budgets focal_grid_long ghm_ablation_long" >&2; exit 2 ;;
   esac
 done
