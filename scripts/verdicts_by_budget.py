@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ghmbench.reporting.comparison import REGRESSION_LABELS, difference_text
+from ghmbench.reporting.comparison import difference_text
+from ghmbench.reporting.run_table import LOSS_LABELS, REG_LABELS
 
 ROW_KEYS = ["a", "b", "under"]
 
@@ -38,12 +39,14 @@ def _unconverged(report: Path) -> set[tuple[str, str]]:
 
 
 def _cells(a: str, b: str, under: str) -> list[tuple[str, str]]:
-    """The two (classification, regression) headline cells a difference compares."""
+    """The two (classification, regression) headline cells (config keys) a difference compares; its
+    names are display names ("GHM-C", "smooth L1") or, in reports made before they were, keys."""
+    losses = {label: key for key, label in LOSS_LABELS.items()}
+    regs = {label: key for key, label in REG_LABELS.items()}
     kind, fixed = under.split(" ", 1)
     if kind == "regression":
-        return [(a, fixed), (b, fixed)]
-    names = {label: name for name, label in REGRESSION_LABELS.items()}
-    return [(fixed, names.get(a, a)), (fixed, names.get(b, b))]
+        return [(losses.get(a, a), regs.get(fixed, fixed)), (losses.get(b, b), regs.get(fixed, fixed))]
+    return [(losses.get(fixed, fixed), regs.get(a, a)), (losses.get(fixed, fixed), regs.get(b, b))]
 
 
 def _cell(row: pd.Series, flagged: set[tuple[str, str]]) -> str:

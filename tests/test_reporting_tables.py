@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -98,16 +99,16 @@ def test_loss_comparison_table_by_hand(comparison):
     tables = {t.name: t for t in build_tables(df, "AP", None)}
     cells = tables["loss_comparison"].cells.set_index("classification")
     best = tables["loss_comparison"].best.set_index(cells.index)
-    assert cells.loc["ce", "smooth_l1"] == "0.400 ± 0.100 (3)"
-    assert cells.loc["focal", "smooth_l1"] == "0.700 ± 0.100 (3)"
-    assert cells.loc["ghm", "smooth_l1"] == "0.510 ± 0.014 (2)"  # a missing seed: n = 2
+    assert cells.loc["CE", "smooth L1"] == "0.400 ± 0.100 (3)"  # losses by their names: GHM-C, GHM-R
+    assert cells.loc["Focal", "smooth L1"] == "0.700 ± 0.100 (3)"
+    assert cells.loc["GHM-C", "smooth L1"] == "0.510 ± 0.014 (2)"  # a missing seed: n = 2
     assert (
-        cells.loc["ghm", "ghm"] == "0.900 (1, 1 diverged)" and best.loc["ghm", "ghm"]
+        cells.loc["GHM-C", "GHM-R"] == "0.900 (1, 1 diverged)" and best.loc["GHM-C", "GHM-R"]
     )  # best mean, with its diverged seed shown
     assert best.to_numpy().sum() == 1
-    assert cells.loc["ce", "ghm"] == "diverged 1, failed 1 /2"
+    assert cells.loc["CE", "GHM-R"] == "diverged 1, failed 1 /2"
     md = tables["loss_comparison"].markdown()
-    assert "**0.900 (1, 1 diverged)**" in md and "35.6" in md  # published FL + smooth L1 beside ours
+    assert "**0.900 (1, 1 diverged)**" in md and "0.356" in md  # published FL + smooth L1 beside ours, on our scale
     assert r"\textbf{0.900 (1, 1 diverged)}" in tables["loss_comparison"].latex()
     summary = tables["summary"].numbers.set_index(["loss", "regression"])
     assert summary.loc[("focal", "smooth_l1"), "AP_mean"] == pytest.approx(0.7)
@@ -127,9 +128,10 @@ def test_focal_grid_and_ce_alpha_tables_by_hand(tmp_path):
     assert focal.loc["0", "best α"] == "0.75" and focal.loc["2", "best α"] == "0.25"
     assert focal.loc["2", "α=0.25"] == "**0.505 ± 0.007 (2)**"
     assert focal.loc["2", "best AP"] == "**0.505**"  # best over gammas
-    assert focal.loc["2", "paper best α / AP % (Table 1b)"] == "0.25 / 34"
+    assert focal.loc["2", "paper best α / AP (Focal Loss paper Table 1b, ResNet-50 on COCO, 0-1)"] == "0.25 / 0.340"
     ce = shown(tables["ce_alpha"], "α")  # gamma 0 focal runs are alpha-balanced CE
-    assert ce.loc["0.75", "AP"] == "**0.305 ± 0.007 (2)**" and ce.loc["0.25", "paper AP % (Table 1a)"] == "10.8"
+    assert ce.loc["0.75", "AP"] == "**0.305 ± 0.007 (2)**"
+    assert ce.loc["0.25", "paper AP (Focal Loss paper Table 1a, ResNet-50 on COCO, 0-1)"] == "0.108"  # 10.8%
 
 
 @pytest.mark.slow
@@ -153,6 +155,10 @@ def test_cli_report_writes_tables_figures_and_runs(comparison, tmp_path):
         assert (out / png).stat().st_size > 1000 and f"figure: {out / png}" in result.stdout.replace("\n", "")
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 12 and (runs["status"] == "diverged").sum() == 2
+    report = (out / "report.md").read_text()
+    figures = re.findall(r"^!\[(\w+)\]\(\w+\.png\)\n\n\*(.+)\*$", report, flags=re.M)  # each with its caption
+    assert {name for name, _ in figures} >= {"loss_comparison", "reweighted_gradient_norm"}
+    assert all(len(caption) > 80 for _, caption in figures)
     assert "setup check" not in (out / "report.md").read_text()
     note = "A setup check at 12 epochs, not a verdict."  # what make bench-quick writes under the title
     by_loss = ghmbench_cli(
@@ -206,7 +212,7 @@ def test_ghm_ablation_table_by_hand(tmp_path):
     assert cells.loc["10", "best momentum"] == "0.75" and cells.loc["30", "best momentum"] == "0"
     assert cells.loc["30", "momentum=0.9"] == "diverged (1/1)"
     assert cells.loc["30", "best AP"] == "**0.400**"
-    assert cells.loc["10", "paper AP % by M (GHM paper)"] == "34.6"
+    assert cells.loc["10", "paper AP by M (GHM paper, ResNet-50 on COCO, 0-1)"] == "0.346"
 
 
 # ----------------------------------------------------------------------------- the fair comparison
@@ -300,15 +306,15 @@ def test_protocol_headline_reports_test_metric_of_final_runs(protocol_runs):
     tables = {t.name: t for t in build_tables(df, "AP", None)}
     head = tables["headline"]
     cells = shown(head, "classification")
-    assert cells.loc["ce", "smooth_l1"] == t_cell(
+    assert cells.loc["CE", "smooth L1"] == t_cell(
         [0.20, 0.22, 0.24]
     )  # test AP of lr .002, not val, not the lr .001 run's .90
-    assert cells.loc["focal", "smooth_l1"] == t_cell([0.40, 0.43, 0.44])  # not the unselected lr .002 run's .95
-    assert cells.loc["focal", "ghm"] == "**" + t_cell([0.39, 0.47, 0.44]) + " not converged**"  # the best mean
-    assert "not converged" not in cells.loc["ce", "ghm"]
+    assert cells.loc["Focal", "smooth L1"] == t_cell([0.40, 0.43, 0.44])  # not the unselected lr .002 run's .95
+    assert cells.loc["Focal", "GHM-R"] == "**" + t_cell([0.39, 0.47, 0.44]) + " not converged**"  # the best mean
+    assert "not converged" not in cells.loc["CE", "GHM-R"]
     assert (
-        cells.loc["ce", "selected on val AP"] == "train.lr=0.002"
-        and cells.loc["focal", "selected on val AP"] == "train.lr=0.001"
+        cells.loc["CE", "selected on val AP"] == "train.lr=0.002"
+        and cells.loc["Focal", "selected on val AP"] == "train.lr=0.001"
     )
     assert "test AP" in head.title and any("held-out test split" in n for n in head.notes)
     cands = tables["candidates"].numbers
@@ -318,15 +324,17 @@ def test_protocol_headline_reports_test_metric_of_final_runs(protocol_runs):
         ["focal", 0.001, 0.50, True],
         ["focal", 0.002, 0.45, False],
     ]
-    assert shown(tables["candidates"], "loss")["val_AP"].tolist()[1] == "**0.400 (selected)**"
+    candidates = shown(tables["candidates"], "loss")
+    assert candidates["val_AP"].tolist()[1] == "**0.400 (selected)**"
+    assert list(candidates.columns) == ["train.lr", "val_AP", "runs"] and candidates["runs"].tolist() == ["1/1"] * 4
     summary = tables["summary"].cells.set_index(["loss", "regression", "train.lr"])
-    assert summary.loc[("focal", "ghm", "0.001"), "converged"].startswith("not converged (+0.020")
-    assert summary.loc[("ce", "ghm", "0.002"), "converged"] == "yes"
+    assert summary.loc[("Focal", "GHM-R", "0.001"), "converged"].startswith("not converged (+0.020")
+    assert summary.loc[("CE", "GHM-R", "0.002"), "converged"] == "yes"
     diffs = tables["differences"].cells.set_index(["A − B", "under"])
-    assert diffs.loc[("focal − ce", "regression smooth_l1"), "verdict"] == "focal > ce"
-    assert diffs.loc[("focal − ce", "regression smooth_l1"), "paired"] == "paired by seed (n=3)"
-    assert diffs.loc[("GHM-R − smooth L1", "classification focal"), "verdict"] == "no clear difference"
-    assert diffs.loc[("GHM-R − smooth L1", "classification ce"), "verdict"] == "GHM-R > smooth L1"  # +.05, +.04, +.06
+    assert diffs.loc[("Focal − CE", "regression smooth L1"), "verdict"] == "Focal > CE"
+    assert diffs.loc[("Focal − CE", "regression smooth L1"), "paired"] == "paired by seed (n=3)"
+    assert diffs.loc[("GHM-R − smooth L1", "classification Focal"), "verdict"] == "no clear difference"
+    assert diffs.loc[("GHM-R − smooth L1", "classification CE"), "verdict"] == "GHM-R > smooth L1"  # +.05, +.04, +.06
 
 
 def test_validation_only_protocol_says_so(tmp_path):
@@ -336,7 +344,7 @@ def test_validation_only_protocol_says_so(tmp_path):
     df, _ = load_runs([root])
     head = {t.name: t for t in build_tables(df, "AP", None)}["headline"]
     assert "val AP" in head.title and any("used the same split" in n for n in head.notes)
-    assert head.cells.set_index("classification").loc["ce", "smooth_l1"] == "0.400 (1)"  # no eval files: no interval
+    assert head.cells.set_index("classification").loc["CE", "smooth L1"] == "0.400 (1)"  # no eval files: no interval
 
 
 def write_eval_run(root: Path, loss: str, gt: dict, detections: list[dict]) -> Path:
@@ -367,12 +375,12 @@ def test_single_runs_get_image_bootstrap_intervals_and_differences(tmp_path):
     df, _ = load_runs([root])
     tables = {t.name: t for t in build_tables(df, "AP", None, n_boot=100)}
     cells = shown(tables["headline"], "classification")
-    assert cells.loc["focal", "smooth_l1"] == "**1.000 [1.000, 1.000] (1, image bootstrap)**"
-    assert cells.loc["ce", "smooth_l1"].endswith("(1, image bootstrap)") and cells.loc["ce", "smooth_l1"] != "-"
+    assert cells.loc["Focal", "smooth L1"] == "**1.000 [1.000, 1.000] (1, image bootstrap)**"
+    assert cells.loc["CE", "smooth L1"].endswith("(1, image bootstrap)") and cells.loc["CE", "smooth L1"] != "-"
     diff = tables["differences"].numbers.iloc[0]
     assert (
         diff["paired"].startswith("paired image bootstrap (B=100")
-        and diff["verdict"] == "focal > ce"
+        and diff["verdict"] == "Focal > CE"
         and diff["lo"] > 0
     )
     again = {t.name: t for t in build_tables(df, "AP", None, n_boot=100)}
@@ -451,12 +459,42 @@ def check_verdicts_by_budget(report: Path, tmp_path: Path) -> None:
     spec.loader.exec_module(script)
     table = script.verdict_table({"first": report, "again": report}).set_index(["A − B", "under"])
     assert table["first"].equals(table["again"])
-    assert table.loc[("focal − ce", "regression smooth_l1"), "first"].endswith("focal > ce")
-    assert table.loc[("GHM-R − smooth L1", "classification ce"), "first"].endswith("GHM-R > smooth L1")
+    assert table.loc[("Focal − CE", "regression smooth L1"), "first"].endswith("Focal > CE")
+    assert table.loc[("GHM-R − smooth L1", "classification CE"), "first"].endswith("GHM-R > smooth L1")
     for key in [
-        ("focal − ce", "regression ghm"),
-        ("GHM-R − smooth L1", "classification focal"),
+        ("Focal − CE", "regression GHM-R"),
+        ("GHM-R − smooth L1", "classification Focal"),
     ]:  # focal + GHM-R is still rising
         assert table.loc[key, "first"].endswith("(not converged)"), key
-    assert not table.loc[("GHM-R − smooth L1", "classification ce"), "first"].endswith("(not converged)")
+    assert not table.loc[("GHM-R − smooth L1", "classification CE"), "first"].endswith("(not converged)")
     assert script.main([f"x={tmp_path / 'missing'}"]) == 2
+
+
+def test_summary_rows_are_sorted_by_their_keys(tmp_path):
+    root = tmp_path / "runs"
+    for loss, lr in (("ghm", 0.003), ("focal", 0.01), ("ce", 0.003), ("focal", 0.002), ("ghm", 0.001)):
+        write_run(root, [f"loss={loss}", f"train.lr={lr}"], 0, 0.3)
+    df, _ = load_runs([root])
+    summary = {t.name: t for t in build_tables(df, "AP", None)}["summary"]
+    assert summary.cells[["loss", "train.lr"]].values.tolist() == [
+        ["CE", "0.003"],
+        ["Focal", "0.002"],
+        ["Focal", "0.01"],  # by value, not as text
+        ["GHM-C", "0.001"],
+        ["GHM-C", "0.003"],
+    ]
+    assert summary.numbers["loss"].tolist() == ["ce", "focal", "focal", "ghm", "ghm"]  # the CSV keeps the keys
+
+
+def test_reweighted_gradient_curves_share_one_total():
+    import numpy as np
+
+    from ghmbench.reporting.gradient_figures import focal_reweighted, scaled
+
+    g = (np.arange(1000) + 0.5) / 1000
+    frac = np.r_[0.97, np.full(9, 0.03 / 9)]  # the flood of easy entries in the first of 10 bins
+    weights = np.interp(g, (np.arange(10) + 0.5) / 10, frac)
+    focal = scaled(focal_reweighted(g, 2.0), g, frac)
+    assert np.sum(weights * focal) == pytest.approx(np.sum(weights * g))  # the same total gradient as CE
+    ratio = focal / focal_reweighted(g, 2.0)
+    assert np.allclose(ratio, ratio[0]) and ratio[0] > 1  # one factor: the shape kept, Focal's total raised

@@ -28,13 +28,18 @@ from ghmbench.reporting.intervals import (
     se_interval,
     t_interval,
 )
-from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, order_key
+from ghmbench.reporting.run_table import (
+    LOSS_ORDER,
+    REG_ORDER,
+    label_columns,
+    loss_label,
+    order_key,
+    regression_label,
+    sort_rows,
+)
 from ghmbench.reporting.tables import best_loss_cell, loss_grid
 from ghmbench.store.fields import COMPLETE_STATUSES, COMPLETED, DIVERGED
 from ghmbench.sweep.selection import Selection
-
-REGRESSION_LABELS = {"ghm": "GHM-R", "smooth_l1": "smooth L1"}
-"""How the differences table names the two regression losses it compares (its rows "GHM-R - smooth L1")."""
 
 
 class Bootstrap:
@@ -138,14 +143,15 @@ def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd
     """
     frames = [s.candidates.assign(loss=loss) for loss, s in selections.items()]
     numbers = pd.concat(frames, ignore_index=True)
-    numbers = numbers[["loss", *[c for c in numbers.columns if c != "loss"]]]
-    cells = numbers.drop(columns=["selected"]).astype(object)
+    axes = [c for c in numbers.columns if c not in ("loss", "runs", "n", "selected") and not c.startswith("val_")]
+    numbers = sort_rows(numbers[["loss", *[c for c in numbers.columns if c != "loss"]]], ["loss", *axes])
     col = next(c for c in numbers.columns if c.startswith("val_"))
+    cells = label_columns(numbers[["loss", *axes]]).astype(object)
+    for c in axes:
+        cells[c] = cells[c].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
     cells[col] = numbers[col].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
-    for c in cells.columns:
-        if c not in ("loss", col):
-            cells[c] = cells[c].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
     cells[col] = np.where(numbers["selected"], cells[col] + " (selected)", cells[col])
+    cells["runs"] = [f"{n}/{runs}" for n, runs in zip(numbers["n"], numbers["runs"])]  # scored / launched
     best_cells = pd.DataFrame(False, index=cells.index, columns=cells.columns)
     best_cells[col] = numbers["selected"].astype(bool).to_numpy()
     return cells, numbers, best_cells
@@ -182,7 +188,8 @@ def difference_text(mean: float, lo: float, hi: float) -> str:
 
 def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every pair of classification losses under each regression, and GHM-R - smooth L1 under
-    each classification loss: mean paired difference, 95% interval, verdict."""
+    each classification loss: mean paired difference, 95% interval, verdict. Losses by their
+    display names (:func:`loss_label`, :func:`regression_label`), in the CSV too."""
     final = df[df["final"]]
     losses = sorted(final["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99))
     regs = sorted(final["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
@@ -190,18 +197,14 @@ def differences_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> tuple[p
     for reg in regs:
         at = final[final["regression"] == reg]
         for lo_loss, hi_loss in itertools.combinations(losses, 2):
-            pairs.append((hi_loss, lo_loss, f"regression {reg}", at[at["loss"] == hi_loss], at[at["loss"] == lo_loss]))
+            a, b = at[at["loss"] == hi_loss], at[at["loss"] == lo_loss]
+            pairs.append((loss_label(hi_loss), loss_label(lo_loss), f"regression {regression_label(reg)}", a, b))
     if "ghm" in regs and "smooth_l1" in regs:
         for loss in losses:
             at = final[final["loss"] == loss]
+            a, b = at[at["regression"] == "ghm"], at[at["regression"] == "smooth_l1"]
             pairs.append(
-                (
-                    REGRESSION_LABELS["ghm"],
-                    REGRESSION_LABELS["smooth_l1"],
-                    f"classification {loss}",
-                    at[at["regression"] == "ghm"],
-                    at[at["regression"] == "smooth_l1"],
-                )
+                (regression_label("ghm"), regression_label("smooth_l1"), f"classification {loss_label(loss)}", a, b)
             )
     rows, nums = [], []
     for name_a, name_b, under, a, b in pairs:
@@ -251,5 +254,5 @@ def imbalance_table(
         )
         nums.append({**setting, "neg_per_pos": ratio, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n})
     numbers = pd.DataFrame(nums).sort_values(["loss", "regression", "neg_per_pos"], key=order_key)
-    cells = pd.DataFrame(rows).loc[numbers.index].reset_index(drop=True)
+    cells = label_columns(pd.DataFrame(rows).loc[numbers.index]).reset_index(drop=True)
     return cells, numbers.reset_index(drop=True)

@@ -10,13 +10,12 @@ import pandas as pd
 
 from ghmbench.reporting.cells import fmt_interval
 from ghmbench.reporting.comparison import LABEL_NOISE_KEYS, Bootstrap
-from ghmbench.reporting.run_table import LOSS_ORDER
+from ghmbench.reporting.run_table import LOSS_ORDER, loss_label
 from ghmbench.reporting.settings import delta_columns, fmt_delta
 from ghmbench.reporting.tables import Table
 from ghmbench.store.fields import COMPLETED
 
 NOISE_KINDS = dict(zip(LABEL_NOISE_KEYS, ("missing annotations", "wrong classes")))
-LOSS_LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
 
 
 def noise_runs(df: pd.DataFrame) -> pd.DataFrame | None:
@@ -67,7 +66,7 @@ def noise_table(df: pd.DataFrame, metric: str, boot: Bootstrap) -> Table | None:
             share, relative = run.get("noisy_grad_share"), run.get("noisy_relative_weight")
             rows.append(
                 {
-                    "loss": LOSS_LABELS.get(loss, loss),
+                    "loss": loss_label(loss),
                     "label noise": kind,
                     "level": f"{run['level']:.0%}",
                     f"test {metric}": fmt_interval(iv) if iv else f"{run[metric]:.3f}",
@@ -114,4 +113,4 @@ def _num(value: object) -> str:
     return "-" if value is None or pd.isna(value) else f"{float(value):.2f}"
 
 
-__all__ = ["LOSS_LABELS", "NOISE_KINDS", "curves", "noise_runs", "noise_table"]
+__all__ = ["NOISE_KINDS", "curves", "noise_runs", "noise_table"]

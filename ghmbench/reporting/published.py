@@ -1,4 +1,5 @@
-"""Published numbers (COCO box AP, %, ResNet-50-FPN RetinaNet) that reports show beside ours.
+"""Published numbers (COCO box AP, %, ResNet-50-FPN RetinaNet) that reports show beside ours, converted
+to the reports' 0-1 scale (:func:`ap`).
 
 Documented in docs/reference_numbers.md. Sources: Lin et al., "Focal Loss for Dense Object Detection"
 (ICCV 2017) Table 1a/1b; Li, Liu & Wang, "Gradient Harmonized Single-stage Detector" (AAAI 2019).
@@ -41,14 +42,21 @@ GHM_COMPARISON: dict[tuple[str, str], float] = {
 GHM_BINS: dict[int, float] = {5: 33.4, 10: 34.6, 20: 35.2, 30: 35.8, 40: 35.4}
 
 
-GHM_COMPARISON_COLUMN = "paper AP % (GHM paper; smooth L1 / GHM-R)"
+FOCAL_SCALE = "Focal Loss paper Table 1a, ResNet-50 on COCO, 0-1"
+GHM_SCALE = "GHM paper, ResNet-50 on COCO, 0-1"
+GHM_COMPARISON_COLUMN = f"paper AP ({GHM_SCALE}; smooth L1 / GHM-R)"
+
+
+def ap(percent: float) -> str:
+    """A published AP (%) on the report's 0-1 scale: 35.8 -> "0.358"."""
+    return f"{percent / 100:.3f}"
 
 
 def ghm_comparison_cell(loss: str) -> str:
     """The GHM paper's AP of classification loss ``loss`` with smooth L1 / with GHM-R (``-`` where
     it reports none): the paper column of the loss-comparison tables."""
     return " / ".join(
-        f"{GHM_COMPARISON[(loss, reg)]:g}" if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
+        ap(GHM_COMPARISON[(loss, reg)]) if (loss, reg) in GHM_COMPARISON else "-" for reg in ("smooth_l1", "ghm")
     )
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from ghmbench.reporting import comparison
+from ghmbench.reporting import figures as fig
 from ghmbench.reporting.convergence import CONVERGENCE_NOTE
-from ghmbench.reporting.figures import make_figures
+from ghmbench.reporting.gradient_figures import gradient_norm_distribution, reweighted_gradient
 from ghmbench.reporting.noise_table import noise_table
 from ghmbench.reporting.run_table import ReportError, load_runs, selections, varying_columns
 from ghmbench.reporting.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
@@ -157,8 +158,34 @@ def build_tables(df: pd.DataFrame, metric: str, group_by: list[str] | None, n_bo
     return tables
 
 
+def make_figures(
+    df: pd.DataFrame, hists: dict[str, dict], metric: str, out: Path, tables: list[Table]
+) -> list[fig.Figure]:
+    """Every figure the runs allow; the AP figures only beside their (non-empty) tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = {t.name: t for t in tables if not t.cells.empty}
+    figures = [gradient_norm_distribution(df, hists, out), fig.learning_curves(df, hists, out)]
+    if "imbalance" in made:
+        figures.append(fig.imbalance(made["imbalance"].numbers, df, metric, out))
+    if "focal_gamma_alpha" in made:
+        figures.append(fig.ap_vs_gamma(df, metric, out))
+    if "loss_comparison" in made and "headline" in made:
+        figures.append(fig.loss_comparison(df, made["headline"].numbers, metric, out))
+    figures += [fig.settings_heatmap(made[g.name].numbers, g, metric, out) for g in GRIDS if g.name in made]
+    if "label_noise" in made:
+        figures.append(fig.label_noise_figure(made["label_noise"].numbers, metric, out))
+    if df["loss"].isin(["ghm", "focal"]).any():
+        figures.append(reweighted_gradient(df, hists, out))
+    return [f for f in figures if f is not None]
+
+
 def write_report(
-    df: pd.DataFrame, tables: list[Table], out: Path, figures: list[Path], sources: list[Path], note: str | None = None
+    df: pd.DataFrame,
+    tables: list[Table],
+    out: Path,
+    figures: list[fig.Figure],
+    sources: list[Path],
+    note: str | None = None,
 ) -> Path:
     """Write runs.csv / runs.parquet, each table as .md / .tex / .csv, and report.md (``note``: a line
     in bold under its title, e.g. what the runs are for)."""
@@ -168,7 +195,7 @@ def write_report(
     parts = [
         "# ghmbench report\n",
         *([f"**{note}**\n"] if note else []),
-        f"{len(df)} runs from {', '.join(str(s) for s in sources)}: "
+        f"{fig.plural(len(df), 'run')} from {', '.join(str(s) for s in sources)}: "
         + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
         + (f"; {len(df.attrs['skipped'])} unreadable metrics.json skipped" if df.attrs.get("skipped") else "")
         + ". Cells: mean ± std over seeds (number of completed runs) unless a table says otherwise; "
@@ -182,7 +209,9 @@ def write_report(
             t.numbers.to_csv(out / f"{t.name}.csv", index=False)
         parts.append(t.markdown() if not t.cells.empty else f"### {t.title}\n\n" + "\n".join(t.notes) + "\n")
     if figures:
-        parts.append("### Figures\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n")
+        parts.append(
+            "### Figures\n\n" + "\n".join(f"![{f.path.stem}]({f.path.name})\n\n*{f.caption}*\n" for f in figures)
+        )
     report = out / "report.md"
     report.write_text("\n".join(parts))
     return report
@@ -196,6 +225,7 @@ class Report:
     tables: dict[str, Table]
     figures: list[Path]
     path: Path
+    captions: dict[str, str]  # figure file name -> its caption in report.md
 
 
 def make_report(
@@ -227,4 +257,5 @@ def make_report(
     tables = build_tables(df, metric, columns or None, bootstrap)
     figures = make_figures(df, hists, metric, out_dir, tables)
     path = write_report(df, tables, out_dir, figures, sources, note)
-    return Report(df, {t.name: t for t in tables}, figures, path)
+    captions = {f.path.name: f.caption for f in figures}
+    return Report(df, {t.name: t for t in tables}, [f.path for f in figures], path, captions)

@@ -1,8 +1,9 @@
 """The report's run table: one row per run record (identity, status, metrics, flattened semantic
 config), and its aggregation over seeds.
 
-Also the papers' order of the losses (:data:`LOSS_ORDER`, :data:`REG_ORDER`), shared by the
-tables, the fair comparison and the figures.
+Also the papers' order of the losses (:data:`LOSS_ORDER`, :data:`REG_ORDER`) and their display
+names (:func:`loss_label`, :func:`regression_label`: "ghm" is GHM-C as a classification loss and
+GHM-R as a box regression loss), shared by the tables, the fair comparison and the figures.
 """
 
 from __future__ import annotations
@@ -33,6 +34,27 @@ RUN_COLUMNS = [
 ]
 LOSS_ORDER = {"ce": 0, "focal": 1, "ghm": 2}
 REG_ORDER = {"smooth_l1": 0, "l1": 1, "ghm": 2}
+LOSS_LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
+REG_LABELS = {"smooth_l1": "smooth L1", "l1": "L1", "ghm": "GHM-R"}
+
+
+def loss_label(key: object) -> str:
+    """A classification loss's display name ("GHM-C" for ``ghm``); a loss of one's own keeps its name."""
+    return LOSS_LABELS.get(str(key), str(key))
+
+
+def regression_label(key: object) -> str:
+    """A box regression loss's display name ("GHM-R" for ``ghm``, "smooth L1" for ``smooth_l1``)."""
+    return REG_LABELS.get(str(key), str(key))
+
+
+def label_columns(cells: pd.DataFrame) -> pd.DataFrame:
+    """Table cells with their ``loss`` and ``regression`` columns in display names (CSV numbers keep the keys)."""
+    labelled = cells.copy()
+    for column, label in (("loss", loss_label), ("regression", regression_label)):
+        if column in labelled:
+            labelled[column] = labelled[column].map(label)
+    return labelled
 
 
 class ReportError(ValueError):
@@ -154,9 +176,20 @@ def selections(df: pd.DataFrame) -> dict[str, Selection]:
 
 
 def order_key(col: pd.Series) -> pd.Series:
-    """Sort key: losses and regressions in the papers' order, other columns as they are."""
+    """Sort key: losses and regressions in the papers' order, numbers by value, other columns as text."""
     order = {"loss": LOSS_ORDER, "regression": REG_ORDER}.get(str(col.name))
-    return col.map(lambda v: order.get(v, 99)) if order else col
+    if order:
+        return col.map(lambda v: order.get(v, 99))
+    numeric = pd.to_numeric(col, errors="coerce")
+    return numeric if numeric.notna().sum() == col.notna().sum() else col.astype(str)
+
+
+def sort_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame`` sorted by ``keys`` (the papers' loss order, then each key by value; missing last)."""
+    keys = [k for k in keys if k in frame]
+    if frame.empty or not keys:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(keys, key=order_key, na_position="last", kind="stable").reset_index(drop=True)
 
 
 def varying_columns(df: pd.DataFrame) -> list[str]:
@@ -172,7 +205,8 @@ def varying_columns(df: pd.DataFrame) -> list[str]:
 
 
 def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Aggregate over seeds: per group, run counts by status and mean / std / n per metric.
+    """Aggregate over seeds: per group (rows sorted by the group's keys), run counts by status and
+    mean / std / n per metric.
 
     Mean and std are over completed runs (std with ddof 1, NaN for a single run); ``rise`` is
     their mean convergence rise (NaN without validation curves).
@@ -199,7 +233,7 @@ def summarize(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.D
             row[f"{m}_n"] = len(values)
         row["rise"] = mean_rise(done["rise"]) if "rise" in done else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return sort_rows(pd.DataFrame(rows), group_by)
 
 
 def _groupable(df: pd.DataFrame) -> list[str]:

@@ -14,7 +14,15 @@ import pandas as pd
 from ghmbench.reporting import published
 from ghmbench.reporting.cells import fmt_summary_cell
 from ghmbench.reporting.convergence import CONVERGENCE_NOTE, still_rising
-from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, summarize, varying_columns
+from ghmbench.reporting.run_table import (
+    LOSS_ORDER,
+    REG_ORDER,
+    label_columns,
+    loss_label,
+    regression_label,
+    summarize,
+    varying_columns,
+)
 
 
 @dataclass
@@ -60,7 +68,7 @@ def best_mask(cells: pd.DataFrame, hits: list[tuple[object, str]]) -> pd.DataFra
 def loss_grid(
     frame: pd.DataFrame, cell: Callable[[pd.DataFrame], tuple[str, dict]], trailing: Callable[[str], dict]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Classification loss (rows) x regression loss (columns) in the papers' order.
+    """Classification loss (rows) x regression loss (columns) in the papers' order, by their display names.
 
     Args:
         frame: rows with ``loss`` and ``regression`` (runs, or one summary row per pair).
@@ -73,13 +81,13 @@ def loss_grid(
     regs = sorted(frame["regression"].unique(), key=lambda r: REG_ORDER.get(r, 99))
     rows, nums = [], []
     for loss in sorted(frame["loss"].unique(), key=lambda v: LOSS_ORDER.get(v, 99)):
-        row = {"classification": loss}
+        row = {"classification": loss_label(loss)}
         for reg in regs:
             part = frame[(frame["loss"] == loss) & (frame["regression"] == reg)]
             if part.empty:
-                row[reg] = "-"
+                row[regression_label(reg)] = "-"
                 continue
-            row[reg], numbers = cell(part)
+            row[regression_label(reg)], numbers = cell(part)
             nums.append({"loss": loss, "regression": reg, **numbers})
         rows.append(row | trailing(loss))
     return pd.DataFrame(rows), pd.DataFrame(nums)
@@ -90,7 +98,10 @@ def best_loss_cell(cells: pd.DataFrame, numbers: pd.DataFrame, column: str = "me
     if numbers.empty or not numbers[column].notna().any():
         return best_mask(cells, [])
     top = numbers[numbers[column] == numbers[column].max()]
-    return best_mask(cells, [(cells["classification"] == r["loss"], r["regression"]) for _, r in top.iterrows()])
+    hits = [
+        (cells["classification"] == loss_label(r["loss"]), regression_label(r["regression"])) for _, r in top.iterrows()
+    ]
+    return best_mask(cells, hits)
 
 
 def _tex_escape(s: str) -> str:
@@ -126,7 +137,7 @@ def _metric_cells(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFra
 def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> Table:
     """Every configuration (seeds aggregated), best mean per metric column marked."""
     summary = summarize(df, group_by, metrics)
-    cells = summary[group_by].astype(str).copy()
+    cells = label_columns(summary[group_by].astype(str))
     cells["runs"] = [f"{r['completed']}/{r['runs']}" for _, r in summary.iterrows()]
     metric_cells, best = _metric_cells(summary, metrics)
     cells = pd.concat([cells, metric_cells], axis=1)
@@ -167,14 +178,16 @@ def ce_alpha_table(df: pd.DataFrame, metric: str) -> Table | None:
     cells = pd.DataFrame({"α": summary["loss.alpha"].map(lambda a: f"{a:g}")})
     metric_cells, best = _metric_cells(summary, metrics)
     cells = pd.concat([cells, metric_cells], axis=1)
-    cells["paper AP % (Table 1a)"] = summary["loss.alpha"].map(lambda a: _paper(published.FOCAL_TABLE_1A, a, 0))
+    cells[f"paper AP ({published.FOCAL_SCALE})"] = summary["loss.alpha"].map(
+        lambda a: _paper(published.FOCAL_TABLE_1A, a, 0)
+    )
     return Table("ce_alpha", title, cells, summary, best=best)
 
 
 def _paper(table: dict, key: float, index: int) -> str:
     for k, v in table.items():
         if abs(k - key) < 1e-9:
-            return f"{v[index]:g}"
+            return published.ap(v[index])
     return "-"
 
 
@@ -230,7 +243,7 @@ def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
 
     def paper(gamma: float) -> str:
         ref = published.FOCAL_TABLE_1B.get(gamma)
-        return f"{ref[0]:g} / {ref[1]:g}" if ref else "-"
+        return f"{ref[0]:g} / {published.ap(ref[1])}" if ref else "-"
 
     title = f"Focal loss {metric} by γ (rows) x α (columns), as Focal Loss Table 1b; best α per γ in bold"
     return _grid_table(
@@ -243,7 +256,7 @@ def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
         "focal_gamma_alpha",
         title,
         paper,
-        "paper best α / AP % (Table 1b)",
+        f"paper best α / AP ({published.FOCAL_SCALE.replace('1a', '1b')})",
     )
 
 
@@ -252,7 +265,7 @@ def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
 
     def paper(bins: float) -> str:
         ref = published.GHM_BINS.get(int(bins))
-        return f"{ref:g}" if ref is not None else "-"
+        return published.ap(ref) if ref is not None else "-"
 
     title = f"GHM-C {metric} by bins M (rows) x momentum (columns); best momentum per M in bold"
     return _grid_table(
@@ -265,7 +278,7 @@ def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
         "ghm_bins_momentum",
         title,
         paper,
-        "paper AP % by M (GHM paper)",
+        f"paper AP by M ({published.GHM_SCALE})",
     )
 
 
@@ -283,7 +296,7 @@ def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
                 pd.DataFrame(),
                 pd.DataFrame(),
                 [
-                    f"skipped: the {loss} + {reg} runs differ in more than the seed "
+                    f"skipped: the {loss_label(loss)} + {regression_label(reg)} runs differ in more than the seed "
                     f"({', '.join(varying_columns(part)[:4])})"
                 ],
             )
