@@ -146,7 +146,8 @@ def summary_table(df: pd.DataFrame, group_by: list[str], metrics: list[str]) -> 
         cells["converged"] = summary["rise"].map(
             lambda r: "-" if math.isnan(r) else (f"not converged (+{r:.3f})" if still_rising(r) else "yes")
         )
-        notes.append(CONVERGENCE_NOTE)
+        if summary["rise"].map(still_rising).any():  # the note explains a flag; none, no note
+            notes.append(CONVERGENCE_NOTE)
     return Table("summary", "All configurations: mean ± std (n completed) over seeds", cells, summary, notes, best)
 
 
