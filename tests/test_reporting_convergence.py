@@ -21,3 +21,15 @@ def test_convergence_rise_flags_a_curve_still_rising():
     assert convergence_rise([{"step": 100, "AP": None}, *rising], None) == pytest.approx(0.02)  # null points skipped
     assert still_rising(mean_rise([0.02, 0.015])) and not still_rising(mean_rise([0.0, 0.005]))
     assert math.isnan(mean_rise([None])) and not still_rising(mean_rise([None]))
+
+
+def test_a_dip_before_the_last_quarter_is_not_a_rise():
+    """A plateau measured with noise (best at half-way, a dip at 75%, a partial recovery) is not still
+    rising; a curve that climbs through every point is flagged as by its 75% value alone."""
+    points = [(15, 0.321), (30, 0.393), (45, 0.368), (60, 0.381)]
+    dipped = [{"step": s, "AP": ap} for s, ap in points]
+    assert convergence_rise(dipped, 60) == pytest.approx(0.381 - 0.393)
+    climbing = [{"step": s, "AP": ap} for s, ap in [(9, 0.125), (18, 0.224), (27, 0.325), (36, 0.356)]]
+    assert convergence_rise(climbing, 36) == pytest.approx(0.356 - 0.325)
+    late_best = [{"step": s, "AP": ap} for s, ap in [(15, 0.30), (30, 0.31), (45, 0.33), (60, 0.345)]]
+    assert still_rising(convergence_rise(late_best, 60))  # +.015 over every earlier point
