@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # "Which settings?": the runs behind results/focal_grid, results/ghm_ablation and results/label_noise,
-# in the comparison regime at 36 epochs. Runs go to runs/reference/<name>; a repeated call skips
-# finished runs and resumes interrupted ones. Then `ghmbench report` makes each report.
-# Usage: scripts/settings_results.sh [focal_grid] [ghm_ablation] [label_noise] [budgets] [focal_grid_long]
+# in the comparison regime. Runs go to runs/reference/<name>; a repeated call skips finished runs and
+# resumes interrupted ones. Then `ghmbench report` makes each report.
+# Usage: scripts/settings_results.sh [label_noise] [focal_grid] [budgets] [ghm_ablation] [focal_grid_long]
 #        [ghm_ablation_long]  (default: all, in that order)
 # JOBS (default: the cores) runs that many one-thread jobs at once.
 #
-# focal_grid / ghm_ablation, each:
+# focal_grid / ghm_ablation: the tuning stage, at 36 epochs (validation every 9), into <name>/:
 #   1. the learning-rate check: corners of the grid (focal: all four; GHM-C: the two opposite ones,
 #      M 5 / momentum 0 and M 40 / momentum .9) over the optimiser grid (lr .001, .003 x batch 8,
 #      16); its runs are copied into the grid's folder (they are candidates of the grid's tuning)
@@ -14,13 +14,14 @@
 #      optimiser grid, since a corner selected another setting), seed 0; the best validation
 #      candidate is selected and trained over seeds 0, 1, 2, each seed on its own data draw
 #   3. the papers' default cell, at its own best validation setting, over the same seeds and draws
-# budgets: the selected and the default cell of each grid again at 12 epochs (3 seeds), to show
-#   whether their difference holds at a third of the budget.
+# focal_grid_long / ghm_ablation_long: the final stage, at LONG_EPOCHS (default 60, validation every
+#   quarter; ghm_ablation's own schedule), into <name>_60/: every cell again at the optimiser setting
+#   its 36-epoch tuning selected, then the best validation cell and the papers' default over seeds 0,
+#   1, 2 (each on its own data draw), and these two cells over the same seeds at 36 epochs (into
+#   <name>/, where most of them exist). Five cells were still rising at 36 epochs; the 36-epoch runs
+#   stay the tuning stage and the shorter budget.
+# budgets: Focal's selected and default cell of the 36-epoch stage again at 12 epochs (3 seeds).
 # label_noise: CE, Focal, GHM-C x missing annotations 0 / 10 / 20 / 40% and wrong classes 10 / 20 / 40%.
-# focal_grid_long / ghm_ablation_long (after the 36-epoch part): every cell again at LONG_EPOCHS
-#   (default 60, validation every quarter), each at the optimiser setting its 36-epoch tuning selected;
-#   then the best validation cell at that length and the papers' default over seeds 0, 1, 2. The
-#   36-epoch runs stay the tuning stage and the shorter budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -28,10 +29,12 @@ JOBS=${JOBS:-$(nproc)}
 R=${RUNS:-runs/reference}
 LONG=${LONG_EPOCHS:-60}
 LAUNCH=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
+TUNING=(train.epochs=36 train.eval_every=9)  # the tuning stage's schedule (ghm_ablation's own is 60)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(label_noise focal_grid budgets ghm_ablation focal_grid_long ghm_ablation_long)
 
 sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor fit" || true; }
+tune() { sweep "$@" "${TUNING[@]}"; }  # a sweep of the tuning stage
 
 # selected RUNS PRESET [KEY=VALUE ...]: the candidate of the preset's tuning grid with the best
 # validation AP among the runs that have every KEY=VALUE, as overrides (loss.gamma=... train.lr=...)
@@ -60,7 +63,7 @@ grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); 
   default=("$@")
   for corner in "${corners[@]}"; do
     # shellcheck disable=SC2086
-    sweep "experiment=$preset" 'protocol.tune=[]' $corner train.lr=0.001,0.003 train.batch_size=8,16 seed=0 "paths.runs_dir=$R/${preset}_lr"
+    tune "experiment=$preset" 'protocol.tune=[]' $corner train.lr=0.001,0.003 train.batch_size=8,16 seed=0 "paths.runs_dir=$R/${preset}_lr"
   done
   mkdir -p "$R/$preset"
   for run in "$R/${preset}_lr"/*/; do  # the corners' runs that are candidates of the grid's own tuning
@@ -69,11 +72,11 @@ grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); 
       cp -r "$run" "$R/$preset/"
     fi
   done
-  sweep "experiment=$preset" "paths.runs_dir=$R/$preset"
+  tune "experiment=$preset" "paths.runs_dir=$R/$preset"
   local setting
   setting=$(selected "$R/$preset" "$preset" "${default[@]}")
   # shellcheck disable=SC2086
-  sweep "experiment=$preset" 'protocol.tune=[]' $setting seed=0,1,2 "paths.runs_dir=$R/$preset"
+  tune "experiment=$preset" 'protocol.tune=[]' $setting seed=0,1,2 "paths.runs_dir=$R/$preset"
 }
 
 budgets() {  # the selected and the default cell (each at its selected setting) at 12 epochs
@@ -104,8 +107,14 @@ long() {  # long PRESET AXIS_A "VALUES" AXIS_B "VALUES" -- DEFAULT_CELL_OVERRIDE
       echo "experiment=$preset protocol.tune=[] $setting seed=0 $schedule"
     done
   done | train_all
-  for setting in "$(selected "$out" "$preset")" "$(selected "$out" "$preset" "$@")"; do
+  local cells=("$(selected "$out" "$preset")" "$(selected "$out" "$preset" "$@")")
+  for setting in "${cells[@]}"; do
     printf 'experiment=%s protocol.tune=[] %s seed=%s %s\n' "$preset" "$setting" 1 "$schedule" "$preset" "$setting" 2 "$schedule"
+  done | train_all
+  for setting in "${cells[@]}"; do  # the same two cells at the tuning stage's schedule: the shorter budget
+    for seed in 0 1 2; do
+      echo "experiment=$preset protocol.tune=[] $setting seed=$seed ${TUNING[*]} paths.runs_dir=$R/$preset"
+    done
   done | train_all
 }
 
@@ -119,8 +128,7 @@ for part in "${parts[@]}"; do
     ghm_ablation_long) long ghm_ablation loss.bins "5 10 20 30 40" loss.momentum "0 0.5 0.75 0.9" -- loss.bins=30 loss.momentum=0.75 ;;
     focal_grid_long) long focal_grid loss.gamma "5 0 0.5 1 2" loss.alpha "0.1 0.25 0.5 0.75" -- loss.gamma=2 loss.alpha=0.25 ;;
     budgets)
-      budgets focal_grid "loss.gamma=2 loss.alpha=0.25"
-      [ ! -d "$R/ghm_ablation" ] || budgets ghm_ablation "loss.bins=30 loss.momentum=0.75" ;;
+      budgets focal_grid "loss.gamma=2 loss.alpha=0.25" ;;
     *) echo "unknown part $part; allowed: focal_grid ghm_ablation label_noise budgets focal_grid_long ghm_ablation_long" >&2; exit 2 ;;
   esac
 done

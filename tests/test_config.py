@@ -146,7 +146,7 @@ def test_digits_generator_defaults_equal_the_dataset_yaml():
 # experiment: (dataset.image_size, model.levels, model.anchor_sizes, train.epochs) at CPU scale
 EXPERIMENTS = {
     "focal_grid": (160, [3, 4, 5], [16, 32, 64], 36),
-    "ghm_ablation": (160, [3, 4, 5], [16, 32, 64], 36),
+    "ghm_ablation": (160, [3, 4, 5], [16, 32, 64], 60),
     "imbalance": (160, [3, 4, 5], [16, 32, 64], 12),
     "label_noise": (160, [3, 4, 5], [16, 32, 64], 36),
     "loss_comparison": (160, [3, 4, 5], [16, 32, 64], 12),

@@ -143,11 +143,12 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
         f"{grid.label}: test {metric} by {rs} (rows) x {cs} (columns), one seed per cell, [95% interval]; selected on "
         "validation in bold, the papers' default *"
     )
-    notes = [
-        INTERVAL_NOTE,
-        f"† not converged: validation {metric} still rose by more than {CONVERGENCE_TOL} over the last quarter of "
-        "training.",
-    ]
+    notes = [INTERVAL_NOTE]
+    if any(still_rising(n["rise"]) for n in nums):
+        notes.append(
+            f"† not converged: validation {metric} at the end of training exceeded its best value up to 75% of "
+            f"training by more than {CONVERGENCE_TOL:g}."
+        )
     return Table(grid.name, title, table, pd.DataFrame(nums), notes, best=best_mask(table, hits))
 
 
@@ -193,7 +194,9 @@ def best_per_row_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Boots
                 rs: f"{r_value:g}",
                 f"best {cs} (validation)": f"{best[grid.cols]:g}",
                 f"test {metric}": fmt_interval(iv) if iv else f"{best[metric]:.3f}",
-                f"Δ vs default ({rs} {grid.default[0]:g}, {cs} {grid.default[1]:g})": fmt_delta(delta),
+                f"Δ vs default ({rs} {grid.default[0]:g}, {cs} {grid.default[1]:g})": (
+                    "(the default)" if best["default"] else fmt_delta(delta)
+                ),
                 f"best {cs} on test": f"{test_best[grid.cols]:g}",
             }
         )
