@@ -62,9 +62,9 @@ def test_own_loss_trains_sweeps_beside_focal_and_has_its_own_report_rows(tiny, t
     reported = ghmbench_cli("report", str(runs), "--bootstrap", "0")
     assert reported.returncode == 0, reported.stderr
     summary = (runs / "report" / "summary.md").read_text()
-    assert re.search(r"^\| scaled_bce +\| smooth_l1 ", summary, flags=re.M) and re.search(
-        r"^\| focal +\| smooth_l1 ", summary, flags=re.M
-    )
+    assert re.search(r"^\| scaled_bce +\| smooth L1 ", summary, flags=re.M) and re.search(
+        r"^\| Focal +\| smooth L1 ", summary, flags=re.M
+    )  # its own name beside the built-in display names
     assert re.search(r"^\| scaled_bce +\|", (runs / "report" / "loss_comparison.md").read_text(), flags=re.M)
 
     # the Python entry points: the same config, run key and record; the same tables
