@@ -23,9 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ghmbench.reporting.comparison import difference_text
-from ghmbench.reporting.run_table import LOSS_LABELS, REG_LABELS
-
-ROW_KEYS = ["a", "b", "under"]
+from ghmbench.reporting.run_table import LOSS_LABELS, REG_LABELS, loss_label, regression_label
 
 
 def _unconverged(report: Path) -> set[tuple[str, str]]:
@@ -49,13 +47,27 @@ def _cells(a: str, b: str, under: str) -> list[tuple[str, str]]:
     return [(losses.get(fixed, fixed), regs.get(a, a)), (losses.get(fixed, fixed), regs.get(b, b))]
 
 
+def _named(row: pd.Series) -> tuple[str, str, str, str]:
+    """(A, B, under, verdict) in display names, so that reports made before the display names align."""
+    kind, fixed = row["under"].split(" ", 1)
+    names, fixed = (
+        (loss_label, regression_label(fixed)) if kind == "regression" else (regression_label, loss_label(fixed))
+    )
+    a, b = names(row["a"]), names(row["b"])
+    verdict = str(row["verdict"])
+    for sign in (">", "<"):
+        if verdict == f"{row['a']} {sign} {row['b']}":
+            verdict = f"{a} {sign} {b}"
+    return a, b, f"{kind} {fixed}", verdict
+
+
 def _cell(row: pd.Series, flagged: set[tuple[str, str]]) -> str:
     """The difference as the report's differences table writes it ("-" where it has none), its
     verdict, and "(not converged)" when one of its two cells was flagged."""
     mean = row.get("mean", math.nan)
     text = "-" if math.isnan(mean) else difference_text(mean, row.get("lo", math.nan), row.get("hi", math.nan))
     stale = any(cell in flagged for cell in _cells(row["a"], row["b"], row["under"]))
-    return f"{text} {row['verdict']}" + (" (not converged)" if stale else "")
+    return f"{text} {_named(row)[3]}" + (" (not converged)" if stale else "")
 
 
 def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
@@ -67,7 +79,7 @@ def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
             raise FileNotFoundError(f"{path}: not found (a folder written by `ghmbench report`)")
         diffs = pd.read_csv(path)
         flagged = _unconverged(report)
-        columns[label] = {tuple(r[k] for k in ROW_KEYS): _cell(r, flagged) for _, r in diffs.iterrows()}
+        columns[label] = {_named(r)[:3]: _cell(r, flagged) for _, r in diffs.iterrows()}
     order = list(dict.fromkeys(key for col in columns.values() for key in col))
     rows = [
         {
