@@ -143,7 +143,7 @@ def candidates_table(selections: dict[str, Selection]) -> tuple[pd.DataFrame, pd
     """
     frames = [s.candidates.assign(loss=loss) for loss, s in selections.items()]
     numbers = pd.concat(frames, ignore_index=True)
-    axes = [c for c in numbers.columns if c not in ("loss", "runs", "n", "selected") and not c.startswith("val_")]
+    axes = next(iter(selections.values())).axes  # one protocol: every loss is tuned on the same axes
     numbers = sort_rows(numbers[["loss", *[c for c in numbers.columns if c != "loss"]]], ["loss", *axes])
     col = next(c for c in numbers.columns if c.startswith("val_"))
     cells = label_columns(numbers[["loss", *axes]]).astype(object)

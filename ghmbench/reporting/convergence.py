@@ -19,10 +19,16 @@ CONVERGENCE_TOL = 0.01
 """A configuration is *not converged* when its validation AP at the end of training exceeds what it had
 reached by 75% of training by more than this, on average over seeds."""
 
-CONVERGENCE_NOTE = (
-    f"*not converged*: validation AP at the end of training exceeded its best value up to 75% of training by more "
-    f"than {CONVERGENCE_TOL:g} (mean over seeds)."
-)
+
+def convergence_note(mark: str = "*not converged*", metric: str = "AP", over: str = " (mean over seeds)") -> str:
+    """The note under a table that explains its ``mark`` of a configuration flagged by :func:`still_rising`."""
+    return (
+        f"{mark}: validation {metric} at the end of training exceeded its best value up to 75% of training by more "
+        f"than {CONVERGENCE_TOL:g}{over}."
+    )
+
+
+CONVERGENCE_NOTE = convergence_note()
 
 
 def convergence_rise(curve: list[dict] | None, total_steps: float | None, metric: str = "AP") -> float | None:

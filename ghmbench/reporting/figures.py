@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ghmbench.reporting.intervals import t_interval
-from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, loss_label, regression_label
+from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, loss_label, regression_label, reported_split
 
 COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
 INTERVALS = "95% intervals: Student t over seeds; for a single run, a bootstrap over the test images"
@@ -42,9 +42,8 @@ def schedule_text(values: pd.Series | None) -> str:
 
 
 def _split(df: pd.DataFrame) -> str:
-    """The split the runs' metrics come from ("test", "validation", or both)."""
-    splits = sorted(set(df.get("metrics_split", pd.Series(dtype=object)).dropna()), reverse=True) or ["val"]
-    return " and ".join("validation" if s == "val" else s for s in splits)
+    """The split the runs' metrics come from, spelled out ("test", "validation", or both)."""
+    return reported_split(df).replace("val", "validation")
 
 
 def _context(df: pd.DataFrame, metric: str) -> str:

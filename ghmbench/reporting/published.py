@@ -42,7 +42,7 @@ GHM_COMPARISON: dict[tuple[str, str], float] = {
 GHM_BINS: dict[int, float] = {5: 33.4, 10: 34.6, 20: 35.2, 30: 35.8, 40: 35.4}
 
 
-FOCAL_SCALE = "Focal Loss paper Table 1a, ResNet-50 on COCO, 0-1"
+FOCAL_SCALE = "Focal Loss paper Table {}, ResNet-50 on COCO, 0-1"  # the table: 1a or 1b
 GHM_SCALE = "GHM paper, ResNet-50 on COCO, 0-1"
 GHM_COMPARISON_COLUMN = f"paper AP ({GHM_SCALE}; smooth L1 / GHM-R)"
 

@@ -17,7 +17,7 @@ from ghmbench.reporting import figures as fig
 from ghmbench.reporting.convergence import CONVERGENCE_NOTE
 from ghmbench.reporting.gradient_figures import gradient_norm_distribution, reweighted_gradient
 from ghmbench.reporting.noise_table import noise_table
-from ghmbench.reporting.run_table import ReportError, load_runs, selections, varying_columns
+from ghmbench.reporting.run_table import ReportError, load_runs, reported_split, selections, varying_columns
 from ghmbench.reporting.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
 from ghmbench.reporting.shapes import shapes_table
 from ghmbench.reporting.tables import (
@@ -28,14 +28,7 @@ from ghmbench.reporting.tables import (
     loss_comparison_table,
     summary_table,
 )
-from ghmbench.store.fields import COMPLETED, METRICS
-
-
-def reported_split(df: pd.DataFrame) -> str:
-    """The split of the reported metrics of the (final, completed) runs: test, val or "test and val"."""
-    part = df[df["final"]] if "final" in df else df
-    splits = sorted(set(part.loc[part["status"] == COMPLETED, "metrics_split"].dropna())) or ["val"]
-    return " and ".join(sorted(splits, reverse=True))
+from ghmbench.store.fields import METRICS
 
 
 def split_note(df: pd.DataFrame) -> str:
@@ -225,7 +218,6 @@ class Report:
     tables: dict[str, Table]
     figures: list[Path]
     path: Path
-    captions: dict[str, str]  # figure file name -> its caption in report.md
 
 
 def make_report(
@@ -257,5 +249,4 @@ def make_report(
     tables = build_tables(df, metric, columns or None, bootstrap)
     figures = make_figures(df, hists, metric, out_dir, tables)
     path = write_report(df, tables, out_dir, figures, sources, note)
-    captions = {f.path.name: f.caption for f in figures}
-    return Report(df, {t.name: t for t in tables}, [f.path for f in figures], path, captions)
+    return Report(df, {t.name: t for t in tables}, [f.path for f in figures], path)

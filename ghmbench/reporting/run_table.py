@@ -175,6 +175,13 @@ def selections(df: pd.DataFrame) -> dict[str, Selection]:
         raise ReportError(str(e)) from None
 
 
+def reported_split(df: pd.DataFrame) -> str:
+    """The split of the reported metrics of the (final, completed) runs: test, val or "test and val"."""
+    part = df[df["final"]] if "final" in df else df
+    splits = sorted(set(part.loc[part["status"] == COMPLETED, "metrics_split"].dropna())) or ["val"]
+    return " and ".join(sorted(splits, reverse=True))
+
+
 def order_key(col: pd.Series) -> pd.Series:
     """Sort key: losses and regressions in the papers' order, numbers by value, other columns as text."""
     order = {"loss": LOSS_ORDER, "regression": REG_ORDER}.get(str(col.name))

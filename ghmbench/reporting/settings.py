@@ -18,7 +18,7 @@ import pandas as pd
 
 from ghmbench.reporting.cells import fmt_interval
 from ghmbench.reporting.comparison import Bootstrap, difference_text
-from ghmbench.reporting.convergence import CONVERGENCE_TOL, still_rising
+from ghmbench.reporting.convergence import convergence_note, still_rising
 from ghmbench.reporting.intervals import Interval, paired_difference, t_interval
 from ghmbench.reporting.tables import Table, best_mask
 from ghmbench.store.fields import COMPLETED
@@ -145,10 +145,7 @@ def grid_table(cells: pd.DataFrame, grid: Grid, metric: str, boot: Bootstrap) ->
     )
     notes = [INTERVAL_NOTE]
     if any(still_rising(n["rise"]) for n in nums):
-        notes.append(
-            f"† not converged: validation {metric} at the end of training exceeded its best value up to 75% of "
-            f"training by more than {CONVERGENCE_TOL:g}."
-        )
+        notes.append(convergence_note("† not converged", metric, over=""))  # one seed per cell
     return Table(grid.name, title, table, pd.DataFrame(nums), notes, best=best_mask(table, hits))
 
 

@@ -179,7 +179,7 @@ def ce_alpha_table(df: pd.DataFrame, metric: str) -> Table | None:
     cells = pd.DataFrame({"α": summary["loss.alpha"].map(lambda a: f"{a:g}")})
     metric_cells, best = _metric_cells(summary, metrics)
     cells = pd.concat([cells, metric_cells], axis=1)
-    cells[f"paper AP ({published.FOCAL_SCALE})"] = summary["loss.alpha"].map(
+    cells[f"paper AP ({published.FOCAL_SCALE.format('1a')})"] = summary["loss.alpha"].map(
         lambda a: _paper(published.FOCAL_TABLE_1A, a, 0)
     )
     return Table("ce_alpha", title, cells, summary, best=best)
@@ -257,7 +257,7 @@ def focal_grid_table(df: pd.DataFrame, metric: str) -> Table | None:
         "focal_gamma_alpha",
         title,
         paper,
-        f"paper best α / AP ({published.FOCAL_SCALE.replace('1a', '1b')})",
+        f"paper best α / AP ({published.FOCAL_SCALE.format('1b')})",
     )
 
 
