@@ -36,8 +36,9 @@ parts=("$@")
 sweep() { "$BIN/ghmbench" sweep "$@" "${LAUNCH[@]}" | grep -v "^warning: anchor fit" || true; }
 tune() { sweep "$@" "${TUNING[@]}"; }  # a sweep of the tuning stage
 
-# selected RUNS PRESET [KEY=VALUE ...]: the candidate of the preset's tuning grid with the best
-# validation AP among the runs that have every KEY=VALUE, as overrides (loss.gamma=... train.lr=...)
+# selected RUNS PRESET [CELL ...]: for each CELL (KEY=VALUE overrides in one argument; none: the whole
+# grid), one line: the candidate of the preset's tuning grid with the best validation AP among the
+# runs that have every KEY=VALUE, as overrides (loss.gamma=... train.lr=...). One Python for all cells.
 selected() {
   "$BIN/python" - "$@" <<'PY'
 import json, pathlib, sys
@@ -46,9 +47,11 @@ from ghmbench.sweep.selection import Protocol, matches, parse_overrides, runs_fr
 from omegaconf import OmegaConf
 runs = runs_frame([json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")])
 protocol = Protocol.from_config(OmegaConf.to_container(compose_config([f"experiment={sys.argv[2]}"]).protocol))
-fixed = {k: v[0] for k, v in parse_overrides(sys.argv[3:]).items()}
-protocol.axes = {k: [v for v in values if k not in fixed or v == fixed[k]] for k, values in protocol.axes.items()}
-print(*next(iter(select_settings(runs[matches(runs, fixed)], protocol).values())).overrides())
+grid = dict(protocol.axes)
+for cell in sys.argv[3:] or [""]:
+    fixed = {k: v[0] for k, v in parse_overrides(cell.split()).items()}
+    protocol.axes = {k: [v for v in values if k not in fixed or v == fixed[k]] for k, values in grid.items()}
+    print(*next(iter(select_settings(runs[matches(runs, fixed)], protocol).values())).overrides())
 PY
 }
 
@@ -74,7 +77,7 @@ grid() {  # grid(preset, "corner overrides" ..., -- default-cell overrides...); 
   done
   tune "experiment=$preset" "paths.runs_dir=$R/$preset"
   local setting
-  setting=$(selected "$R/$preset" "$preset" "${default[@]}")
+  setting=$(selected "$R/$preset" "$preset" "${default[*]}")
   # shellcheck disable=SC2086
   tune "experiment=$preset" 'protocol.tune=[]' $setting seed=0,1,2 "paths.runs_dir=$R/$preset"
 }
@@ -83,8 +86,7 @@ budgets() {  # the selected and the default cell (each at its selected setting) 
   local preset=$1 default cell
   # shellcheck disable=SC2086
   cell=$(selected "$R/$preset" "$preset")
-  # shellcheck disable=SC2086
-  default=$(selected "$R/$preset" "$preset" $2)
+  default=$(selected "$R/$preset" "$preset" "$2")
   for epochs in 12; do
     for cell_overrides in "$cell" "$default"; do
       # shellcheck disable=SC2086
@@ -100,14 +102,15 @@ train_all() {  # one `ghmbench train` per stdin line of overrides, JOBS one-thre
 long() {  # long PRESET AXIS_A "VALUES" AXIS_B "VALUES" -- DEFAULT_CELL_OVERRIDES...
   local preset=$1 a=$2 a_values=$3 b=$4 b_values=$5 out="$R/${1}_$LONG" x y setting
   shift 6
-  local schedule="train.epochs=$LONG train.eval_every=$((LONG / 4)) paths.runs_dir=$out"
+  local schedule="train.epochs=$LONG train.eval_every=$((LONG / 4)) paths.runs_dir=$out" cells=()
   for x in $a_values; do
-    for y in $b_values; do
-      setting=$(selected "$R/$preset" "$preset" "$a=$x" "$b=$y")
-      echo "experiment=$preset protocol.tune=[] $setting seed=0 $schedule"
-    done
+    for y in $b_values; do cells+=("$a=$x $b=$y"); done
+  done
+  selected "$R/$preset" "$preset" "${cells[@]}" | while read -r setting; do
+    echo "experiment=$preset protocol.tune=[] $setting seed=0 $schedule"
   done | train_all
-  local cells=("$(selected "$out" "$preset")" "$(selected "$out" "$preset" "$@")")
+  mapfile -t cells < <(selected "$out" "$preset" "" "$*")  # the best validation cell, the default
+  [ ${#cells[@]} -eq 2 ] || { echo "long $preset: no selection in $out" >&2; exit 1; }
   for setting in "${cells[@]}"; do
     printf 'experiment=%s protocol.tune=[] %s seed=%s %s\n' "$preset" "$setting" 1 "$schedule" "$preset" "$setting" 2 "$schedule"
   done | train_all
