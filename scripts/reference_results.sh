@@ -55,24 +55,23 @@ PY
 comparison() {  # comparison PART EPOCHS
   local args=(experiment=loss_comparison $(schedule "$2"))
   "$BIN/ghmbench" sweep "${args[@]}" "paths.runs_dir=$RUNS/$1" "${LAUNCH[@]}" | tail -n 3
-  COMMAND="ghmbench sweep ${args[*]} paths.runs_dir=$RUNS/$1 ${LAUNCH[*]}"
+  COMMAND="\`ghmbench sweep ${args[*]} paths.runs_dir=$RUNS/$1 ${LAUNCH[*]}\`"
   [ "$2" -ne 12 ] || NOTE=$QUICK_NOTE
 }
 
 imbalance() {  # imbalance PART EPOCHS COMPARISON_PART
-  local loss settings
-  local selections
-  selections=$(selected "$RUNS/$4")
-  [ -n "$selections" ] || { echo "$1 needs the runs of $4: run that part first" >&2; exit 2; }
+  local part=$1 epochs=$2 source=$3 loss settings selections
+  selections=$(selected "$RUNS/$source")
+  [ -n "$selections" ] || { echo "$part needs the runs of $source: run that part first" >&2; exit 2; }
   while read -r loss settings; do
     # shellcheck disable=SC2086  # settings: several overrides
-    local args=(experiment=imbalance "loss=$loss" $settings $(schedule "$2"))
+    local args=(experiment=imbalance "loss=$loss" $settings $(schedule "$epochs"))
     # the 160 px point is the comparison's seed-0 smooth-L1 run at the selected setting
-    reuse "$RUNS/$1" "$RUNS/$4" "${args[@]}" dataset.image_size=160
-    "$BIN/ghmbench" sweep "${args[@]}" "paths.runs_dir=$RUNS/$1" "${LAUNCH[@]}" | tail -n 2
+    reuse "$RUNS/$part" "$RUNS/$source" "${args[@]}" dataset.image_size=160
+    "$BIN/ghmbench" sweep "${args[@]}" "paths.runs_dir=$RUNS/$part" "${LAUNCH[@]}" | tail -n 2
   done <<< "$selections"
-  COMMAND="per loss, at the setting $4 selected: ghmbench sweep experiment=imbalance loss=LOSS <its train.lr, \
-train.batch_size> $(schedule "$2") paths.runs_dir=$RUNS/$1 ${LAUNCH[*]} (the 160 px runs copied from $RUNS/$4)"
+  COMMAND="per loss, at the setting $source selected: \`ghmbench sweep experiment=imbalance loss=LOSS <its train.lr, \
+train.batch_size> $(schedule "$epochs") paths.runs_dir=$RUNS/$part ${LAUNCH[*]}\` (the 160 px runs copied from $RUNS/$source)"
 }
 
 # One change at a time to GHM-C at its selected setting (seed 0, smooth L1), with the base run and
@@ -99,8 +98,8 @@ diagnosis() {  # diagnosis PART COMPARISON_PART
     # shellcheck disable=SC2086
     run_once "${base[@]}" "loss=$loss" $settings $(schedule 24)
   done <<< "$selections"
-  COMMAND="ghmbench train ${base[*]} plus, for GHM-C at the setting $2 selected ($ghm ), each of: nothing, \
-$(printf '%s · ' "${changes[@]:1}")$(schedule 24); and for CE and Focal at theirs: $(schedule 24)"
+  COMMAND="\`ghmbench train ${base[*]}\` plus, for GHM-C at the setting $2 selected (${ghm# }), each of: nothing, \
+$(printf '\`%s\` · ' "${changes[@]:1}")\`$(schedule 24)\`; and for CE and Focal at theirs: \`$(schedule 24)\`"
   REPORT_ARGS=(--bootstrap 200)
 }
 
@@ -114,7 +113,7 @@ note() {  # note PART SECONDS: the report's README.md
   cat > "$out/README.md" <<NOTE
 # Reference report: $1 (CPU scale)
 
-- command: \`scripts/reference_results.sh $1\`, i.e. $COMMAND; then \`ghmbench report $RUNS/$1 --out $out ${REPORT_ARGS[*]}\`
+- command: \`scripts/reference_results.sh $1\`, i.e. $COMMAND; then \`$(echo ghmbench report "$RUNS/$1" --out "$out" "${REPORT_ARGS[@]}")\`
 - code: ghmbench $("$BIN/python" -c 'import ghmbench; print(ghmbench.__version__)'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ghmbench conf || echo ' with local changes')
 - machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, no GPU; torch $("$BIN/python" -c 'import torch; print(torch.__version__)'); $JOBS runs at a time
 - time: this call took $2 s (runs already complete are skipped or copied); the runs' own wall times add up to $("$BIN/python" -c "import pandas as pd; print(round(pd.read_csv('$out/runs.csv')['wall_time_s'].sum()))") s ($(date -u +%Y-%m-%d))
