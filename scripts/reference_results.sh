@@ -99,8 +99,8 @@ diagnosis() {  # diagnosis PART COMPARISON_PART
     run_once "${base[@]}" "loss=$loss" $settings $(schedule 24)
   done <<< "$selections"
   COMMAND="\`ghmbench train ${base[*]}\` plus, for GHM-C at the setting $2 selected (${ghm# }), each of: nothing, \
-$(printf '\`%s\` · ' "${changes[@]:1}")\`$(schedule 24)\`; and for CE and Focal at theirs: \`$(schedule 24)\`"
-  REPORT_ARGS=(--bootstrap 200)
+$(printf '`%s` · ' "${changes[@]:1}")\`$(schedule 24)\`; and for CE and Focal at theirs: \`$(schedule 24)\`"
+  REPORT_ARGS=(--bootstrap 200) AT_ONCE="one run at a time, all cores"
 }
 
 run_once() {  # a diagnosis run, copied from a comparison that trained it already
@@ -115,7 +115,7 @@ note() {  # note PART SECONDS: the report's README.md
 
 - command: \`scripts/reference_results.sh $1\`, i.e. $COMMAND; then \`$(echo ghmbench report "$RUNS/$1" --out "$out" "${REPORT_ARGS[@]}")\`
 - code: ghmbench $("$BIN/python" -c 'import ghmbench; print(ghmbench.__version__)'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ghmbench conf || echo ' with local changes')
-- machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, no GPU; torch $("$BIN/python" -c 'import torch; print(torch.__version__)'); $JOBS runs at a time
+- machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, no GPU; torch $("$BIN/python" -c 'import torch; print(torch.__version__)'); $AT_ONCE
 - time: this call took $2 s (runs already complete are skipped or copied); the runs' own wall times add up to $("$BIN/python" -c "import pandas as pd; print(round(pd.read_csv('$out/runs.csv')['wall_time_s'].sum()))") s ($(date -u +%Y-%m-%d))
 
 See [report.md](report.md) for every table and figure.
@@ -125,7 +125,7 @@ NOTE
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(loss_comparison loss_comparison_24 loss_comparison_36 imbalance imbalance_36 ghm_diagnosis)
 for part in "${parts[@]}"; do
-  start=$(date +%s) NOTE="" REPORT_ARGS=()
+  start=$(date +%s) NOTE="" REPORT_ARGS=() AT_ONCE="$JOBS runs at a time, one torch thread each"
   case $part in
     loss_comparison) comparison "$part" 12 ;;
     loss_comparison_24) comparison "$part" 24 ;;
