@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ghmbench.config.compose import compose_config, validate
+from ghmbench.reporting import figures
 from ghmbench.reporting.report import build_tables
 from ghmbench.reporting.run_table import load_runs
 from ghmbench.store.fileio import write_json
@@ -410,6 +411,9 @@ def test_imbalance_table(tmp_path):
         ["ghm", 1, 600.5, 2],
     ]
     assert table.cells.loc[0, "AP"] == t_cell([0.4, 0.41]) and table.cells.loc[0, "neg:pos"] == "150"
+    figure = figures.imbalance(table.numbers, df, "AP", tmp_path)
+    assert figure.path.stat().st_size > 1000
+    assert re.match(r"(Test|Validation) AP\b", figure.caption), figure.caption  # the metric keeps its case
 
 
 @pytest.mark.slow

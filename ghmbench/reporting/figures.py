@@ -41,6 +41,11 @@ def schedule_text(values: pd.Series | None) -> str:
     return f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs"
 
 
+def sentence(text: str) -> str:
+    """``"test AP"`` -> ``"Test AP"``: the first letter raised, the rest kept (str.capitalize lowers "AP")."""
+    return text[:1].upper() + text[1:]
+
+
 def _split(df: pd.DataFrame) -> str:
     """The split the runs' metrics come from, spelled out ("test", "validation", or both)."""
     return reported_split(df).replace("val", "validation")
@@ -124,7 +129,7 @@ def loss_comparison(df: pd.DataFrame, numbers: pd.DataFrame, metric: str, out: P
     seeds = int(numbers["n"].max())
     ax.set_xticks(np.arange(len(losses)), [loss_label(v) for v in losses])
     ax.set_ylabel(_context(final, metric))
-    ax.set_title(f"{_split(final).capitalize()} {metric} by loss: mean of {plural(seeds, 'seed')}, 95% intervals")
+    ax.set_title(f"{sentence(_split(final))} {metric} by loss: mean of {plural(seeds, 'seed')}, 95% intervals")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     caption = (
@@ -203,7 +208,7 @@ def imbalance(numbers: pd.DataFrame, df: pd.DataFrame, metric: str, out: Path) -
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     caption = (
-        f"{_context(final, metric).capitalize()} against the training anchors' negative:positive ratio (log scale), "
+        f"{sentence(_context(final, metric))} against the training anchors' negative:positive ratio (log scale), "
         f"one line per loss, points side by side at each ratio; {INTERVALS}."
     )
     return save(plt, fig, out / "imbalance.png", caption)
