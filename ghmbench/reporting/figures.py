@@ -33,6 +33,11 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def per_point(seeds: int) -> str:
+    """``"one seed per point"``, ``"up to 3 seeds per point"``."""
+    return "one seed per point" if seeds <= 1 else f"up to {seeds} seeds per point"
+
+
 def schedule_text(values: pd.Series | None) -> str:
     """``"36 epochs"`` when every run shares one schedule, ``"12-36 epochs"`` otherwise ("" unknown)."""
     epochs = sorted({int(v) for v in pd.to_numeric(values, errors="coerce").dropna()}) if values is not None else []
@@ -100,7 +105,7 @@ def ap_vs_gamma(df: pd.DataFrame, metric: str, out: Path) -> Figure | None:
     seeds = int(part.groupby(["loss.gamma", "loss.alpha"]).size().max())
     ax.set_xlabel("γ")
     ax.set_ylabel(_context(part, metric))
-    ax.set_title(f"Focal loss: {metric} against γ (up to {plural(seeds, 'seed')} per point)")
+    ax.set_title(f"Focal loss: {metric} against γ ({per_point(seeds)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     caption = (
@@ -204,7 +209,7 @@ def imbalance(numbers: pd.DataFrame, df: pd.DataFrame, metric: str, out: Path) -
     ax.set_xscale("log")
     ax.set_xlabel("negative : positive anchors (training, log scale)")
     ax.set_ylabel(_context(final, metric))
-    ax.set_title(f"{metric} against anchor imbalance: up to {plural(seeds, 'seed')} per point, 95% intervals")
+    ax.set_title(f"{metric} against anchor imbalance: {per_point(seeds)}, 95% intervals", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     caption = (
