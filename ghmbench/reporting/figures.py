@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ghmbench.reporting.intervals import t_interval
-from ghmbench.reporting.run_table import LOSS_ORDER, REG_ORDER, loss_label, regression_label, reported_split
+from ghmbench.reporting.run_table import (
+    LOSS_ORDER,
+    REG_ORDER,
+    final_runs,
+    loss_label,
+    regression_label,
+    reported_split,
+)
 
 COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
 INTERVALS = "95% intervals: Student t over seeds; for a single run, a bootstrap over the test images"
@@ -46,6 +53,12 @@ def schedule_text(values: pd.Series | None) -> str:
     return f"{epochs[0]} epochs" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs"
 
 
+def _schedule(values: pd.Series | None) -> str:
+    """``", 36 epochs"`` to append to a title or label (see :func:`schedule_text`); "" when unknown."""
+    epochs = schedule_text(values)
+    return f", {epochs}" if epochs else ""
+
+
 def sentence(text: str) -> str:
     """``"test AP"`` -> ``"Test AP"``: the first letter raised, the rest kept (str.capitalize lowers "AP")."""
     return text[:1].upper() + text[1:]
@@ -58,8 +71,7 @@ def _split(df: pd.DataFrame) -> str:
 
 def _context(df: pd.DataFrame, metric: str) -> str:
     """``"test AP, 36 epochs"``: the split, metric and schedule a figure's y axis shows."""
-    epochs = schedule_text(df.get("train.epochs"))
-    return f"{_split(df)} {metric}" + (f", {epochs}" if epochs else "")
+    return f"{_split(df)} {metric}{_schedule(df.get('train.epochs'))}"
 
 
 def pyplot():
@@ -130,7 +142,7 @@ def loss_comparison(df: pd.DataFrame, numbers: pd.DataFrame, metric: str, out: P
         x = np.arange(len(losses)) + _dodge(j, len(regs), width)
         err = _errors(sub["mean"], sub["lo"], sub["hi"])
         ax.bar(x, sub["mean"].fillna(0), width, yerr=err, capsize=4, label=f"boxes: {regression_label(reg)}")
-    final = df[df["final"]] if "final" in df else df
+    final = final_runs(df)
     seeds = int(numbers["n"].max())
     ax.set_xticks(np.arange(len(losses)), [loss_label(v) for v in losses])
     ax.set_ylabel(_context(final, metric))
@@ -147,7 +159,7 @@ def loss_comparison(df: pd.DataFrame, numbers: pd.DataFrame, metric: str, out: P
 def learning_curves(df: pd.DataFrame, hists: dict[str, dict], out: Path, metric: str = "AP") -> Figure | None:
     """Validation metric against training step of the final runs: per classification loss the
     mean over seeds (line) and their min-max (band); one panel per regression loss."""
-    final = df[df["final"]] if "final" in df else df
+    final = final_runs(df)
     curves = {
         k: [(p["step"], p.get(metric)) for p in (hists.get(k, {}).get("curve") or []) if p.get(metric) is not None]
         for k in final["run_key"]
@@ -174,12 +186,10 @@ def learning_curves(df: pd.DataFrame, hists: dict[str, dict], out: Path, metric:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    epochs = schedule_text(final.get("train.epochs"))
     axes[0][0].set_ylabel(f"validation {metric}")
-    fig.suptitle(
-        f"Learning curves{f', {epochs}' if epochs else ''}: mean over seeds, band min-max; dotted: 75% of training",
-        fontsize=10,
-    )
+    schedule = _schedule(final.get("train.epochs"))
+    fig.suptitle(f"Learning curves{schedule}: mean over seeds, band min-max; dotted: 75% of training", fontsize=10)
+    epochs = schedule_text(final.get("train.epochs"))
     caption = (
         f"Validation {metric} during training of the final runs ({epochs or 'their schedule'}), one panel per box "
         "regression loss: the line is the mean over seeds, the band their range (min to max). The convergence check "
@@ -204,7 +214,7 @@ def imbalance(numbers: pd.DataFrame, df: pd.DataFrame, metric: str, out: Path) -
         color = None if several else COLORS.get(loss)
         err = _errors(sub["mean"], sub["lo"], sub["hi"])
         ax.errorbar(x, sub["mean"], yerr=err, marker="o", capsize=3, color=color, label=label)
-    final = df[df["final"]] if "final" in df else df
+    final = final_runs(df)
     seeds = int(numbers["n"].max())
     ax.set_xscale("log")
     ax.set_xlabel("negative : positive anchors (training, log scale)")
@@ -243,8 +253,7 @@ def settings_heatmap(numbers: pd.DataFrame, grid, metric: str, out: Path) -> Fig
     ax.set_yticks(range(len(rows)), [f"{r:g}" for r in rows])
     ax.set_xlabel(cs)
     ax.set_ylabel(rs)
-    epochs = schedule_text(numbers.get("epochs"))
-    schedule = f", {epochs}" if epochs else ""
+    schedule = _schedule(numbers.get("epochs"))
     title = f"{grid.label}: test {metric}, one seed per cell{schedule}"
     title += "\nred frame: selected on validation; *: the papers' default"
     ax.set_title(title, fontsize=10)
@@ -284,8 +293,7 @@ def label_noise_figure(numbers: pd.DataFrame, metric: str, out: Path) -> Figure 
         axes[1, col].set_ylabel("gradient per mislabelled anchor\n/ per clean positive anchor")
         axes[1, col].set_xlabel("corrupted training labels (%)")
         axes[0, col].legend()
-    epochs = schedule_text(numbers.get("epochs"))
-    schedule = f", {epochs}" if epochs else ""
+    schedule = _schedule(numbers.get("epochs"))
     fig.suptitle(f"Label noise: one seed per cell{schedule}, validation and test labels clean", fontsize=11)
     caption = (
         f"Top: test {metric} against the share of corrupted training labels (one seed per point{schedule}; 95% "

@@ -175,9 +175,14 @@ def selections(df: pd.DataFrame) -> dict[str, Selection]:
         raise ReportError(str(e)) from None
 
 
+def final_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs a comparison reports: those at each loss's selected setting (every run without a protocol)."""
+    return df[df["final"]] if "final" in df else df
+
+
 def reported_split(df: pd.DataFrame) -> str:
     """The split of the reported metrics of the (final, completed) runs: test, val or "test and val"."""
-    part = df[df["final"]] if "final" in df else df
+    part = final_runs(df)
     splits = sorted(set(part.loc[part["status"] == COMPLETED, "metrics_split"].dropna())) or ["val"]
     return " and ".join(sorted(splits, reverse=True))
 

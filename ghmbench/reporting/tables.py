@@ -17,6 +17,7 @@ from ghmbench.reporting.convergence import CONVERGENCE_NOTE, still_rising
 from ghmbench.reporting.run_table import (
     LOSS_ORDER,
     REG_ORDER,
+    final_runs,
     label_columns,
     loss_label,
     regression_label,
@@ -285,7 +286,7 @@ def ghm_ablation_table(df: pd.DataFrame, metric: str) -> Table | None:
 
 def loss_comparison_table(df: pd.DataFrame, metric: str) -> Table | None:
     """GHM paper comparison: classification loss (rows) x regression loss (columns), final runs."""
-    df = df[df["final"]] if "final" in df else df
+    df = final_runs(df)
     if df.empty or df["loss"].nunique() < 2 and df["regression"].nunique() < 2:
         return None
     cells_per = df.groupby(["loss", "regression"])
