@@ -27,9 +27,10 @@ schedule() { echo "train.epochs=$1 train.eval_every=$(($1 / 4))"; }  # validatio
 # "<loss> <override> ..." per classification loss: the setting its comparison selected on validation
 selected() {
   "$BIN/python" - "$1" <<'PY'
-import json, pathlib, sys
+import pathlib, sys
+from ghmbench.reporting.run_table import read_records
 from ghmbench.sweep.selection import select_settings
-records = [json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")]
+records = [record for _, record in read_records([pathlib.Path(sys.argv[1])])]
 for loss, sel in select_settings(records).items():
     print(loss, *sel.overrides())
 PY

@@ -41,11 +41,12 @@ tune() { sweep "$@" "${TUNING[@]}"; }  # a sweep of the tuning stage
 # runs that have every KEY=VALUE, as overrides (loss.gamma=... train.lr=...). One Python for all cells.
 selected() {
   "$BIN/python" - "$@" <<'PY'
-import json, pathlib, sys
+import pathlib, sys
 from ghmbench.config.compose import compose_config
+from ghmbench.reporting.run_table import read_records
 from ghmbench.sweep.selection import Protocol, matches, parse_overrides, runs_frame, select_settings
 from omegaconf import OmegaConf
-runs = runs_frame([json.loads(p.read_text()) for p in pathlib.Path(sys.argv[1]).glob("*/metrics.json")])
+runs = runs_frame([record for _, record in read_records([pathlib.Path(sys.argv[1])])])
 protocol = Protocol.from_config(OmegaConf.to_container(compose_config([f"experiment={sys.argv[2]}"]).protocol))
 grid = dict(protocol.axes)
 for cell in sys.argv[3:] or [""]:

@@ -61,13 +61,13 @@ def _named(row: pd.Series) -> tuple[str, str, str, str]:
     return a, b, f"{kind} {fixed}", verdict
 
 
-def _cell(row: pd.Series, flagged: set[tuple[str, str]]) -> str:
+def _cell(row: pd.Series, verdict: str, flagged: set[tuple[str, str]]) -> str:
     """The difference as the report's differences table writes it ("-" where it has none), its
-    verdict, and "(not converged)" when one of its two cells was flagged."""
+    verdict (display names), and "(not converged)" when one of its two cells was flagged."""
     mean = row.get("mean", math.nan)
     text = "-" if math.isnan(mean) else difference_text(mean, row.get("lo", math.nan), row.get("hi", math.nan))
     stale = any(cell in flagged for cell in _cells(row["a"], row["b"], row["under"]))
-    return f"{text} {_named(row)[3]}" + (" (not converged)" if stale else "")
+    return f"{text} {verdict}" + (" (not converged)" if stale else "")
 
 
 def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
@@ -79,7 +79,10 @@ def verdict_table(reports: dict[str, Path]) -> pd.DataFrame:
             raise FileNotFoundError(f"{path}: not found (a folder written by `ghmbench report`)")
         diffs = pd.read_csv(path)
         flagged = _unconverged(report)
-        columns[label] = {_named(r)[:3]: _cell(r, flagged) for _, r in diffs.iterrows()}
+        columns[label] = {}
+        for _, r in diffs.iterrows():
+            *key, verdict = _named(r)
+            columns[label][tuple(key)] = _cell(r, verdict, flagged)
     order = list(dict.fromkeys(key for col in columns.values() for key in col))
     rows = [
         {
