@@ -21,6 +21,13 @@ JOBS=${JOBS:-$(nproc)}  # runs at a time, one torch thread each
 LAUNCH=(hydra/launcher=joblib "hydra.launcher.n_jobs=$JOBS")
 QUICK_NOTE="A setup check at 12 epochs, not a verdict: its configurations are still learning (not converged); \
 make bench (36 epochs) runs the converged comparison."
+# what the reports that are not a converged comparison are for, under their title (report --note)
+SHORT_NOTE="The protocol at 24 epochs, kept to show why the comparison runs 36: its GHM-R cells are still learning \
+(not converged). make bench (36 epochs) runs the converged comparison."
+CURVE_NOTE="The imbalance curve at 12 epochs, a shorter budget: most of its points are still learning (not \
+converged). The converged curve is imbalance_36 (scripts/reference_results.sh imbalance_36)."
+DIAGNOSIS_NOTE="Single runs, one change each, to find what makes GHM-C converge: a diagnosis, not a comparison; its \
+12-epoch runs are still learning by design."
 
 schedule() { echo "train.epochs=$1 train.eval_every=$(($1 / 4))"; }  # validation at 25/50/75/100%
 
@@ -57,7 +64,7 @@ comparison() {  # comparison PART EPOCHS
   local args=(experiment=loss_comparison $(schedule "$2"))
   "$BIN/ghmbench" sweep "${args[@]}" "paths.runs_dir=$RUNS/$1" "${LAUNCH[@]}" | tail -n 3
   COMMAND="\`ghmbench sweep ${args[*]} paths.runs_dir=$RUNS/$1 ${LAUNCH[*]}\`"
-  [ "$2" -ne 12 ] || NOTE=$QUICK_NOTE
+  case $2 in 12) NOTE=$QUICK_NOTE ;; 24) NOTE=$SHORT_NOTE ;; esac
 }
 
 imbalance() {  # imbalance PART EPOCHS COMPARISON_PART
@@ -73,6 +80,7 @@ imbalance() {  # imbalance PART EPOCHS COMPARISON_PART
   done <<< "$selections"
   COMMAND="per loss, at the setting $source selected: \`ghmbench sweep experiment=imbalance loss=LOSS <its train.lr, \
 train.batch_size> $(schedule "$epochs") paths.runs_dir=$RUNS/$part ${LAUNCH[*]}\` (the 160 px runs copied from $RUNS/$source)"
+  [ "$epochs" -eq 36 ] || NOTE=$CURVE_NOTE
 }
 
 # One change at a time to GHM-C at its selected setting (seed 0, smooth L1), with the base run and
@@ -101,7 +109,7 @@ diagnosis() {  # diagnosis PART COMPARISON_PART
   done <<< "$selections"
   COMMAND="\`ghmbench train ${base[*]}\` plus, for GHM-C at the setting $2 selected (${ghm# }), each of: nothing, \
 $(printf '`%s` · ' "${changes[@]:1}")\`$(schedule 24)\`; and for CE and Focal at theirs: \`$(schedule 24)\`"
-  REPORT_ARGS=(--bootstrap 200) AT_ONCE="one run at a time, all cores"
+  REPORT_ARGS=(--bootstrap 200) NOTE=$DIAGNOSIS_NOTE AT_ONCE="one run at a time, all cores"
 }
 
 run_once() {  # a diagnosis run, copied from a comparison that trained it already
@@ -110,11 +118,12 @@ run_once() {  # a diagnosis run, copied from a comparison that trained it alread
 }
 
 note() {  # note PART SECONDS: the report's README.md
-  local out="$OUT/$1"
+  local out="$OUT/$1" report
+  report="ghmbench report $RUNS/$1 --out $out${REPORT_ARGS[*]:+ ${REPORT_ARGS[*]}}${NOTE:+ --note \"$NOTE\"}"
   cat > "$out/README.md" <<NOTE
 # Reference report: $1 (CPU scale)
 
-- command: \`scripts/reference_results.sh $1\`, i.e. $COMMAND; then \`$(echo ghmbench report "$RUNS/$1" --out "$out" "${REPORT_ARGS[@]}")\`
+- command: \`scripts/reference_results.sh $1\`, i.e. $COMMAND; then \`$report\`
 - code: ghmbench $("$BIN/python" -c 'import ghmbench; print(ghmbench.__version__)'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- ghmbench conf || echo ' with local changes')
 - machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, no GPU; torch $("$BIN/python" -c 'import torch; print(torch.__version__)'); $AT_ONCE
 - time: this call took $2 s (runs already complete are skipped or copied); the runs' own wall times add up to $("$BIN/python" -c "import pandas as pd; print(round(pd.read_csv('$out/runs.csv')['wall_time_s'].sum()))") s ($(date -u +%Y-%m-%d))
