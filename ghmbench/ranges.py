@@ -61,7 +61,7 @@ BETA: Check = ("beta", is_non_negative, "a number >= 0")
 MU: Check = ("mu", is_positive, "a number > 0")
 
 LOSS_PARAMETERS: dict[str, list[Check]] = {
-    "loss": [ALPHA, GAMMA, BINS, MOMENTUM, LOSS_WEIGHT],
+    "loss": [ALPHA, GAMMA, BETA, BINS, MOMENTUM, LOSS_WEIGHT],
     "regression": [BETA, MU, BINS, MOMENTUM, LOSS_WEIGHT],
 }
 """The ranges of the built-in losses' parameters, by config section, in the order validate checks them."""

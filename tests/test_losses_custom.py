@@ -197,7 +197,7 @@ def test_own_loss_run_key_holds_its_target_and_parameters():
         validate(compose_config(["loss=focal", "loss.alpha=0.5"]))
     )  # a custom loss is never a built-in run
     with pytest.raises(
-        ConfigError, match=r"^loss\.name='a b' is not allowed; allowed: ce, focal, ghm, or a name of your own"
+        ConfigError, match=r"^loss\.name='a b' is not allowed; allowed: ce, focal, ghm, qfl, vfl, or a name of your own"
     ):
         key("loss.name=a b", "loss._target_=ghmbench.losses.FocalLoss")
 

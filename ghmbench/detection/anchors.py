@@ -1,4 +1,4 @@
-"""Anchors per FPN level, anchor-to-box matching over a whole batch, and box coding."""
+"""Anchors per FPN level, anchor-to-box matching over a whole batch, box coding, and the IoU of box pairs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torchvision.models.detection._utils import BoxCoder as _TvBoxCoder
-from torchvision.ops import box_iou
+from torchvision.ops import box_area, box_iou
 
 IGNORE = -2
 BACKGROUND = -1
@@ -79,6 +79,22 @@ class BoxCoder:
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
         """Deltas [N, 4] applied to anchors [N, 4] -> boxes [N, 4] xyxy."""
         return self._coder.decode_single(deltas, anchors)
+
+
+def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of each box with the box at the same row (the diagonal of ``torchvision.ops.box_iou``, in
+    O(N) memory rather than its N x N matrix: the IoU targets pair thousands of positives a batch).
+
+    Args:
+        boxes1, boxes2: [N, 4] xyxy.
+
+    Returns:
+        [N] IoU in [0, 1].
+    """
+    low = torch.maximum(boxes1[:, :2], boxes2[:, :2])
+    high = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
+    inter = (high - low).clamp(min=0).prod(dim=1)
+    return inter / (box_area(boxes1) + box_area(boxes2) - inter)
 
 
 @dataclass

@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from ghmbench import distributed
 from ghmbench.detection import noisy_weight
-from ghmbench.detection.anchors import BoxCoder, MatchResult, match_anchors
+from ghmbench.detection.anchors import BoxCoder, MatchResult, match_anchors, paired_iou
 from ghmbench.detection.model import DetectorOutput
 from ghmbench.losses import build_loss
 
@@ -26,6 +28,15 @@ def is_globally_normalised(loss: nn.Module) -> bool:
     by the global number of positives it is given (``avg_factor``) and so counts as ``sync=True``.
     """
     return getattr(loss, "sync", True)
+
+
+class _Positives(NamedTuple):
+    """The positive anchors of a batch: ``index`` [K] into the flattened [B * A] anchors, their ``anchors``
+    [K, 4] and matched ground-truth ``boxes`` [K, 4], xyxy."""
+
+    index: Tensor
+    anchors: Tensor
+    boxes: Tensor
 
 
 class DetectionCriterion(nn.Module):
@@ -106,51 +117,67 @@ class DetectionCriterion(nn.Module):
         batch, num_anchors, num_classes = out.cls_logits.shape
         match = match_anchors(out.anchors, gt_boxes, gt_labels, *self.matcher)
         positive = match.positive
-        onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
-        onehot.scatter_(2, match.labels.clamp(min=0)[..., None], positive[..., None].to(onehot.dtype))
+        # Box losses and IoU targets need the positive anchors alone (~2% of the rows); the index costs
+        # one device sync, which the training loop's per-step read of the losses makes anyway.
+        pos_idx = positive.reshape(-1).nonzero().squeeze(1)
+        pos = _Positives(pos_idx, out.anchors[pos_idx % num_anchors], match.matched_boxes_at(pos_idx))
+        pos_deltas = out.box_deltas.reshape(-1, 4)[pos_idx]
+        cls_target = self._cls_target(out, match, pos, pos_deltas)
         num_pos = distributed.all_reduce_sum(positive.sum())
         level_ids = out.level_ids.repeat(batch)
         loss_cls = self.cls_loss(
             out.cls_logits.reshape(-1, num_classes),
-            onehot.reshape(-1, num_classes),
+            cls_target.reshape(-1, num_classes),
             match.valid.reshape(-1).float(),
             avg_factor=num_pos,
             level_ids=level_ids,
         )
-        self._observe(out, onehot, match, g_hist, anchor_counts, (noisy_boxes, noisy_sums))
-        # Only positive anchors are valid for the box losses, so they get the positive rows alone (the
-        # same sums and GHM-R statistics, over ~2% of the rows); the index costs one device sync,
-        # which the training loop's per-step read of the losses makes anyway.
-        pos_idx = positive.reshape(-1).nonzero().squeeze(1)
-        targets = self.coder.encode(match.matched_boxes_at(pos_idx), out.anchors[pos_idx % num_anchors])
-        loss_box = self.box_loss(
-            out.box_deltas.reshape(-1, 4)[pos_idx],
-            targets,
-            targets.new_ones(pos_idx.numel()),
-            avg_factor=num_pos,
-            level_ids=level_ids[pos_idx],
-        )
+        self._observe(out, cls_target, match, g_hist, anchor_counts, (noisy_boxes, noisy_sums))
+        loss_box = self._box_loss(pos, pos_deltas, num_pos, level_ids[pos_idx])
         return (
             distributed.share_of_global(loss_cls, is_globally_normalised(self.cls_loss)),
             distributed.share_of_global(loss_box, is_globally_normalised(self.box_loss)),
             num_pos,
         )
 
+    def _box_loss(self, pos: _Positives, pos_deltas: Tensor, num_pos: Tensor, level_ids: Tensor) -> Tensor:
+        """The box loss of the positives: on their deltas against the encoded targets, or for a loss that asks
+        for them (``decoded_boxes``) on the decoded boxes against the matched boxes."""
+        if getattr(self.box_loss, "decoded_boxes", False):
+            pred, target = self.coder.decode(pos_deltas.float(), pos.anchors), pos.boxes
+        else:
+            pred, target = pos_deltas, self.coder.encode(pos.boxes, pos.anchors)
+        return self.box_loss(pred, target, target.new_ones(pos.index.numel()), avg_factor=num_pos, level_ids=level_ids)
+
+    def _cls_target(self, out: DetectorOutput, match: MatchResult, pos: _Positives, pos_deltas: Tensor) -> Tensor:
+        """[B, A, C] classification targets: one-hot, or for a loss that asks for them (``iou_targets``) the
+        IoU of the box predicted at each positive anchor (decoded, detached) with its matched box, in float32."""
+        batch, num_anchors, num_classes = out.cls_logits.shape
+        labels = match.labels.clamp(min=0)
+        if not getattr(self.cls_loss, "iou_targets", False):
+            onehot = out.cls_logits.new_zeros(batch, num_anchors, num_classes)
+            return onehot.scatter_(2, labels[..., None], match.positive[..., None].to(onehot.dtype))
+        with torch.no_grad():
+            iou = paired_iou(self.coder.decode(pos_deltas.detach().float(), pos.anchors), pos.boxes)
+        soft = torch.zeros(batch * num_anchors, num_classes, dtype=torch.float32, device=out.cls_logits.device)
+        soft[pos.index, labels.reshape(-1)[pos.index]] = iou
+        return soft.view(batch, num_anchors, num_classes)
+
     def _observe(
         self,
         out: DetectorOutput,
-        onehot: Tensor,
+        cls_target: Tensor,
         match: MatchResult,
         g_hist: Tensor | None,
         anchor_counts: Tensor | None,
         noisy: tuple,
     ) -> None:
-        """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``noisy``: (noisy_boxes,
-        noisy_sums))."""
+        """The diagnostics :meth:`forward` was asked for (its arguments of the same names; ``cls_target``: the
+        classification targets; ``noisy``: (noisy_boxes, noisy_sums))."""
         if anchor_counts is not None:
             _add_anchor_counts(anchor_counts, match.positive, match.valid)
         if g_hist is not None:
-            _add_gradient_norms(g_hist, out.cls_logits, onehot, match.valid)
+            _add_gradient_norms(g_hist, out.cls_logits, cls_target, match.valid)
         if noisy[0] is not None and noisy[1] is not None:
             noisy_weight.watch(
                 out.cls_logits, out.anchors, noisy[0], match.positive, match.valid, self.matcher, noisy[1]
@@ -166,10 +193,10 @@ def _add_anchor_counts(anchor_counts: Tensor, positive: Tensor, valid: Tensor) -
 
 
 @torch.no_grad()
-def _add_gradient_norms(g_hist: Tensor, cls_logits: Tensor, onehot: Tensor, valid: Tensor) -> None:
+def _add_gradient_norms(g_hist: Tensor, cls_logits: Tensor, target: Tensor, valid: Tensor) -> None:
     """Adds the gradient norms g = |sigmoid(x) - y| of the valid anchor x class entries to the
-    histogram ``g_hist`` [K] on [0, 1]."""
-    g = (torch.sigmoid(cls_logits.detach().float()) - onehot).abs()
+    histogram ``g_hist`` [K] on [0, 1] (y: the classification targets, one-hot or IoU-aware)."""
+    g = (torch.sigmoid(cls_logits.detach().float()) - target).abs()
     idx = (g * g_hist.numel()).long().clamp_(max=g_hist.numel() - 1)
     valid = valid[..., None].expand_as(g)
     g_hist.scatter_add_(0, idx.reshape(-1).cpu(), valid.reshape(-1).double().cpu())

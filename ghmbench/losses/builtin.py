@@ -3,11 +3,21 @@ its ``_target_`` (run keys leave these out)."""
 
 from __future__ import annotations
 
-from ghmbench.losses import GHMC, GHMR, CrossEntropyLoss, FocalLoss, L1Loss, SmoothL1Loss
+from ghmbench.losses import (
+    GHMC,
+    GHMR,
+    CrossEntropyLoss,
+    FocalLoss,
+    GIoULoss,
+    L1Loss,
+    QualityFocalLoss,
+    SmoothL1Loss,
+    VarifocalLoss,
+)
 
 BUILTIN_LOSSES: dict[str, dict[str, type]] = {
-    "loss": {"ce": CrossEntropyLoss, "focal": FocalLoss, "ghm": GHMC},
-    "regression": {"smooth_l1": SmoothL1Loss, "l1": L1Loss, "ghm": GHMR},
+    "loss": {"ce": CrossEntropyLoss, "focal": FocalLoss, "ghm": GHMC, "qfl": QualityFocalLoss, "vfl": VarifocalLoss},
+    "regression": {"smooth_l1": SmoothL1Loss, "l1": L1Loss, "ghm": GHMR, "giou": GIoULoss},
 }
 """The class each built-in loss name stands for, by section (a built-in name keeps its class)."""
 
