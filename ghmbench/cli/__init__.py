@@ -16,11 +16,11 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it (click contexts)
     help=(
-        "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss and "
-        "GHM (GHM-C / GHM-R), with COCO AP.\n\n"
-        "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, custom), "
-        "`regression` (smooth_l1, l1, ghm, custom), `model` (small, sparse, resnet18, retinanet_r18), `dataset` "
-        "(digits, digits_sparse, coco, voc, yolo), "
+        "Benchmark classification losses for one-stage detectors: cross-entropy, Focal Loss, "
+        "GHM (GHM-C / GHM-R), Quality Focal Loss and Varifocal Loss, with COCO AP.\n\n"
+        "Every command takes Hydra overrides of the configs in `conf/`: groups `loss` (ce, focal, ghm, qfl, vfl, "
+        "custom), `regression` (smooth_l1, l1, ghm, giou, custom), `model` (small, sparse, resnet18, "
+        "retinanet_r18), `dataset` (digits, digits_sparse, coco, voc, yolo), "
         "`train`, plus `seed`, `device` and `paths.runs_dir`; `--config-dir DIR` adds your own config groups and "
         "presets."
     ),

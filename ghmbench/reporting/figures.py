@@ -23,7 +23,7 @@ from ghmbench.reporting.run_table import (
     reported_split,
 )
 
-COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green"}
+COLORS = {"ce": "tab:blue", "focal": "tab:orange", "ghm": "tab:green", "qfl": "tab:red", "vfl": "tab:purple"}
 INTERVALS = "95% intervals: Student t over seeds; for a single run, a bootstrap over the test images"
 
 

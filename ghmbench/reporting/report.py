@@ -16,6 +16,7 @@ from ghmbench.reporting import comparison
 from ghmbench.reporting import figures as fig
 from ghmbench.reporting.convergence import CONVERGENCE_NOTE
 from ghmbench.reporting.gradient_figures import gradient_norm_distribution, reweighted_gradient
+from ghmbench.reporting.iou_aware import iou_aware_table
 from ghmbench.reporting.noise_table import noise_table
 from ghmbench.reporting.run_table import ReportError, load_runs, reported_split, selections, varying_columns
 from ghmbench.reporting.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
@@ -86,6 +87,7 @@ def comparison_tables(
                 "Δ = A − B of the reported metric with its 95% interval; a verdict only when the interval excludes 0."
             )
             tables.append(Table("differences", f"Paired differences of {split} {metric}", cells, nums, [note]))
+        tables += [t for t in (iou_aware_table(df, boot),) if t is not None]
     if sels:
         cells, nums, best = comparison.candidates_table(sels)
         tables.append(

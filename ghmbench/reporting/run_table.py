@@ -32,10 +32,10 @@ RUN_COLUMNS = [
     "epochs_done",
     "wall_time_s",
 ]
-LOSS_ORDER = {"ce": 0, "focal": 1, "ghm": 2}
-REG_ORDER = {"smooth_l1": 0, "l1": 1, "ghm": 2}
-LOSS_LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C"}
-REG_LABELS = {"smooth_l1": "smooth L1", "l1": "L1", "ghm": "GHM-R"}
+LOSS_ORDER = {"ce": 0, "focal": 1, "ghm": 2, "qfl": 3, "vfl": 4}
+REG_ORDER = {"smooth_l1": 0, "l1": 1, "ghm": 2, "giou": 3}
+LOSS_LABELS = {"ce": "CE", "focal": "Focal", "ghm": "GHM-C", "qfl": "QFL", "vfl": "VFL"}
+REG_LABELS = {"smooth_l1": "smooth L1", "l1": "L1", "ghm": "GHM-R", "giou": "GIoU"}
 
 
 def loss_label(key: object) -> str:
