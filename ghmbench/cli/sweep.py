@@ -60,10 +60,12 @@ def sweep(
     from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs
     from ghmbench.sweep.launch import launch
     from ghmbench.sweep.protocol import protocol_of, run_protocol
+    from ghmbench.sweep.slurm_sweep import check_slurm
 
     try:
         overrides = list(overrides or [])
         overrides = absolute_paths([*searchpath_overrides(config_dir or [], overrides), *overrides])
+        check_slurm(overrides)  # SLURM: the cluster can run the request (nothing submitted yet)
         proto = protocol_of(overrides)
         if proto is not None:
             cfgs = run_protocol(overrides, proto, force, lambda text: out.print(text, highlight=False, soft_wrap=True))
@@ -79,7 +81,10 @@ def sweep(
             f"record{' (retrained: --force)' if force and done else ''}",
             highlight=False,
         )
-        launch(overrides, force, runs=len(jobs))
+        try:
+            launch(overrides, force, runs=len(jobs), say=lambda text: out.print(text, highlight=False, soft_wrap=True))
+        except ConfigError as e:  # sbatch refused the array
+            fail(str(e))
     if not cfgs:
         err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
         raise typer.Exit(code=1)

@@ -72,8 +72,9 @@ def train_epochs(
             progress.epoch_started()
             try:
                 diverged_at = train_one_epoch(setup, state, progress.step)
-            except RunStopped:
+            except RunStopped as stopped:
                 _save(setup, state, started)  # state.partial: the epoch so far
+                log.warning("%s", stopped)
                 raise
             if diverged_at is not None:
                 return diverged_at, last_validation
@@ -83,7 +84,9 @@ def train_epochs(
                 progress.validated(state.epoch, last_validation[0]["AP"] if last_validation else None)
             _save(setup, state, started)
             if _stop_requested(torch.device("cpu")):  # arrived during the validation or the last epoch
-                raise RunStopped(stop.requested() or signal.SIGTERM, state.step)
+                stopped = RunStopped(stop.requested() or signal.SIGTERM, state.step)
+                log.warning("%s", stopped)
+                raise stopped
     return None, last_validation
 
 
