@@ -115,16 +115,16 @@ def check_request(request: dict, groups: list[NodeGroup]) -> None:
         raise ConfigError(f"partition {partition} is down; pick another with hydra.launcher.partition: {names}")
     tasks, cpus = request["tasks_per_node"] or 1, request["cpus_per_task"] or 1
     needs = [
-        ("cpus_per_task", cpus * tasks, max(g.cpus for g in nodes), "CPUs (cpus_per_task x tasks_per_node)"),
-        ("mem_gb", (request["mem_gb"] or 0) * 1024, max(g.mem_mb for g in nodes), "MB of memory"),
-        ("gpus_per_node", request["gpus_per_node"] or 0, max(g.gpus for g in nodes), "GPUs"),
+        ("cpus_per_task", cpus * tasks, max(g.cpus for g in nodes), "CPU(s) (cpus_per_task x tasks_per_node)"),
+        ("mem_gb", request["mem_gb"] or 0, max(g.mem_mb for g in nodes) // 1024, "GB of memory"),
+        ("gpus_per_node", request["gpus_per_node"] or 0, max(g.gpus for g in nodes), "GPU(s)"),
     ]
     for key, asked, most, what in needs:
         if asked > most:
             raise ConfigError(
                 f"hydra.launcher.{key}={request[key]}: one run asks for {asked} {what}, the largest node of "
-                f"partition {partition} has {most}"
-                + ("; for CPU runs use hydra/launcher=slurm" if key == "gpus_per_node" else "")
+                f"partition {partition} has {most} {what.split(' (')[0]}"
+                + ("; CPU runs: hydra/launcher=slurm, which asks for none" if key == "gpus_per_node" else "")
             )
     limit = max(g.time_limit_min for g in nodes)
     if (request["timeout_min"] or 0) > limit:
@@ -148,9 +148,10 @@ SBATCH_HINTS = {
 
 
 def sbatch_error(output: str) -> str | None:
-    """One line from a failed submission's output (the last ``sbatch: error:`` line and the key to
-    change), or None when sbatch did not refuse anything."""
-    lines = [line.split("sbatch: error:", 1)[1].strip() for line in output.splitlines() if "sbatch: error:" in line]
+    """One line from a failed submission's output (sbatch's own lines and the key to change), or None
+    when sbatch said nothing."""
+    said = (re.search(r"sbatch: (?:error: )?(.+)", line) for line in output.splitlines())
+    lines = [m.group(1).strip() for m in said if m and not m.group(1).startswith("Batch job submission failed")]
     if not lines:
         return None
     message = "; ".join(dict.fromkeys(lines))

@@ -75,7 +75,8 @@ def launch_on_slurm(command: list[str], overrides: list[str], env: dict, runs: i
         SystemExit: status 1 when a run did not complete (cancelled, failed, still pending, unknown).
     """
     sweep_dir, root = _folders(overrides)
-    existed = sweep_dir.exists()
+    missing = [d for d in [sweep_dir, *sweep_dir.parents] if not d.exists()]  # what this launch creates
+    first_new = missing[-1] if missing else None
     with tempfile.TemporaryFile("w+") as errors:  # the launcher's own output: shown only when it fails
         child = subprocess.Popen(
             [*command, f"hydra.sweep.dir={sweep_dir}"], env=env, stdout=errors, stderr=subprocess.STDOUT
@@ -85,7 +86,7 @@ def launch_on_slurm(command: list[str], overrides: list[str], env: dict, runs: i
             while tasks is None:
                 if child.poll() is not None:
                     errors.seek(0)
-                    _refused(errors.read(), child.returncode, None if existed else sweep_dir)
+                    _refused(errors.read(), child.returncode, first_new)
                 time.sleep(0.5)
                 tasks = submitted_tasks(root, runs)
             array = tasks[0].job_id.split("_")[0]
