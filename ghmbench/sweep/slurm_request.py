@@ -150,8 +150,10 @@ SBATCH_HINTS = {
 def sbatch_error(output: str) -> str | None:
     """One line from a failed submission's output (sbatch's own lines and the key to change), or None
     when sbatch said nothing."""
-    said = (re.search(r"sbatch: (?:error: )?(.+)", line) for line in output.splitlines())
-    lines = [m.group(1).strip() for m in said if m and not m.group(1).startswith("Batch job submission failed")]
+    said = (
+        re.search(r"sbatch: (?:error: )?(?:Batch job submission failed: )?(.+)", line) for line in output.splitlines()
+    )
+    lines = [m.group(1).strip() for m in said if m]
     if not lines:
         return None
     message = "; ".join(dict.fromkeys(lines))
