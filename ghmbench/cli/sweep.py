@@ -38,8 +38,12 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
   gets cores / n_jobs threads)
 
-* `ghmbench sweep ... hydra/launcher=slurm hydra.launcher.partition=gpu device=cuda` (a SLURM cluster, one GPU
-  per run; `hydra.launcher.gpus_per_node=4`: each run on 4 GPUs, one process per GPU)
+* `ghmbench sweep experiment=smoke hydra/launcher=slurm loss=ce,focal` (a SLURM cluster's CPUs: one task of
+  1 CPU and 4 GB per run; `hydra/launcher=slurm_gpu hydra.launcher.partition=gpu device=cuda`: one GPU per run,
+  `hydra.launcher.gpus_per_node=4` each run on 4 GPUs, one process per GPU). The request is checked against
+  `sinfo` before anything is submitted; the sweep then follows the job array and says how each run ended and
+  where its log is. A cancelled, preempted or timed-out run saves a checkpoint after its current step;
+  the same sweep resumes it (a timed-out one requeues itself). See docs/sweeps.md
 
 * `ghmbench sweep ... device=cuda hydra/launcher=joblib hydra.launcher.n_jobs=4` (4 small runs at once on one GPU)
 
