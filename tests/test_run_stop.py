@@ -72,3 +72,30 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_record(tiny, tmp_p
     assert resumed["g_hist"] == pytest.approx(alone["g_hist"], rel=1e-9)
     assert resumed["metrics"]["AP"] == pytest.approx(alone["metrics"]["AP"], abs=1e-6)
     assert json.loads((folder / METRICS_FILE).read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_ghmbench_train_stopped_by_sigterm_says_so_in_one_line_and_resumes(tiny, tmp_path):
+    import subprocess
+    import time
+
+    from tests.conftest import ghmbench_exe
+
+    args = [ghmbench_exe(), "train", *tiny, "train.epochs=20", "dataset.num_train=32"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 120
+    while not list(runs.glob(f"*/{CHECKPOINT_FILE}")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # stopped after its first checkpoint, well before its 20 epochs end
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().startswith("stopped by SIGTERM after step") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in out + err
+    (folder,) = [p.parent for p in runs.glob(f"*/{CHECKPOINT_FILE}")]
+    assert not (folder / METRICS_FILE).exists() and not list(folder.glob(".*"))  # no record, no .lock, no .tmp
+    assert 0 < load_checkpoint(folder / CHECKPOINT_FILE)["step"] < 40  # 2 steps an epoch
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((folder / METRICS_FILE).read_text())["status"] == "completed"
+    assert "resumed from" in (folder / "train.log").read_text() and not list(folder.glob(".*"))
