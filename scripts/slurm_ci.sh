@@ -143,14 +143,14 @@ fi
 # ----------------------------------------------------------------------------- (b) scancel, then the same sweep
 if [[ $ONLY == *b* ]]; then
 B=$T/runs/b
-LONG=(train.epochs=6 "paths.runs_dir=$B")
+LONG=(train.epochs=5 "paths.runs_dir=$B")
 "$GHMBENCH" sweep "${SMOKE[@]}" "${LONG[@]}" >"$T/b1.out" 2>&1 &
 SWEEP=$!
 task=""
-for _ in $(seq 120); do  # cancel the second run once it has trained two epochs
+for _ in $(seq 120); do  # cancel the second run once it has trained an epoch
     array=$(sed -n 's/^slurm: job \([0-9]*\) submitted.*/\1/p' "$T/b1.out")
     log=$(ls "$B"/.hydra/sweep-*/.submitit/"${array}_1/${array}_1_0_log.out" 2>/dev/null)
-    if [ -n "$array" ] && [ -n "$log" ] && grep -q "epoch 2/6" "$log"; then
+    if [ -n "$array" ] && [ -n "$log" ] && grep -q "epoch 1/5" "$log"; then
         task=${array}_1
         scancel "$task"
         break
@@ -170,7 +170,7 @@ kept=$(stat -c %Y "$B"/ce-*/metrics.json 2>/dev/null)
 out=$("$GHMBENCH" sweep "${SMOKE[@]}" "${LONG[@]}" 2>&1)
 rc=$?
 twice=0  # an epoch line twice in one run's log: trained twice
-for log in "$B"/*/train.log; do twice=$((twice + $(grep -o "epoch [0-9]*/6:" "$log" | sort | uniq -d | wc -l))); done
+for log in "$B"/*/train.log; do twice=$((twice + $(grep -o "epoch [0-9]*/5:" "$log" | sort | uniq -d | wc -l))); done
 leftovers=$(find "$B" -maxdepth 2 \( -name '.*.tmp' -o -name .lock \) | wc -l)
 if [ "$rc" = 0 ] && [ "$(statuses "$B")" = "completed completed" ] && [ "$(stat -c %Y "$B"/ce-*/metrics.json)" = "$kept" ] \
     && [ -n "$stopped" ] && grep -q "resumed from" "$stopped/train.log" && grep -q "resumes from its checkpoint" <<<"$(
@@ -195,7 +195,7 @@ fi
 
 # ----------------------------------------------------------------------------- (d) DDP under srun
 if [[ $ONLY == *d* ]]; then
-D=(experiment=smoke train.epochs=2 train.progress=false "paths.cache_dir=$T/cache")
+D=(experiment=smoke train.epochs=2 dataset.num_train=160 train.progress=false "paths.cache_dir=$T/cache")
 srun --ntasks=2 --cpus-per-task=1 --mem=4G "$GHMBENCH" train "${D[@]}" "paths.runs_dir=$T/runs/ddp" >"$T/ddp.out" 2>&1
 rc2=$?
 srun --ntasks=1 --cpus-per-task=1 --mem=4G "$GHMBENCH" train "${D[@]}" "paths.runs_dir=$T/runs/one" >"$T/one.out" 2>&1
