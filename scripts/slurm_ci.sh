@@ -25,8 +25,15 @@ skip() {
     echo "slurm: 0 passed, 0 failed, 1 skipped"
     exit 0
 }
-ok() { passed=$((passed + 1)); echo "slurm: PASS $1"; }
-bad() { failed=$((failed + 1)); echo "slurm: FAIL $1"; shift; [ $# -gt 0 ] && printf '  %s\n' "$@"; }
+t0=$SECONDS
+ok() { passed=$((passed + 1)); echo "slurm: PASS $1 ($((SECONDS - t0)) s)"; t0=$SECONDS; }
+bad() {
+    failed=$((failed + 1))
+    echo "slurm: FAIL $1 ($((SECONDS - t0)) s)"
+    t0=$SECONDS
+    shift
+    [ $# -gt 0 ] && printf '  %s\n' "$@"
+}
 
 [ -x "$GHMBENCH" ] || { echo "slurm: no $GHMBENCH (make install first, or BIN=...)"; exit 1; }
 [ "$(id -u)" = 0 ] || skip "needs root to install and start slurmctld / slurmd"
@@ -98,6 +105,7 @@ for _ in $(seq 30); do
 done
 sinfo --noheader --format=%T 2>/dev/null | grep -q idle \
     || skip "the one-node cluster did not come up: $(tail -n 2 "$T/slurmctld.log" "$T/slurmd.log" 2>/dev/null | tr '\n' ' ')"
+t0=$SECONDS
 echo "slurm: one-node cluster up in $((SECONDS - started)) s ($(sinfo --noheader --format='%P %c CPUs %m MB %l'))"
 
 # ----------------------------------------------------------------------------- helpers
@@ -143,14 +151,14 @@ fi
 # ----------------------------------------------------------------------------- (b) scancel, then the same sweep
 if [[ $ONLY == *b* ]]; then
 B=$T/runs/b
-LONG=(train.epochs=5 "paths.runs_dir=$B")
+LONG=(train.epochs=4 "paths.runs_dir=$B")
 "$GHMBENCH" sweep "${SMOKE[@]}" "${LONG[@]}" >"$T/b1.out" 2>&1 &
 SWEEP=$!
 task=""
 for _ in $(seq 120); do  # cancel the second run once it has trained an epoch
     array=$(sed -n 's/^slurm: job \([0-9]*\) submitted.*/\1/p' "$T/b1.out")
     log=$(ls "$B"/.hydra/sweep-*/.submitit/"${array}_1/${array}_1_0_log.out" 2>/dev/null)
-    if [ -n "$array" ] && [ -n "$log" ] && grep -q "epoch 1/5" "$log"; then
+    if [ -n "$array" ] && [ -n "$log" ] && grep -q "epoch 1/4" "$log"; then
         task=${array}_1
         scancel "$task"
         break
@@ -170,7 +178,7 @@ kept=$(stat -c %Y "$B"/ce-*/metrics.json 2>/dev/null)
 out=$("$GHMBENCH" sweep "${SMOKE[@]}" "${LONG[@]}" 2>&1)
 rc=$?
 twice=0  # an epoch line twice in one run's log: trained twice
-for log in "$B"/*/train.log; do twice=$((twice + $(grep -o "epoch [0-9]*/5:" "$log" | sort | uniq -d | wc -l))); done
+for log in "$B"/*/train.log; do twice=$((twice + $(grep -o "epoch [0-9]*/4:" "$log" | sort | uniq -d | wc -l))); done
 leftovers=$(find "$B" -maxdepth 2 \( -name '.*.tmp' -o -name .lock \) | wc -l)
 if [ "$rc" = 0 ] && [ "$(statuses "$B")" = "completed completed" ] && [ "$(stat -c %Y "$B"/ce-*/metrics.json)" = "$kept" ] \
     && [ -n "$stopped" ] && grep -q "resumed from" "$stopped/train.log" && grep -q "resumes from its checkpoint" <<<"$(
