@@ -288,8 +288,7 @@ def test_torchrun_two_processes_through_the_cli(tiny, tmp_path):
     assert result.stdout.count("run folder:") == 1  # only rank 0 prints
     ((folder, record),) = _records(tmp_path / "runs")
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]
-    assert {p.name for p in folder.iterdir()} == {
-        ".lock",
+    assert {p.name for p in folder.iterdir()} == {  # no .lock: a finished run leaves none
         "config.yaml",
         METRICS_FILE,
         "detections.json",
@@ -334,7 +333,9 @@ def test_a_run_of_two_submitit_tasks(tiny, tmp_path):
     assert (folder / "train.log").read_text().count("epoch 2/2:") == 1
 
 
-def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeypatch):
+def _sbatch_script(tmp_path, monkeypatch, overrides: list[str]) -> tuple[dict, str]:
+    """The shipped launcher config composed with ``overrides``, and the sbatch script submitit makes of
+    it as Hydra's launcher hands it over (no cluster: a stand-in srun on PATH, which submitit only looks for)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -342,52 +343,53 @@ def test_shipped_slurm_launcher_composes_into_an_sbatch_script(tmp_path, monkeyp
 
     from ghmbench.config.compose import conf_dir
 
-    overrides = [
-        "hydra/launcher=slurm",
-        "hydra.launcher.partition=gpu",
-        "hydra.launcher.gpus_per_node=4",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        cfg = compose(
+            config_name="config", overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True
+        )
     GlobalHydra.instance().clear()
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (
-        launcher["partition"],
-        launcher["gpus_per_node"],
-        launcher["tasks_per_node"],
-    ) == ("gpu", 4, 4)  # one process per GPU
-    assert (
-        launcher["timeout_min"],
-        launcher["array_parallelism"],
-        launcher["cpus_per_task"],
-    ) == (240, 32, 8)
-    # what the launcher hands to submitit, turned into the sbatch script (no cluster: a stand-in
-    # srun on PATH, which submitit only looks for)
     import submitit
 
     fake = tmp_path / "bin"
-    fake.mkdir()
+    fake.mkdir(parents=True, exist_ok=True)
     (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
     (fake / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
-    launcher.pop("_target_")
+    given = dict(launcher)
+    given.pop("_target_")
     executor = submitit.AutoExecutor(
         cluster="slurm",
-        folder=launcher.pop("submitit_folder"),
-        slurm_max_num_timeout=launcher.pop("max_num_timeout"),
+        folder=given.pop("submitit_folder"),
+        slurm_max_num_timeout=given.pop("max_num_timeout"),
     )
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     executor.update_parameters(
-        **{k if k in base else f"slurm_{k}": v for k, v in launcher.items()}
+        **{k if k in base else f"slurm_{k}": v for k, v in given.items()}
     )  # as the launcher does
-    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    return launcher, executor._executor._make_submission_file_text("python -m job", "uid")
+
+
+def test_the_shipped_cpu_launcher_asks_for_one_cpu_task_and_no_gpu(tmp_path, monkeypatch):
+    launcher, script = _sbatch_script(tmp_path, monkeypatch, ["hydra/launcher=slurm"])
+    for line in ("--ntasks-per-node=1", "--cpus-per-task=1", "--time=60", "--mem=4GB", "--signal=USR2@120"):
+        assert f"#SBATCH {line}\n" in script
+    assert "gpus" not in script and "gres" not in script and "--partition" not in script  # the default partition
+    _, zero = _sbatch_script(tmp_path / "zero", monkeypatch, ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0"])
+    assert "#SBATCH --ntasks-per-node=1\n" in zero  # 0 GPUs: still one task
+
+
+def test_the_shipped_gpu_launcher_composes_into_an_sbatch_script(tmp_path, monkeypatch):
+    overrides = ["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4"]
+    launcher, script = _sbatch_script(tmp_path, monkeypatch, overrides)
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["tasks_per_node"]) == ("gpu", 4, 4)
+    assert (launcher["timeout_min"], launcher["array_parallelism"], launcher["cpus_per_task"]) == (240, 32, 8)
     for line in (
         "--partition=gpu",
         "--gpus-per-node=4",
-        "--ntasks-per-node=4",
+        "--ntasks-per-node=4",  # one process per GPU
         "--cpus-per-task=8",
         "--time=240",
         "--mem=32GB",

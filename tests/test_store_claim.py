@@ -41,3 +41,30 @@ def test_a_folder_locked_elsewhere_is_refused_and_a_failure_is_recorded(tmp_path
             with claim(folder, force=False, decided=heard.append):
                 pass
     assert heard[-1] == "locked"
+
+
+def test_a_claim_removes_interrupted_writes_and_leaves_no_lock_behind(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    leftover = folder / ".checkpoint.pt.0123456789abcdef.tmp"  # what a SIGKILL in atomic_write leaves
+    leftover.write_bytes(b"x" * 1000)
+    (folder / ".lock").write_text("")  # a killed holder's: it holds nothing
+    kept = folder / "checkpoint.pt"
+    kept.write_bytes(b"ckpt")
+    with claim(folder, force=False) as reused:
+        assert reused is None and not leftover.exists() and kept.exists()
+        assert (folder / ".lock").exists()  # held while the run trains
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]  # the lock went with its holder
+
+
+def test_a_skipped_or_refused_claim_keeps_the_holders_files(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    writing = folder / ".metrics.json.0123456789abcdef.tmp"  # the holder is writing it right now
+    writing.write_text("{")
+    with folder_lock(folder) as held:
+        assert held
+        with pytest.raises(RunLocked):
+            with claim(folder, force=False):
+                pass
+        assert writing.exists() and (folder / ".lock").exists()

@@ -38,8 +38,12 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
 * `ghmbench sweep ... hydra/launcher=joblib hydra.launcher.n_jobs=2` (parallel processes; each
   gets cores / n_jobs threads)
 
-* `ghmbench sweep ... hydra/launcher=slurm hydra.launcher.partition=gpu device=cuda` (a SLURM cluster, one GPU
-  per run; `hydra.launcher.gpus_per_node=4`: each run on 4 GPUs, one process per GPU)
+* `ghmbench sweep experiment=smoke hydra/launcher=slurm loss=ce,focal` (a SLURM cluster's CPUs: one task of
+  1 CPU and 4 GB per run; `hydra/launcher=slurm_gpu hydra.launcher.partition=gpu device=cuda`: one GPU per run,
+  `hydra.launcher.gpus_per_node=4` each run on 4 GPUs, one process per GPU). The request is checked against
+  `sinfo` before anything is submitted; the sweep then follows the job array and says how each run ended and
+  where its log is. A cancelled, preempted or timed-out run saves a checkpoint after its current step;
+  the same sweep resumes it (a timed-out one requeues itself). See docs/sweeps.md
 
 * `ghmbench sweep ... device=cuda hydra/launcher=joblib hydra.launcher.n_jobs=4` (4 small runs at once on one GPU)
 
@@ -60,10 +64,12 @@ def sweep(
     from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs
     from ghmbench.sweep.launch import launch
     from ghmbench.sweep.protocol import protocol_of, run_protocol
+    from ghmbench.sweep.slurm_sweep import check_slurm
 
     try:
         overrides = list(overrides or [])
         overrides = absolute_paths([*searchpath_overrides(config_dir or [], overrides), *overrides])
+        check_slurm(overrides)  # SLURM: the cluster can run the request (nothing submitted yet)
         proto = protocol_of(overrides)
         if proto is not None:
             cfgs = run_protocol(overrides, proto, force, lambda text: out.print(text, highlight=False, soft_wrap=True))
@@ -79,7 +85,10 @@ def sweep(
             f"record{' (retrained: --force)' if force and done else ''}",
             highlight=False,
         )
-        launch(overrides, force, runs=len(jobs))
+        try:
+            launch(overrides, force, runs=len(jobs), say=lambda text: out.print(text, highlight=False, soft_wrap=True))
+        except ConfigError as e:  # sbatch refused the array
+            fail(str(e))
     if not cfgs:
         err.print("[bold red]the protocol selected no setting: no tuning run completed[/]", highlight=False)
         raise typer.Exit(code=1)

@@ -41,7 +41,8 @@ weights stay float32)
 
 Exit codes: 0 done (and, with `experiment=smoke`, the smoke check passed); 1 the run diverged or
 failed, or the smoke check failed; 2 a bad override, config or loss target (one line, nothing trained), or the run
-folder is being trained by another process.
+folder is being trained by another process; 128 + N a signal N (SIGTERM, SIGUSR1, SIGUSR2: scancel, preemption, a
+time limit) stopped the run after its current step, with a checkpoint that the same command resumes.
 
 The run folder `<paths.runs_dir>/<loss>-<regression>-s<seed>-<key>` holds config.yaml,
 metrics.json, detections.json (COCO results), train.log and checkpoint.pt. The key is derived
@@ -72,12 +73,16 @@ def train(
     if print_config:
         out.print(OmegaConf.to_yaml(cfg), highlight=False)
         return
+    from ghmbench.run.stop import RunStopped
     from ghmbench.store.lock import RunLocked
 
     try:
         record = ghmbench.train(cfg, force=force)
     except (ConfigError, RunLocked) as e:
         fail(str(e))
+    except RunStopped as e:  # scancel, preemption, a time limit: the checkpoint of the last step is saved
+        err.print(f"{e}; the same command resumes it", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=128 + e.signum) from None
     out.print(records_table([record], "existing record (use --force to retrain)" if record.get("skipped") else "run"))
     out.print(f"run folder: {record['run_dir']}", highlight=False, soft_wrap=True)
     if record["status"] != COMPLETED:

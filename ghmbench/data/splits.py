@@ -124,6 +124,7 @@ def iterate_batches(
     *,
     rank: int = 0,
     world_size: int = 1,
+    skip: int = 0,
 ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], list[int]]]:
     """Yield (images [B, C, H, W] float in [0, 1], boxes list, labels list, indices).
 
@@ -133,7 +134,8 @@ def iterate_batches(
     yields only its contiguous shard of each global batch of ``batch_size`` images, so ranks
     0..W-1 together see exactly the single-process batches. A smaller last batch is split as
     evenly as possible, and skipped on every rank when it has fewer images than ranks (a rank
-    cannot step on an empty shard).
+    cannot step on an empty shard). ``skip``: leave out the first ``skip`` batches of that order
+    (an epoch resumed after a stop), without loading them.
 
     Raises:
         ConfigError: ``batch_size`` is not a multiple of ``world_size`` (at the first ``next``).
@@ -147,6 +149,7 @@ def iterate_batches(
         batches = [
             np.array_split(np.asarray(idx), world_size)[rank].tolist() for idx in batches if len(idx) >= world_size
         ]
+    batches = batches[skip:]
     if isinstance(split.images, Tensor):
         pixels: Iterator[Tensor] = (split.images[idx] for idx in batches)
     else:

@@ -90,8 +90,8 @@ class RunProgress:
                 self.name, total=self.epochs * self.steps_per_epoch, completed=step, losses=""
             )
             resumed = (
-                f"resumed from its checkpoint at epoch {epoch}/{self.epochs}"
-                if epoch
+                f"resumed from its checkpoint at epoch {epoch}/{self.epochs}, step {step}"
+                if epoch or step
                 else f"{self.epochs} epochs of {self.steps_per_epoch} steps"
             )
             self._print(f"{self.name}: {resumed}")

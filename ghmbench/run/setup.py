@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,16 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA device is available here; allowed: auto, cpu")
     return torch.device(name)
+
+
+def num_threads(configured: int) -> int:
+    """Torch's CPU threads for this process: ``train.num_threads`` when set, else the CPUs SLURM gave the
+    task (SLURM_CPUS_PER_TASK, set under ``sbatch --cpus-per-task`` / ``srun -c``: torch's default would
+    take every core of the node, shared with the other tasks there), else 0 (torch's default)."""
+    if configured > 0:
+        return configured
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(slurm) if slurm.isdigit() and int(slurm) > 0 else 0
 
 
 def build_optimizer(model: nn.Module, train_cfg: DictConfig) -> torch.optim.Optimizer:
@@ -72,8 +83,9 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     """Datasets, detector, criterion and optimizer of ``cfg``, and the state to start from (the
     checkpoint's, if any)."""
     train_cfg = cfg.train
-    if train_cfg.num_threads > 0:
-        torch.set_num_threads(train_cfg.num_threads)
+    threads = num_threads(train_cfg.num_threads)
+    if threads > 0:
+        torch.set_num_threads(threads)
     device = distributed.local_device(resolve_device(cfg.device))
     torch.use_deterministic_algorithms(True, warn_only=True)
     with distributed.main_first():  # rank 0 fills the dataset cache, the others read it

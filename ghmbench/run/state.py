@@ -1,5 +1,5 @@
-"""What survives an epoch boundary of a run: :class:`TrainState`, saved with the modules' states in
-the run's checkpoint and resumed from it."""
+"""What survives an epoch boundary (or a stop inside an epoch) of a run: :class:`TrainState`, saved
+with the modules' states in the run's checkpoint and resumed from it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ log = logging.getLogger("ghmbench")
 
 @dataclass
 class TrainState:
-    """What survives an epoch boundary (and so a checkpoint)."""
+    """What survives an epoch boundary (and so a checkpoint); ``partial``: the epoch in progress when the
+    run stopped on a signal (see :mod:`ghmbench.run.stop`), None at an epoch boundary."""
 
     epoch: int = 0
     step: int = 0
@@ -30,6 +31,8 @@ class TrainState:
     anchors: dict | None = None
     eval_s: float = 0.0
     noisy_sums: list[float] | None = None  # ghmbench.detection.noisy_weight.SUMS over the epochs so far
+    # {"batches": steps done in the epoch, "sums": [3], "g_hist", "counts", "noisy_sums": lists or None}
+    partial: dict | None = None
 
 
 def resume(path: Path, model: nn.Module, criterion: DetectionCriterion, optimizer: torch.optim.Optimizer) -> TrainState:
@@ -53,8 +56,9 @@ def resume(path: Path, model: nn.Module, criterion: DetectionCriterion, optimize
         ckpt.get("anchors"),
         ckpt.get("eval_s", 0.0),
         ckpt.get("noisy_sums"),
+        ckpt.get("partial"),
     )
-    log.info("resumed from %s at epoch %d", path, state.epoch)
+    log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
     return state
 
 
@@ -78,6 +82,7 @@ def save(
             "anchors": state.anchors,
             "eval_s": state.eval_s,
             "noisy_sums": state.noisy_sums,
+            "partial": state.partial,
         },
     )
 

@@ -19,6 +19,7 @@ from ghmbench.run.engine import train_epochs
 from ghmbench.run.log_file import log_to_file
 from ghmbench.run.outcome import base_record, write_record
 from ghmbench.run.setup import resolve_device, set_up
+from ghmbench.run.stop import stop_on_signals
 from ghmbench.store.claim import claim, record_failure, reused_record
 from ghmbench.store.fileio import write_text
 from ghmbench.store.lock import RunLocked
@@ -43,6 +44,10 @@ def run(cfg: DictConfig, force: bool = False) -> dict:
 
     Returns:
         The run record (what metrics.json holds), the same on every rank.
+
+    Raises:
+        RunStopped: SIGTERM / SIGUSR1 / SIGUSR2 stopped the training after a step, its checkpoint saved
+            (no record is written: the same call resumes it).
     """
     device = resolve_device(cfg.device)
     distributed.init_from_env(device)
@@ -88,7 +93,10 @@ def _follow_main_rank(cfg: DictConfig, folder: Path) -> dict:
 
 
 def _train_and_evaluate(cfg: DictConfig, folder: Path) -> dict:
+    """Train (stopping at a step boundary on SIGTERM / SIGUSR1 / SIGUSR2: :mod:`ghmbench.run.stop`), evaluate,
+    write the record."""
     setup, state = set_up(cfg, folder)
     started = time.perf_counter() - state.elapsed_s
-    diverged_at, last_validation = train_epochs(setup, state, started)
+    with stop_on_signals():
+        diverged_at, last_validation = train_epochs(setup, state, started)
     return write_record(setup, state, diverged_at, last_validation, started)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ghmbench.store.checkpoint import CHECKPOINT_FILE
 from ghmbench.store.fields import FAILED
-from ghmbench.store.fileio import write_json
+from ghmbench.store.fileio import remove_temp_files, write_json
 from ghmbench.store.lock import RunLocked, folder_lock
 from ghmbench.store.records import METRICS_FILE, is_complete, read_record
 
@@ -32,7 +32,8 @@ def claim(folder: Path, force: bool, decided: Callable[[str], object] = lambda d
 
     Yields:
         The complete record to reuse (the block returns it), or None: the folder is this process's
-        to train in until the block ends (locked; cleared of its results when ``force``).
+        to train in until the block ends (locked; cleared of interrupted writes' temporary files, and of
+        its results when ``force``).
 
     Raises:
         RunLocked: another process holds the folder's lock.
@@ -50,6 +51,7 @@ def claim(folder: Path, force: bool, decided: Callable[[str], object] = lambda d
             decided("skip")
             yield reused_record(folder)
             return
+        remove_temp_files(folder)  # a killed write's leftovers (a checkpoint's can weigh megabytes)
         if force:
             for name in RESULT_FILES:
                 (folder / name).unlink(missing_ok=True)

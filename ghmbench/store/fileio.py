@@ -11,6 +11,8 @@ import secrets
 from pathlib import Path
 from typing import IO, Any, Callable
 
+TMP_SUFFIX = ".tmp"  # ``.<name>.<16 hex digits>.tmp``: a write in progress, or one a SIGKILL interrupted
+
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``."""
@@ -18,7 +20,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # not tempfile.mkstemp: its files are mode 0o600 whatever the umask, and a record stays private
     # to its owner; O_EXCL keeps mkstemp's guarantee that no other file is opened or clobbered
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -29,6 +31,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Remove what interrupted atomic writes left in ``folder`` (call it only while no write can be in
+    progress there, e.g. holding the folder's lock). Returns the removed paths."""
+    leftovers = sorted(Path(folder).glob(f".*.*{TMP_SUFFIX}"))
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+    return leftovers
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
 from ghmbench.config.compose import validate
 from ghmbench.store.fields import FAILED
+from ghmbench.sweep.slurm_sweep import check_slurm, launch_on_slurm
 
 
 def _threads_per_job() -> int:
@@ -51,6 +53,7 @@ def task(cfg: DictConfig) -> dict:
     the run (skips a complete record, resumes from a checkpoint, or starts) before, and the result after."""
     from hydra.core.hydra_config import HydraConfig
 
+    from ghmbench.run.stop import RunStopped
     from ghmbench.run.training import run
     from ghmbench.store.checkpoint import CHECKPOINT_FILE
     from ghmbench.store.lock import RunLocked
@@ -72,6 +75,9 @@ def task(cfg: DictConfig) -> dict:
         )
     try:
         record = run(cfg, force=force)
+    except RunStopped as e:  # SIGTERM (scancel, preemption) or SIGUSR1/2: the checkpoint is saved
+        print(f"run {number} {folder.name}: {e}; the same sweep resumes it", flush=True)
+        raise SystemExit(128 + e.signum) from None
     except RunLocked as e:
         print(f"run {number} skipped: {e}", flush=True)
         return {"status": "locked"}
@@ -88,13 +94,21 @@ def task(cfg: DictConfig) -> dict:
     return {"status": record["status"], "run_dir": record["run_dir"]}
 
 
-def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = (), runs: int | None = None) -> None:
+def launch(
+    overrides: list[str],
+    force: bool,
+    keep: tuple[str, ...] = (),
+    runs: int | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
     """Run Hydra's multirun over ``overrides`` (already validated) in a child process, its output
     and Ctrl-C shared with this one; ``keep``: run keys ``force`` spares (config ``force_keep``);
-    ``runs``: the number of its jobs, for their ``run i/N`` lines.
+    ``runs``: the number of its jobs, for their ``run i/N`` lines. On SLURM
+    (:mod:`ghmbench.sweep.slurm_sweep`) this process follows the job array and ``say`` tells how each run ended.
 
     Raises:
-        SystemExit: the multirun failed, with its exit status (Hydra printed why).
+        SystemExit: the multirun failed, with its exit status (Hydra printed why), or a SLURM run did not complete.
+        ConfigError: sbatch refused the job array.
     """
     keys = ",".join(f"'{key}'" for key in keep)  # quoted: a hex key such as 1234e5 is a string
     command = [
@@ -111,6 +125,9 @@ def launch(overrides: list[str], force: bool, keep: tuple[str, ...] = (), runs: 
     env = os.environ | (
         {RUNS_ENV: str(runs)} if runs else {}
     )  # the launchers' workers inherit it (SLURM: sbatch exports it)
+    if runs and check_slurm(overrides):
+        launch_on_slurm(command, overrides, env, runs, say)
+        return
     status = subprocess.run(command, check=False, env=env).returncode
     if status != 0:
         raise SystemExit(status)

@@ -95,7 +95,7 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         f"protocol stage 1 (tuning): {len(tune_cfgs)} runs: {', '.join(losses)} x {' x '.join(proto.tune)} with "
         f"{' '.join(proto.tune_with) or 'nothing fixed'}"
     )
-    launch(stage1, force, runs=len(tune_cfgs))
+    launch(stage1, force, runs=len(tune_cfgs), say=say)
     trained = tuple(run_key(c) for c in tune_cfgs)
     records = [r for r in (read_record(run_dir(c)) for c in tune_cfgs) if r is not None]
     try:
@@ -121,6 +121,6 @@ def run_protocol(overrides: list[str], proto: DictConfig, force: bool, say) -> l
         stage2 = final_overrides(overrides, proto, option, list(settings))
         cfgs = validate_jobs(expand_jobs(stage2))
         say(f"protocol stage 2 (final): {', '.join(group)} at {', '.join(settings)}: {len(cfgs)} runs")
-        launch(stage2, force, keep=trained, runs=len(cfgs))
+        launch(stage2, force, keep=trained, runs=len(cfgs), say=say)
         final_cfgs += cfgs
     return final_cfgs
