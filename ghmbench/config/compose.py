@@ -36,6 +36,9 @@ from ghmbench.losses import build_loss
 from ghmbench.losses.builtin import BUILTIN_TARGETS
 from ghmbench.ranges import passes
 
+DIGITS_DETECTORS = ("small", "sparse")
+"""The model options sized for the digits (anchors of 12-64 px): replaced by ``model=fitted`` on photos."""
+
 
 def conf_dir() -> Path:
     """The built-in Hydra configs: $GHMBENCH_CONF_DIR, else the package's ``ghmbench/conf/`` (an
@@ -206,6 +209,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         if present and not passes(check, value):
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
     cross_checks(typed)
+    if typed.model.anchor_sizes != "auto":  # typed Any (a list or auto): floats, as the list[float] it was
+        typed.model.anchor_sizes = [float(x) for x in typed.model.anchor_sizes]
     _draw_per_seed(typed)
     for section in LOSS_SECTIONS:  # the classes import and take their arguments, before any run starts
         build_loss(section, typed[section])
@@ -220,16 +225,10 @@ def validate(cfg: DictConfig) -> DictConfig:
 
 def _draw_per_seed(cfg: DictConfig) -> None:
     """``protocol.seed_draws``: the generated data's draw follows the run's seed (``dataset.seed`` = ``seed``).
-
-    Raises:
-        ConfigError: the dataset is read from disk (it has one draw only).
-    """
-    if not cfg.protocol.seed_draws:
-        return
-    if cfg.dataset.name != "digits":
-        raise ConfigError(
-            f"protocol.seed_draws=true needs a generated dataset; allowed with dataset={cfg.dataset.name}: false"
-        )
+    A dataset read from disk has one draw, its fixed splits: there the seeds cover the training's
+    randomness only (the reports say which intervals cover what)."""
+    if not cfg.protocol.seed_draws or cfg.dataset.name != "digits":
+        return  # fixed splits (read from disk): the seeds vary the initialisation, data order and augmentation only
     cfg.dataset.seed = cfg.seed
 
 
@@ -299,16 +298,88 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
+    def composed(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+                cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise hydra_error(e) from None
+        with open_dict(cfg):
+            return cfg, cfg.pop("hydra")
+
+    cfg, hydra_cfg = composed(list(overrides))
+    extra = fitted_detector_override(hydra_cfg.runtime.choices, cfg, overrides)
+    if extra:
+        cfg, hydra_cfg = composed([*overrides, *extra])
+    check_sizes(hydra_cfg.runtime.choices, cfg, overrides)
+    check_preset_on_data(hydra_cfg, cfg)
+    return cfg
+
+
+def fitted_detector_override(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """``[model=fitted]`` where a dataset read from disk meets a detector sized for the digits
+    (``model=small``, the default, or ``model=sparse``, the experiment presets') that the command line
+    did not name; else ``[]``. The presets bring the protocol, the data its regime, and the detector
+    fits the data (``model/fitted.yaml``: anchors fitted to the training boxes)."""
+    named = any(override_key(o) == "model" for o in overrides)
+    if named or cfg.dataset.get("name") == "digits" or choices.get("model") not in DIGITS_DETECTORS:
+        return []
+    return ["model=fitted"]
+
+
+def detector_overrides(overrides: list[str]) -> list[str]:
+    """The overrides a Hydra multirun must add to compose the same detector as :func:`compose_config`
+    (``ghmbench sweep`` passes them to its jobs): ``[model=fitted]`` or ``[]``.
+
+    Raises:
+        ConfigError: the overrides do not compose.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
-    with open_dict(cfg):
-        choices = cfg.pop("hydra").runtime.choices
-    check_sizes(choices, cfg, overrides)
-    return cfg
+    finally:
+        GlobalHydra.instance().clear()
+    return fitted_detector_override(cfg.hydra.runtime.choices, cfg, overrides)
+
+
+def check_preset_on_data(hydra_cfg: DictConfig, cfg: DictConfig) -> None:
+    """Refuse an experiment preset on a dataset read from disk where it studies the generated data:
+    it sweeps ``dataset.*`` keys (the imbalance curve's canvas size, label noise's corruption rates)
+    or sets keys that only the digits have (the smoke check's image counts).
+
+    Raises:
+        ConfigError: one line naming the preset, the keys and what is allowed.
+    """
+    experiment, name = hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.get("name")
+    if experiment is None or name == "digits":
+        return
+    params = hydra_cfg.sweeper.get("params") or {}
+    swept = sorted(str(k) for k in params if str(k).startswith("dataset."))
+    if swept:
+        raise ConfigError(
+            f"experiment={experiment} sweeps {', '.join(swept)}, the regime of the generated digits; on dataset={name} "
+            f"the data brings its own regime; allowed: experiment={experiment} with dataset=digits_sparse or digits"
+        )
+    own = {f.name for f in fields(SECTIONS["dataset"].get(name, DigitsCfg))}
+    digits_only = sorted(
+        f"dataset.{k}" for k in cfg.dataset if k not in own and k in {f.name for f in fields(DigitsCfg)}
+    )
+    if name in SECTIONS["dataset"] and digits_only:
+        instead = (
+            " (on your data: train.smoke_check=true, dataset.max_images=N)" if cfg.train.get("smoke_check") else ""
+        )
+        raise ConfigError(
+            f"experiment={experiment} sets {', '.join(digits_only)}, keys of the generated digits only; allowed: "
+            f"experiment={experiment} with dataset=digits or digits_sparse{instead}"
+        )
 
 
 def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:
