@@ -3,6 +3,9 @@ same seeds give the same batches, and the digits are never augmented."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from ghmbench.config.compose import compose_config, validate
@@ -60,3 +63,32 @@ def test_photos_are_augmented_by_default_and_the_digits_never():
     assert from_dataset_config(dict(bccd.dataset)) is not None
     off = validate(compose_config(["dataset=bccd", "dataset.hflip=0", "dataset.scale_jitter=[1,1]"]))
     assert from_dataset_config(dict(off.dataset)) is None
+
+
+@pytest.mark.slow
+def test_an_augmented_run_resumed_after_an_epoch_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The augmentation's draws depend on the seed, the epoch and the image: a run killed after its
+    first epoch's checkpoint and resumed trains the second epoch on the same augmented batches."""
+    from ghmbench.run import engine
+    from ghmbench.run.training import run
+    from tests.disk_datasets import make_voc
+
+    root = make_voc(tmp_path / "voc", num_train=16, num_val=4)
+    overrides = ["dataset=voc", f"dataset.root={root}", "dataset.image_size=64", "model=small"]
+    overrides += ["train.epochs=2", "train.batch_size=8", "train.warmup_iters=1", "train.progress=false"]
+    overrides += ["train.num_threads=1", f"paths.cache_dir={tmp_path / 'cache'}"]
+    whole = run(validate(compose_config([*overrides, f"paths.runs_dir={tmp_path / 'a'}"])))
+    cfg = validate(compose_config([*overrides, f"paths.runs_dir={tmp_path / 'b'}"]))
+    save = engine.train_state.save
+
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(engine.train_state, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(engine.train_state, "save", save)
+    resumed = run(cfg)
+    assert resumed["epochs_done"] == 2 and "resumed from" in (Path(resumed["run_dir"]) / "train.log").read_text()
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]

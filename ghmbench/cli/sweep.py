@@ -9,6 +9,7 @@ import typer
 
 from ghmbench.cli.common import config_dir_option, err, fail, out, records_table
 from ghmbench.config.compose import detector_overrides, searchpath_overrides
+from ghmbench.config.overrides import override_key
 from ghmbench.errors import ConfigError
 from ghmbench.store.fields import COMPLETE_STATUSES
 
@@ -64,7 +65,8 @@ def sweep(
     try:
         overrides = list(overrides or [])
         overrides = absolute_paths([*searchpath_overrides(config_dir or [], overrides), *overrides])
-        overrides += detector_overrides(fixed_overrides(overrides))  # the jobs compose the detector validated here
+        if not any(override_key(o) == "model" for o in overrides):  # a model named (or swept) stays the user's
+            overrides += detector_overrides(fixed_overrides(overrides))  # the jobs compose the detector validated here
         proto = protocol_of(overrides)
         if proto is not None:
             cfgs = run_protocol(overrides, proto, force, lambda text: out.print(text, highlight=False, soft_wrap=True))
