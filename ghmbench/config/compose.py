@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ghmbench.config.overrides import override_key
+from ghmbench.config.presets import check_preset_on_data, fitted_detector_override
 from ghmbench.config.schema import (
     LOSS_SECTIONS,
     NAME_PATTERN,
@@ -35,9 +36,6 @@ from ghmbench.errors import ConfigError
 from ghmbench.losses import build_loss
 from ghmbench.losses.builtin import BUILTIN_TARGETS
 from ghmbench.ranges import passes
-
-DIGITS_DETECTORS = ("small", "sparse")
-"""The model options sized for the digits (anchors of 12-64 px): replaced by ``model=fitted`` on photos."""
 
 
 def conf_dir() -> Path:
@@ -288,44 +286,41 @@ def searchpath_overrides(
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides (no validation); a ``hydra.searchpath``
-    override (:func:`searchpath_overrides`) adds the user's config folders.
+    override (:func:`searchpath_overrides`) adds the user's config folders. On a dataset read from
+    disk a detector sized for the digits becomes ``model=fitted`` (:func:`fitted_detector_override`).
 
     Raises:
-        ConfigError: a malformed override, an unknown config group option, or sizes that do not
-            compose (:func:`check_sizes`).
+        ConfigError: a malformed override, an unknown config group option, sizes that do not
+            compose (:func:`check_sizes`), or a preset that studies the generated digits on a dataset
+            read from disk (:func:`check_preset_on_data`).
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
-    def composed(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-                cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException) as e:
-            raise hydra_error(e) from None
-        with open_dict(cfg):
-            return cfg, cfg.pop("hydra")
-
-    cfg, hydra_cfg = composed(list(overrides))
+    cfg, hydra_cfg = _hydra_compose(list(overrides))
     extra = fitted_detector_override(hydra_cfg.runtime.choices, cfg, overrides)
     if extra:
-        cfg, hydra_cfg = composed([*overrides, *extra])
+        cfg, hydra_cfg = _hydra_compose([*overrides, *extra])
     check_sizes(hydra_cfg.runtime.choices, cfg, overrides)
     check_preset_on_data(hydra_cfg, cfg)
     return cfg
 
 
-def fitted_detector_override(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> list[str]:
-    """``[model=fitted]`` where a dataset read from disk meets a detector sized for the digits
-    (``model=small``, the default, or ``model=sparse``, the experiment presets') that the command line
-    did not name; else ``[]``. The presets bring the protocol, the data its regime, and the detector
-    fits the data (``model/fitted.yaml``: anchors fitted to the training boxes)."""
-    named = any(override_key(o) == "model" for o in overrides)
-    if named or cfg.dataset.get("name") == "digits" or choices.get("model") not in DIGITS_DETECTORS:
-        return []
-    return ["model=fitted"]
+def _hydra_compose(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+    """Hydra's composition of ``overrides``: (the config without its ``hydra`` node, that node).
+
+    Raises:
+        ConfigError: a malformed override or an unknown config group option.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise hydra_error(e) from None
+    with open_dict(cfg):
+        return cfg, cfg.pop("hydra")
 
 
 def detector_overrides(overrides: list[str]) -> list[str]:
@@ -335,51 +330,8 @@ def detector_overrides(overrides: list[str]) -> list[str]:
     Raises:
         ConfigError: the overrides do not compose.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise hydra_error(e) from None
-    finally:
-        GlobalHydra.instance().clear()
-    return fitted_detector_override(cfg.hydra.runtime.choices, cfg, overrides)
-
-
-def check_preset_on_data(hydra_cfg: DictConfig, cfg: DictConfig) -> None:
-    """Refuse an experiment preset on a dataset read from disk where it studies the generated data:
-    it sweeps ``dataset.*`` keys (the imbalance curve's canvas size, label noise's corruption rates)
-    or sets keys that only the digits have (the smoke check's image counts).
-
-    Raises:
-        ConfigError: one line naming the preset, the keys and what is allowed.
-    """
-    experiment, name = hydra_cfg.runtime.choices.get("experiment"), cfg.dataset.get("name")
-    if experiment is None or name == "digits":
-        return
-    params = hydra_cfg.sweeper.get("params") or {}
-    swept = sorted(str(k) for k in params if str(k).startswith("dataset."))
-    if swept:
-        raise ConfigError(
-            f"experiment={experiment} sweeps {', '.join(swept)}, the regime of the generated digits; on dataset={name} "
-            f"the data brings its own regime; allowed: experiment={experiment} with dataset=digits_sparse or digits"
-        )
-    own = {f.name for f in fields(SECTIONS["dataset"].get(name, DigitsCfg))}
-    digits_only = sorted(
-        f"dataset.{k}" for k in cfg.dataset if k not in own and k in {f.name for f in fields(DigitsCfg)}
-    )
-    if name in SECTIONS["dataset"] and digits_only:
-        instead = (
-            " (on your data: train.smoke_check=true, dataset.max_images=N)" if cfg.train.get("smoke_check") else ""
-        )
-        raise ConfigError(
-            f"experiment={experiment} sets {', '.join(digits_only)}, keys of the generated digits only; allowed: "
-            f"experiment={experiment} with dataset=digits or digits_sparse{instead}"
-        )
+    cfg, hydra_cfg = _hydra_compose(list(overrides))
+    return fitted_detector_override(hydra_cfg.runtime.choices, cfg, overrides)
 
 
 def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:

@@ -266,11 +266,7 @@ RANGES: list[Check] = [
     ("dataset.cache_images", lambda v: str(v).lower() in ("auto", "true", "false"), "auto, true or false"),
     ("dataset.num_workers", lambda v: v is None or v >= 0, "null (auto) or an integer >= 0"),
     ("dataset.hflip", in_unit_interval, "a probability in [0, 1] (0 = no flip)"),
-    (
-        "dataset.scale_jitter",
-        lambda v: len(v) == 2 and 0 < v[0] <= v[1],
-        "[low, high] with 0 < low <= high ([1, 1] = no scale jitter)",
-    ),
+    ("dataset.scale_jitter", lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[low, high], 0 < low <= high ([1, 1]: off)"),
     (
         "dataset.train_sets",
         lambda v: len(v) >= 1 and all(_voc_set(x) for x in v),
@@ -295,11 +291,7 @@ RANGES: list[Check] = [
     ),
     ("model.fpn_channels", lambda v: v >= 8, "an integer >= 8"),
     ("model.head_convs", is_non_negative, "an integer >= 0"),
-    (
-        "model.anchor_sizes",
-        lambda v: v == "auto" or (isinstance(v, list) and all(isinstance(x, (int, float)) and x > 0 for x in v)),
-        "positive numbers, one per level, or auto (fitted to the training boxes)",
-    ),
+    ("model.anchor_sizes", lambda v: v == "auto" or all(x > 0 for x in v), "positive numbers, one per level, or auto"),
     ("model.anchor_scales", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
     ("model.aspect_ratios", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
     ("model.prior_prob", lambda v: 0 < v < 1, "a number in (0, 1)"),

@@ -2,9 +2,10 @@
 test splits, and the repair of the upstream annotations' known defects.
 
 The files are the upstream VOC folders unchanged (``ghmbench/data/embedded/bccd``, MIT license,
-``PROVENANCE.md``); they are read by the VOC reader (:mod:`ghmbench.data.formats.voc`). Two kinds of
-upstream annotation are wrong and are repaired here, on every load, with what was done counted in the
-split's ``dropped`` (and so in ``metrics.json`` and ``ghmbench data check``):
+``ghmbench/data/embedded/bccd/PROVENANCE.md``); they are read by the VOC reader
+(:mod:`ghmbench.data.formats.voc`). Two kinds of upstream annotation are wrong and are repaired here, on
+every load, with what was done counted in the split's ``dropped`` (and so in ``metrics.json`` and
+``ghmbench data check``):
 
 - ``point_box``: a box whose VOC corners coincide (xmin = xmax or ymin = ymax), i.e. no object: dropped;
 - ``near_duplicate_box``: a second box of the same class on the same object (IoU > 0.9 with an earlier

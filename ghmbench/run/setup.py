@@ -87,10 +87,7 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     model_cfg, fitted = fitted_model_config(cfg.model, train_split.boxes)
     model = build_model(model_cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
     if distributed.is_main():
-        anchors = describe_anchors(model_cfg, fitted, cfg.dataset.image_size)
-        log.info("%s", anchors)
-        print(anchors, flush=True)
-        _warn_about_anchor_fit(cfg, train_split, model, model_cfg)
+        _announce_anchors(cfg, train_split, model, model_cfg, fitted)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DetectionCriterion.from_config(cfg).to(device)
@@ -135,11 +132,15 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     return setup, state
 
 
-def _warn_about_anchor_fit(
-    cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector, model_cfg: DictConfig
+def _announce_anchors(
+    cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector, model_cfg: DictConfig, fitted: bool
 ) -> None:
-    """One line at the start of the run when the anchors of its detector (``model_cfg``: its sizes
-    fitted, if ``auto``) do not fit the objects."""
+    """At the start of the run: the detector's anchors (``model_cfg``: its sizes fitted, if ``auto``;
+    printed then, as no config shows them), and one warning line when they do not fit the objects."""
+    line = describe_anchors(model_cfg, fitted, cfg.dataset.image_size)
+    log.info("%s", line)
+    if fitted:
+        print(line, flush=True)
     anchors = detector_anchors(model, train_split.images.shape[1], cfg.dataset.image_size)
     warning = anchor_fit_warning(train_split, anchors, model_cfg, cfg.dataset.image_size)
     if warning:
