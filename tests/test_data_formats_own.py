@@ -195,8 +195,8 @@ def test_own_data_doc_commands_validate_on_such_folders(tmp_path):
     from disk_datasets import make_coco, make_yolo
 
     section = OWN_DATA_DOC.read_text().split("# Your own data")[1].split("**COCO and anything")[0]
-    commands = [shlex.split(c)[2:] for c in re.findall(r"^(ghmbench train .+)$", section, flags=re.M)]
-    assert [c[0] for c in commands] == ["dataset=voc", "dataset=yolo", "dataset=coco"]
+    commands = [shlex.split(c)[2:] for c in re.findall(r"^(ghmbench train dataset=.+)$", section, flags=re.M)]
+    assert [c[0] for c in commands] == ["dataset=bccd", "dataset=voc", "dataset=yolo", "dataset=coco"]
     coco = make_coco(tmp_path / "coco", num_train=4, num_val=2)
     for split in ("train", "val"):  # the COCO 2017 layout the command relies on
         (coco / split).rename(coco / f"{split}2017")
@@ -208,11 +208,9 @@ def test_own_data_doc_commands_validate_on_such_folders(tmp_path):
     }
     for command in commands:
         cfg = _cfg([o.split("=")[0] + "=" + str(roots.get(o.split("=", 1)[1], o.split("=", 1)[1])) for o in command])
-        assert (
-            cfg.model.backbone == "resnet18"
-            and list(cfg.model.anchor_sizes) == [32, 64, 128, 256, 512]
-            and cfg.dataset.image_size == 512
-        )
+        # model=fitted: the digits' default detector is replaced on photos, its anchors fitted at run start
+        assert (cfg.model.backbone, cfg.model.anchor_sizes) == ("resnet18", "auto")
+        assert cfg.dataset.image_size == (320 if cfg.dataset.name == "bccd" else 512)
 
 
 def test_pascal_sets_of_a_missing_year_are_one_line(tmp_path):

@@ -37,6 +37,12 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     (wheel,) = (tmp_path / "dist").glob("ghmbench-*.whl")
     packaged = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".yaml")}
     assert packaged == {f"ghmbench/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*.yaml")}
+    # the embedded BCCD photos travel with their license and provenance, every file as it is in the repository
+    bccd = REPO / "ghmbench" / "data" / "embedded" / "bccd"
+    in_wheel = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("ghmbench/data/embedded/")}
+    assert in_wheel == {f"ghmbench/data/embedded/bccd/{p.relative_to(bccd)}" for p in bccd.rglob("*") if p.is_file()}
+    assert {"LICENSE", "PROVENANCE.md", "SOURCE.txt"} <= {Path(n).name for n in in_wheel}
+    assert wheel.stat().st_size < 16 << 20  # the photos are about 10 MB
 
     site = tmp_path / "site"
     installed = _run([*pip, "install", "--no-deps", "--no-index", "--target", site, wheel], cwd=tmp_path)
@@ -62,6 +68,16 @@ def test_wheel_installed_outside_the_repository_passes_the_smoke_check_and_the_c
     )
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert "smoke check passed" in smoke.stdout
+    # the embedded photos, read from the installed package (small: 16 images per split at 128 px)
+    photos = _run(
+        [sys.executable, "-m", "ghmbench", "train", "dataset=bccd", "train.epochs=1", "train.progress=false"]
+        + ["dataset.max_images=16", "dataset.image_size=128", "train.batch_size=8", cache]
+        + [f"paths.runs_dir={tmp_path / 'photo_runs'}"],
+        cwd=project,
+        env=env,
+    )
+    assert photos.returncode == 0, photos.stdout + photos.stderr
+    assert "fitted to the training boxes" in photos.stdout and "completed" in photos.stdout
 
     # docs/own-loss.md's CI job, through the console script the wheel installed
     command = ci_command()

@@ -116,6 +116,7 @@ def data_check(
         check = check_dataset(ghmbench.load_config(overrides or [], config_dir=config_dir or []))
     except ConfigError as e:
         fail(str(e))
+    out.print(check.anchors, highlight=False, soft_wrap=True)
     out.print(_table(check.title, "", check.splits, check.overview))
     if check.warning:
         err.print(f"[yellow]warning:[/] {check.warning}", highlight=False, soft_wrap=True)

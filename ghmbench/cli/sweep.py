@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from ghmbench.cli.common import config_dir_option, err, fail, out, records_table
-from ghmbench.config.compose import searchpath_overrides
+from ghmbench.config.compose import detector_overrides, searchpath_overrides
+from ghmbench.config.overrides import override_key
 from ghmbench.errors import ConfigError
 from ghmbench.store.fields import COMPLETE_STATUSES
 
@@ -61,7 +62,7 @@ def sweep(
     config_dir: Optional[list[Path]] = config_dir_option(),
 ) -> None:
     from ghmbench.store.records import is_complete, read_record, run_dir, smoke_failures
-    from ghmbench.sweep.grid import absolute_paths, expand_jobs, validate_jobs
+    from ghmbench.sweep.grid import absolute_paths, expand_jobs, fixed_overrides, validate_jobs
     from ghmbench.sweep.launch import launch
     from ghmbench.sweep.protocol import protocol_of, run_protocol
     from ghmbench.sweep.slurm_sweep import check_slurm
@@ -69,6 +70,8 @@ def sweep(
     try:
         overrides = list(overrides or [])
         overrides = absolute_paths([*searchpath_overrides(config_dir or [], overrides), *overrides])
+        if not any(override_key(o) == "model" for o in overrides):  # a model named (or swept) stays the user's
+            overrides += detector_overrides(fixed_overrides(overrides))  # the jobs compose the detector validated here
         check_slurm(overrides)  # SLURM: the cluster can run the request (nothing submitted yet)
         proto = protocol_of(overrides)
         if proto is not None:

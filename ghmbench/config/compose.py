@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ghmbench.config.overrides import override_key
+from ghmbench.config.presets import check_preset_on_data, fitted_detector_override
 from ghmbench.config.schema import (
     LOSS_SECTIONS,
     NAME_PATTERN,
@@ -206,6 +207,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         if present and not passes(check, value):
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
     cross_checks(typed)
+    if typed.model.anchor_sizes != "auto":  # typed Any (a list or auto): floats, as the list[float] it was
+        typed.model.anchor_sizes = [float(x) for x in typed.model.anchor_sizes]
     _draw_per_seed(typed)
     for section in LOSS_SECTIONS:  # the classes import and take their arguments, before any run starts
         build_loss(section, typed[section])
@@ -220,16 +223,10 @@ def validate(cfg: DictConfig) -> DictConfig:
 
 def _draw_per_seed(cfg: DictConfig) -> None:
     """``protocol.seed_draws``: the generated data's draw follows the run's seed (``dataset.seed`` = ``seed``).
-
-    Raises:
-        ConfigError: the dataset is read from disk (it has one draw only).
-    """
-    if not cfg.protocol.seed_draws:
-        return
-    if cfg.dataset.name != "digits":
-        raise ConfigError(
-            f"protocol.seed_draws=true needs a generated dataset; allowed with dataset={cfg.dataset.name}: false"
-        )
+    A dataset read from disk has one draw, its fixed splits: there the seeds cover the training's
+    randomness only (the reports say which intervals cover what)."""
+    if not cfg.protocol.seed_draws or cfg.dataset.name != "digits":
+        return  # fixed splits (read from disk): the seeds vary the initialisation, data order and augmentation only
     cfg.dataset.seed = cfg.seed
 
 
@@ -289,11 +286,28 @@ def searchpath_overrides(
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides (no validation); a ``hydra.searchpath``
-    override (:func:`searchpath_overrides`) adds the user's config folders.
+    override (:func:`searchpath_overrides`) adds the user's config folders. On a dataset read from
+    disk a detector sized for the digits becomes ``model=fitted`` (:func:`fitted_detector_override`).
 
     Raises:
-        ConfigError: a malformed override, an unknown config group option, or sizes that do not
-            compose (:func:`check_sizes`).
+        ConfigError: a malformed override, an unknown config group option, sizes that do not
+            compose (:func:`check_sizes`), or a preset that studies the generated digits on a dataset
+            read from disk (:func:`check_preset_on_data`).
+    """
+    cfg, hydra_cfg = _hydra_compose(list(overrides))
+    extra = fitted_detector_override(hydra_cfg.runtime.choices, cfg, overrides)
+    if extra:
+        cfg, hydra_cfg = _hydra_compose([*overrides, *extra])
+    check_sizes(hydra_cfg.runtime.choices, cfg, overrides)
+    check_preset_on_data(hydra_cfg, cfg)
+    return cfg
+
+
+def _hydra_compose(overrides: list[str]) -> tuple[DictConfig, DictConfig]:
+    """Hydra's composition of ``overrides``: (the config without its ``hydra`` node, that node).
+
+    Raises:
+        ConfigError: a malformed override or an unknown config group option.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -302,13 +316,22 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise hydra_error(e) from None
     with open_dict(cfg):
-        choices = cfg.pop("hydra").runtime.choices
-    check_sizes(choices, cfg, overrides)
-    return cfg
+        return cfg, cfg.pop("hydra")
+
+
+def detector_overrides(overrides: list[str]) -> list[str]:
+    """The overrides a Hydra multirun must add to compose the same detector as :func:`compose_config`
+    (``ghmbench sweep`` passes them to its jobs): ``[model=fitted]`` or ``[]``.
+
+    Raises:
+        ConfigError: the overrides do not compose.
+    """
+    cfg, hydra_cfg = _hydra_compose(list(overrides))
+    return fitted_detector_override(hydra_cfg.runtime.choices, cfg, overrides)
 
 
 def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:

@@ -59,6 +59,13 @@ class VocCfg(FileDatasetCfg):
 
 
 @dataclass
+class BccdCfg(FileDatasetCfg):
+    """The embedded BCCD photos (:mod:`ghmbench.data.bccd`); ``root`` null reads the embedded copy."""
+
+    name: str
+
+
+@dataclass
 class YoloCfg(FileDatasetCfg):
     """An ultralytics-style YOLO dataset: ``root`` is its data.yaml (or the folder holding it)."""
 
@@ -74,7 +81,7 @@ class ModelCfg:
     levels: list[int]
     fpn_channels: int
     head_convs: int
-    anchor_sizes: list[float]
+    anchor_sizes: Any  # one positive size per level, or auto (fitted to the training boxes)
     anchor_scales: list[float]
     aspect_ratios: list[float]
     prior_prob: float
@@ -180,7 +187,7 @@ class PathsCfg:
 
 
 SECTIONS: dict[str, dict[str, type]] = {
-    "dataset": {"digits": DigitsCfg, "coco": CocoCfg, "voc": VocCfg, "yolo": YoloCfg},
+    "dataset": {"digits": DigitsCfg, "bccd": BccdCfg, "coco": CocoCfg, "voc": VocCfg, "yolo": YoloCfg},
     "model": {"": ModelCfg},
     "loss": LOSS_SCHEMAS["loss"],
     "regression": LOSS_SCHEMAS["regression"],
@@ -258,6 +265,8 @@ RANGES: list[Check] = [
     ("dataset.max_images", lambda v: v is None or v >= 1, "null (all) or an integer >= 1"),
     ("dataset.cache_images", lambda v: str(v).lower() in ("auto", "true", "false"), "auto, true or false"),
     ("dataset.num_workers", lambda v: v is None or v >= 0, "null (auto) or an integer >= 0"),
+    ("dataset.hflip", in_unit_interval, "a probability in [0, 1] (0 = no flip)"),
+    ("dataset.scale_jitter", lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[low, high], 0 < low <= high ([1, 1]: off)"),
     (
         "dataset.train_sets",
         lambda v: len(v) >= 1 and all(_voc_set(x) for x in v),
@@ -282,7 +291,7 @@ RANGES: list[Check] = [
     ),
     ("model.fpn_channels", lambda v: v >= 8, "an integer >= 8"),
     ("model.head_convs", is_non_negative, "an integer >= 0"),
-    ("model.anchor_sizes", lambda v: all(x > 0 for x in v), "positive numbers, one per level"),
+    ("model.anchor_sizes", lambda v: v == "auto" or all(x > 0 for x in v), "positive numbers, one per level, or auto"),
     ("model.anchor_scales", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
     ("model.aspect_ratios", lambda v: len(v) >= 1 and all(x > 0 for x in v), "a non-empty list of positive numbers"),
     ("model.prior_prob", lambda v: 0 < v < 1, "a number in (0, 1)"),
@@ -341,7 +350,7 @@ def cross_checks(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.bg_iou={model.bg_iou} must be <= model.fg_iou={model.fg_iou} (IoU thresholds ordered)"
         )
-    if len(model.anchor_sizes) != len(model.levels):
+    if model.anchor_sizes != "auto" and len(model.anchor_sizes) != len(model.levels):
         raise ConfigError(
             f"model.anchor_sizes has {len(model.anchor_sizes)} entries; allowed: one per entry of model.levels "
             f"({len(model.levels)})"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ghmbench.data.bccd import load_bccd_detection
 from ghmbench.data.digits import DigitsParams, load_digits_detection
 from ghmbench.data.formats.coco import load_coco_detection
 from ghmbench.data.formats.voc import load_voc_detection
@@ -23,10 +24,12 @@ def build_datasets(cfg: DictConfig) -> Splits:
     cache = Path(cfg.paths.cache_dir).expanduser() if cfg.paths.cache_dir else None
     if name == "digits":
         return load_digits_detection(DigitsParams(**dataset), cache)
+    if name == "bccd":
+        return load_bccd_detection(dataset, cache)
     if name == "coco":
         return load_coco_detection(dataset, cache)
     if name == "voc":
         return load_voc_detection(dataset, cache)
     if name == "yolo":
         return load_yolo_detection(dataset, cache)
-    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, coco, voc, yolo")
+    raise ConfigError(f"dataset.name={name!r} is not allowed; allowed: digits, bccd, coco, voc, yolo")

@@ -28,7 +28,8 @@ class DetectionSplit:
         scales: [N, 2] float64 (scale_x, scale_y) from original to input pixels; None = 1.
         orig_sizes: per image (height, width) of the original file; None = the input size.
         ground_truth: the original COCO annotations to evaluate against; None = built from boxes.
-        dropped: invalid items dropped while loading (``dataset.on_invalid=skip``), by reason.
+        dropped: items dropped while loading, by reason: invalid ones (``dataset.on_invalid=skip``) and a
+            dataset's known defects (``dataset=bccd``: point boxes dropped, near-duplicate boxes merged).
         noisy_boxes: per image, [K, 4] float32 xyxy boxes of the objects whose label is known to be
             wrong (generated label noise: left unannotated, or annotated with another class); None =
             no known noise. The training loop measures how much gradient their anchors get.

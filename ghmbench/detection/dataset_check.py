@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ghmbench.data.builder import build_datasets
 from ghmbench.detection import anchor_fit
+from ghmbench.detection.autoanchor import describe_anchors, fitted_model_config
 from ghmbench.detection.model import build_model
 
 
@@ -22,6 +23,7 @@ class DatasetCheck:
     overview: dict[str, list[str]]  # images, images without objects, box sizes, anchor imbalance, drops
     per_class: dict[str, list[str]]  # objects per class
     warning: str | None  # the anchors do not fit the objects (as at the start of a run)
+    anchors: str  # the detector's levels and anchor sizes (fitted, for model.anchor_sizes=auto)
 
 
 def check_dataset(cfg: DictConfig) -> DatasetCheck:
@@ -32,8 +34,9 @@ def check_dataset(cfg: DictConfig) -> DatasetCheck:
     """
     train_split, val_split, test_split = build_datasets(cfg)
     channels = train_split.images.shape[1]
+    model_cfg, fitted = fitted_model_config(cfg.model, train_split.boxes)
     anchors = anchor_fit.detector_anchors(
-        build_model(cfg.model, train_split.num_classes, channels), channels, cfg.dataset.image_size
+        build_model(model_cfg, train_split.num_classes, channels), channels, cfg.dataset.image_size
     )
     splits = [(n, s) for n, s in (("train", train_split), ("val", val_split), ("test", test_split)) if s is not None]
     rows: dict[str, list[str]] = {"images": [str(len(s)) for _, s in splits]}
@@ -43,7 +46,7 @@ def check_dataset(cfg: DictConfig) -> DatasetCheck:
             rows.setdefault(key, []).append(str(value))
         for key, value in anchor_fit.anchor_imbalance(split, anchors, split.num_classes, cfg.model).items():
             rows.setdefault(key, []).append(str(value))
-    rows["dropped (on_invalid=skip)"] = [
+    rows["dropped (on_invalid=skip; bccd: its known defects)"] = [
         ", ".join(f"{k} {n}" for k, n in s.dropped.items()) or "none" for _, s in splits
     ]
     counts = [anchor_fit.class_counts(s) for _, s in splits]
@@ -53,5 +56,6 @@ def check_dataset(cfg: DictConfig) -> DatasetCheck:
         splits=[n for n, _ in splits],
         overview=rows,
         per_class=per_class,
-        warning=anchor_fit.anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size),
+        warning=anchor_fit.anchor_fit_warning(train_split, anchors, model_cfg, cfg.dataset.image_size),
+        anchors=describe_anchors(model_cfg, fitted, cfg.dataset.image_size),
     )

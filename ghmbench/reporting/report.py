@@ -18,7 +18,14 @@ from ghmbench.reporting.convergence import CONVERGENCE_NOTE
 from ghmbench.reporting.gradient_figures import gradient_norm_distribution, reweighted_gradient
 from ghmbench.reporting.iou_aware import iou_aware_table
 from ghmbench.reporting.noise_table import noise_table
-from ghmbench.reporting.run_table import ReportError, load_runs, reported_split, selections, varying_columns
+from ghmbench.reporting.run_table import (
+    ReportError,
+    fixed_data_note,
+    load_runs,
+    reported_split,
+    selections,
+    varying_columns,
+)
 from ghmbench.reporting.settings import GRIDS, best_per_row_table, grid_cells, grid_table, seeds_table, tuning_table
 from ghmbench.reporting.shapes import shapes_table
 from ghmbench.reporting.tables import (
@@ -72,6 +79,8 @@ def comparison_tables(
             "standard errors)" + (f" (B = {n_boot})." if n_boot else " (off)."),
             split_note(df),
         ]
+        if fixed_data_note(df):
+            notes.append(fixed_data_note(df))
         if sels:
             notes.insert(
                 0,

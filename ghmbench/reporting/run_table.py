@@ -204,6 +204,19 @@ def sort_rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys, key=order_key, na_position="last", kind="stable").reset_index(drop=True)
 
 
+def fixed_data_note(df: pd.DataFrame) -> str | None:
+    """What intervals over seeds cover when the runs' data is read from disk (fixed splits); None for
+    the generated digits, whose reports say it where the draw follows the seed (protocol.seed_draws)."""
+    names = sorted(set(df["dataset.name"].astype(str))) if "dataset.name" in df else []
+    if not names or names == ["digits"]:
+        return None
+    return (
+        f"Seeds on fixed data (dataset={', '.join(names)}): every seed trained on the same images, so intervals over "
+        "seeds cover the training's randomness (initialisation, data order, augmentation), not the choice of images; "
+        "protocol.seed_draws has no data draw to follow there."
+    )
+
+
 def varying_columns(df: pd.DataFrame) -> list[str]:
     """Config columns whose value differs between runs (seed excluded, and the data draw where it follows the seed)."""
     cfg_cols = [c for c in df.columns if "." in c]

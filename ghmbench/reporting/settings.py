@@ -20,6 +20,7 @@ from ghmbench.reporting.cells import fmt_interval
 from ghmbench.reporting.comparison import Bootstrap, difference_text
 from ghmbench.reporting.convergence import convergence_note, still_rising
 from ghmbench.reporting.intervals import Interval, paired_difference, t_interval
+from ghmbench.reporting.run_table import fixed_data_note
 from ghmbench.reporting.tables import Table, best_mask
 from ghmbench.store.fields import COMPLETED
 
@@ -253,7 +254,8 @@ def seeds_table(df: pd.DataFrame, grid: Grid, metric: str) -> Table | None:
         return None
     title = f"{grid.label}: cells with several seeds against the papers' default, paired by seed, by schedule"
     notes = [
-        "Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s "
+        fixed_data_note(df)
+        or "Intervals: Student t over seeds. Where the runs drew their data per seed (protocol.seed_draws), seed s "
         "trained and was tested on its own draw s of the data, so these intervals cover the data draw as well as the "
         "training's randomness."
     ]

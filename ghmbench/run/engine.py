@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from ghmbench import distributed
+from ghmbench.data.augment import image_seed
 from ghmbench.data.splits import DetectionSplit, iterate_batches
 from ghmbench.detection import noisy_weight
 from ghmbench.detection.criterion import anchor_stats
@@ -170,6 +171,9 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
     for images, boxes, labels, idx in iterate_batches(
         setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, skip=acc.batches, **shard
     ):
+        if setup.augment is not None:
+            seeds = [image_seed(setup.cfg.seed, state.epoch, i) for i in idx]
+            images, boxes, labels = setup.augment(images, boxes, labels, seeds)
         for group in optimizer.param_groups:
             group["lr"] = train_cfg.lr * lr_factor(state.step, setup.steps_per_epoch, train_cfg)
         out = amp_forward(setup.net, _to_device(images, setup.device, train_cfg), train_cfg.amp)

@@ -62,6 +62,11 @@ def write_record(
     }
     record["g_hist"] = state.g_hist  # gradient norms of valid entries over the last epoch, on [0, 1]
     record["anchors"] = state.anchors  # anchors per image the matcher gave in the first epoch
+    record["detector_anchors"] = {  # what the detector had: model.anchor_sizes=auto fits them to the training boxes
+        "levels": list(setup.model_cfg.levels),
+        "anchor_sizes": list(setup.model_cfg.anchor_sizes),
+        "fitted": setup.anchors_fitted,
+    }
     record["curve"] = state.curve  # validation AP during training (train.eval_every)
     if state.noisy_sums is not None:  # known label noise: the gradient weight on its anchors over training
         record["noisy_weight"] = noisy_weight.summary(state.noisy_sums)

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ghmbench import distributed
+from ghmbench.data.augment import PhotoAugment, from_dataset_config
 from ghmbench.data.builder import build_datasets
 from ghmbench.data.splits import DetectionSplit
 from ghmbench.detection.anchor_fit import anchor_fit_warning, detector_anchors
+from ghmbench.detection.autoanchor import describe_anchors, fitted_model_config
 from ghmbench.detection.criterion import DetectionCriterion
 from ghmbench.detection.model import RetinaDetector, build_model
 from ghmbench.errors import ConfigError
@@ -77,6 +79,9 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
     logger: NullLogger
     steps_per_epoch: int
+    model_cfg: DictConfig  # cfg.model with the anchor sizes the detector has (fitted, for model.anchor_sizes=auto)
+    anchors_fitted: bool
+    augment: PhotoAugment | None = None  # training augmentation of a file dataset (None: the digits, or off)
 
 
 def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
@@ -91,9 +96,10 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, train_split.num_classes, train_split.images.shape[1]).to(device)
+    model_cfg, fitted = fitted_model_config(cfg.model, train_split.boxes)
+    model = build_model(model_cfg, train_split.num_classes, train_split.images.shape[1]).to(device)
     if distributed.is_main():
-        _warn_about_anchor_fit(cfg, train_split, model)
+        _announce_anchors(cfg, train_split, model, model_cfg, fitted)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = DetectionCriterion.from_config(cfg).to(device)
@@ -115,6 +121,9 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
         optimizer,
         logger,
         steps_per_epoch,
+        model_cfg,
+        fitted,
+        from_dataset_config(OmegaConf.to_container(cfg.dataset, resolve=True)),
     )
     log.info(
         "run %s on %s: %d train / %d val / %s test images, %d steps per epoch",
@@ -127,14 +136,25 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     )
     for split_name, split in (("train", train_split), ("val", val_split), ("test", test_split)):
         if split is not None and split.dropped:
-            log.warning("%s split: dropped invalid items (dataset.on_invalid=skip): %s", split_name, split.dropped)
+            log.warning(
+                "%s split: dropped items (dataset.on_invalid=skip, or a dataset's known defects): %s",
+                split_name,
+                split.dropped,
+            )
     return setup, state
 
 
-def _warn_about_anchor_fit(cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector) -> None:
-    """One line at the start of the run when the anchors of its detector do not fit the objects."""
+def _announce_anchors(
+    cfg: DictConfig, train_split: DetectionSplit, model: RetinaDetector, model_cfg: DictConfig, fitted: bool
+) -> None:
+    """At the start of the run: the detector's anchors (``model_cfg``: its sizes fitted, if ``auto``;
+    printed then, as no config shows them), and one warning line when they do not fit the objects."""
+    line = describe_anchors(model_cfg, fitted, cfg.dataset.image_size)
+    log.info("%s", line)
+    if fitted:
+        print(line, flush=True)
     anchors = detector_anchors(model, train_split.images.shape[1], cfg.dataset.image_size)
-    warning = anchor_fit_warning(train_split, anchors, cfg.model, cfg.dataset.image_size)
+    warning = anchor_fit_warning(train_split, anchors, model_cfg, cfg.dataset.image_size)
     if warning:
         log.warning("%s", warning)
         print(f"warning: {warning}", file=sys.stderr, flush=True)

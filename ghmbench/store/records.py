@@ -55,10 +55,16 @@ OMITTED_AT_DEFAULT = {
 """Keys added after run keys were first recorded: at their default they are left out of the key,
 so that existing run folders keep their keys."""
 
+NO_AUGMENTATION = {"hflip": 0.0, "scale_jitter": [1.0, 1.0]}
 OMITTED_AT_DEFAULT_BY_DATASET = {
-    "voc": {"classes": None, "val_fraction": 0.2, "test_fraction": 0.0, "split_seed": 0},
+    "voc": {"classes": None, "val_fraction": 0.2, "test_fraction": 0.0, "split_seed": 0, **NO_AUGMENTATION},
+    "coco": NO_AUGMENTATION,
+    "yolo": NO_AUGMENTATION,
 }
-"""Per dataset name, in place of OMITTED_AT_DEFAULT["dataset"] for the same keys."""
+"""Per dataset name, in place of OMITTED_AT_DEFAULT["dataset"] for the same keys. The training
+augmentation of the file datasets (added after their first runs) is left out when it is off, the way
+those runs trained, so they keep their keys; on (the default since) it is in the key. The digits have
+no augmentation keys at all: their keys are unchanged."""
 
 # A loss's ``_target_`` (added after run keys were first recorded) is in the key only when it is not
 # the built-in class of the loss's name, i.e. for a loss of the user's own (``loss=custom``).
