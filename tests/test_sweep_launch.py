@@ -98,7 +98,7 @@ def test_parallel_launchers(tiny, tmp_path, launcher):
             ["experiment=loss_comparison"],
             [
                 [f"loss={loss}", f"regression={reg}", f"seed={seed}", "experiment=loss_comparison"]
-                for loss in ("ce", "focal", "ghm")
+                for loss in ("ce", "focal", "ghm", "qfl", "vfl")
                 for reg in ("smooth_l1", "ghm")
                 for seed in (0, 1, 2)
             ],

@@ -13,7 +13,7 @@ HELP = """Turn run records into tables and figures.
 
 Reads every `<run>/metrics.json` under the given runs folders (default: `runs`) and writes to
 `--out` (default: `<first folder>/report`): runs.csv and runs.parquet (every run), summary /
-headline / differences / candidates / imbalance / loss_comparison / ce_alpha / focal_gamma_alpha /
+headline / differences / iou_aware / candidates / imbalance / loss_comparison / ce_alpha / focal_gamma_alpha /
 ghm_bins_momentum / focal_settings and ghm_settings (with _best, _tuning, _seeds) / label_noise /
 shapes tables as .md, .tex and .csv (whichever the runs allow), PNG figures, and report.md.
 Diverged and failed runs are counted and shown; the best value per column is in bold.

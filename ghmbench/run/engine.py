@@ -171,9 +171,7 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
     for images, boxes, labels, idx in iterate_batches(
         setup.train_split, train_cfg.batch_size, shuffle=True, generator=gen, skip=acc.batches, **shard
     ):
-        if setup.augment is not None:
-            seeds = [image_seed(setup.cfg.seed, state.epoch, i) for i in idx]
-            images, boxes, labels = setup.augment(images, boxes, labels, seeds)
+        images, boxes, labels = _augmented(setup, state, images, boxes, labels, idx)
         for group in optimizer.param_groups:
             group["lr"] = train_cfg.lr * lr_factor(state.step, setup.steps_per_epoch, train_cfg)
         out = amp_forward(setup.net, _to_device(images, setup.device, train_cfg), train_cfg.amp)
@@ -212,6 +210,15 @@ def train_one_epoch(setup: TrainingSetup, state: TrainState, on_step: Callable[[
             raise RunStopped(stop.requested() or signal.SIGTERM, state.step)
     _close_epoch(setup, state, acc)
     return None
+
+
+def _augmented(setup: TrainingSetup, state: TrainState, images, boxes, labels, idx) -> tuple:
+    """The batch after the training augmentation (photos), each image seeded by (run seed, epoch, image index)
+    so that batches repeat across resumes, batch sizes and processes; unchanged without augmentation."""
+    if setup.augment is None:
+        return images, boxes, labels
+    seeds = [image_seed(setup.cfg.seed, state.epoch, i) for i in idx]
+    return setup.augment(images, boxes, labels, seeds)
 
 
 def _close_epoch(setup: TrainingSetup, state: TrainState, acc: _EpochSums) -> None:
