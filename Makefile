@@ -31,8 +31,8 @@ test: $(STAMP)
 
 # The main job: the fair loss comparison (tune every loss alike, select on validation, report test
 # AP with intervals; docs/protocol.md) at 36 epochs with validation every 9, where every
-# configuration has converged, then its report: the verdict the README leads with. 25-60 min on 2
-# cores (results/loss_comparison_36).
+# configuration has converged, then its report: the verdict the README leads with. CE, Focal and
+# GHM-C took 24 min on 2 cores (results/loss_comparison_36); with QFL and VFL, about 40 (estimated).
 # bench-quick: the same protocol at 12 epochs (8-25 min on 2 cores), to check a setup end to end;
 # its configurations are still learning (flagged *not converged*) and its report says it is not a
 # verdict (report --note).
