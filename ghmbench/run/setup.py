@@ -92,6 +92,8 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
     if threads > 0:
         torch.set_num_threads(threads)
     device = distributed.local_device(resolve_device(cfg.device))
+    if distributed.is_main():
+        _warn_emulated_bf16(train_cfg.amp, device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     with distributed.main_first():  # rank 0 fills the dataset cache, the others read it
         train_split, val_split, test_split = build_datasets(cfg)
@@ -142,6 +144,28 @@ def set_up(cfg: DictConfig, folder: Path) -> tuple[TrainingSetup, TrainState]:
                 split.dropped,
             )
     return setup, state
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: any CUDA device ghmbench supports, a CPU with
+    AVX512-BF16 or AMX; elsewhere oneDNN emulates it, slower than float32. A torch without these
+    (private) probes is taken at its word: no warning."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if device.type != "cpu" or None in probes:
+        return True
+    return any(probe() for probe in probes)
+
+
+def _warn_emulated_bf16(amp: str, device: torch.device) -> None:
+    """One warning line at run start where ``train.amp=bf16`` would be emulated: the run's numbers are
+    the same kind as with native bf16, but it is likely slower than ``train.amp=none``."""
+    if amp == "bf16" and not native_bf16(device):
+        warning = (
+            "train.amp=bf16 on a CPU without native bfloat16 (no AVX512-BF16 or AMX): emulated, likely slower "
+            "than train.amp=none"
+        )
+        log.warning("%s", warning)
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _announce_anchors(
