@@ -152,6 +152,8 @@ EXPERIMENTS = {
     "loss_comparison": (160, [3, 4, 5], [16, 32, 64], 12),
     "smoke": (64, [2, 3, 4], [12, 24, 48], 4),
 }
+# the presets made for photos: (dataset, dataset.image_size, model.levels, model.anchor_sizes, train.epochs)
+PHOTO_EXPERIMENTS = {"bccd": ("bccd", 256, [3, 4, 5], "auto", 24)}
 GPU_SCALE = {
     "model.backbone": "resnet18",
     "model.fpn_channels": 128,
@@ -173,7 +175,9 @@ def test_every_experiment_composes_what_each_budget_and_scale_says(experiment):
     """Each preset at CPU scale is its own regime; scale=gpu is that regime (dataset geometry,
     levels, anchors: the imbalance) with resnet18, more images and 36 epochs, and nothing else
     changed; a budget beside a preset, or scale=gpu beside the smoke check, is refused in one line."""
-    assert sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml")) == sorted(EXPERIMENTS)
+    assert sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml")) == sorted(
+        [*EXPERIMENTS, *PHOTO_EXPERIMENTS]
+    )
     size, levels, anchors, epochs = EXPERIMENTS[experiment]
     cpu = _validate(f"experiment={experiment}")
     assert (
@@ -204,6 +208,23 @@ def test_every_experiment_composes_what_each_budget_and_scale_says(experiment):
                 ),
             ):
                 _validate(f"experiment={experiment}", f"budget={budget}", f"scale={scale}")
+
+
+@pytest.mark.parametrize("experiment", sorted(PHOTO_EXPERIMENTS))
+def test_a_photo_preset_composes_its_data_and_the_fitted_detector_at_cpu_scale_only(experiment):
+    name, size, levels, anchors, epochs = PHOTO_EXPERIMENTS[experiment]
+    cfg = _validate(f"experiment={experiment}")
+    assert (cfg.dataset.name, cfg.dataset.image_size, list(cfg.model.levels), cfg.model.anchor_sizes) == (
+        name,
+        size,
+        levels,
+        anchors,
+    )
+    assert (cfg.train.epochs, cfg.model.backbone) == (epochs, "resnet18")
+    with pytest.raises(ConfigError, match=rf"^scale=gpu with dataset={name}: it sizes the embedded digits data"):
+        _validate(f"experiment={experiment}", "scale=gpu")
+    with pytest.raises(ConfigError, match=rf"allowed: experiment={experiment} alone \(CPU scale\)$"):
+        _validate(f"experiment={experiment}", "budget=quick")
 
 
 def test_budgets_size_the_default_run_and_scale_needs_a_preset():

@@ -349,10 +349,10 @@ def check_sizes(choices: DictConfig, cfg: DictConfig, overrides: list[str] | tup
     budget, experiment, scale, dataset = (choices.get(k) for k in ("budget", "experiment", "scale", "dataset"))
     budget_given = any(override_key(o) == "budget" for o in overrides)
     if budget not in (None, "none") and experiment is not None and budget_given:
+        gpu = " or with scale=gpu (GPU scale)" if cfg.dataset.get("name") == "digits" else ""
         raise ConfigError(
             f"budget={budget} with experiment={experiment}: a budget sizes the default run, a preset brings its own "
-            "size and regime; "
-            f"allowed: experiment={experiment} alone (CPU scale) or with scale=gpu (GPU scale)"
+            f"size and regime; allowed: experiment={experiment} alone (CPU scale){gpu}"
         )
     if budget not in (None, "none") and dataset != "digits":
         raise ConfigError(
