@@ -31,34 +31,8 @@ DIAGNOSIS_NOTE="Single runs, one change each, to find what makes GHM-C converge:
 
 schedule() { echo "train.epochs=$1 train.eval_every=$(($1 / 4))"; }  # validation at 25/50/75/100%
 
-# "<loss> <override> ..." per classification loss: the setting its comparison selected on validation
-selected() {
-  "$BIN/python" - "$1" <<'PY'
-import pathlib, sys
-from ghmbench.reporting.run_table import read_records
-from ghmbench.sweep.selection import select_settings
-records = [record for _, record in read_records([pathlib.Path(sys.argv[1])])]
-for loss, sel in select_settings(records).items():
-    print(loss, *sel.overrides())
-PY
-}
-
-# reuse DEST SOURCE_RUNS OVERRIDE...: copy each SOURCE_RUNS folder holding the run that OVERRIDE...
-# would train (same run key) into DEST, where `ghmbench train` and `sweep` then skip it
-reuse() {
-  "$BIN/python" - "$@" <<'PY'
-import shutil, sys, pathlib
-from ghmbench import load_config
-from ghmbench.store.records import run_dir
-dest, sources, overrides = pathlib.Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3:]
-target = run_dir(load_config([*overrides, f"paths.runs_dir={dest}"]))
-for source in sources:
-    found = pathlib.Path(source) / target.name
-    if (found / "metrics.json").exists() and not target.exists():
-        shutil.copytree(found, target)
-        print(f"reused {found}")
-PY
-}
+# shellcheck source=scripts/runs_lib.sh
+source scripts/runs_lib.sh  # selected, reuse (the working directory is the repository root)
 
 comparison() {  # comparison PART EPOCHS
   local args=(experiment=loss_comparison $(schedule "$2"))
