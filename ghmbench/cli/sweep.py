@@ -28,6 +28,9 @@ Grids are written as in Hydra; presets (`experiment=...`) bring their own grid:
   `protocol.tune_with` fixed, then the sweep's own grid at each loss's setting with the best
   validation `protocol.select_metric`; runs shared by both stages are trained once)
 
+* `ghmbench sweep experiment=bccd` (the same protocol on the embedded BCCD photos, with the detector fitted to
+  them; `dataset=voc dataset.root=DIR` runs it on your own)
+
 * `ghmbench sweep experiment=focal_grid` · `experiment=ghm_ablation` · `experiment=smoke loss=ce,focal,ghm`
 
 * `ghmbench sweep --config-dir my_conf experiment=smoke loss=focal,my_loss` (your loss beside Focal: its
